@@ -1,0 +1,84 @@
+"""kie_async: an asyncio SDK for kie.ai's Midjourney video extension API.
+
+Example::
+
+    from kie_async import KieClient
+
+    async with KieClient() as kie:
+        handle = await kie.extend_video("ee603959", index=0, prompt="Into a nebula")
+        record = await handle
+        print(record.status, record.result_urls)
+"""
+
+from ._bulk import ExtendOutcome, OutcomeKind, Progress
+from ._client import KieClient
+from ._errors import (
+    APIError,
+    AuthenticationError,
+    BadRequestError,
+    ClientClosedError,
+    ConfigurationError,
+    FeatureDisabledError,
+    GenerationFailedError,
+    InsufficientCreditsError,
+    KieError,
+    NotFoundError,
+    RateLimitError,
+    ServerError,
+    ServiceUnavailableError,
+    SubmissionUncertainError,
+    TaskError,
+    TaskFailedError,
+    TaskNotFoundError,
+    TaskTimeoutError,
+    TransportError,
+    UnexpectedResponseError,
+    UnprocessableError,
+    ValidationError,
+)
+from ._handle import TaskHandle
+from ._logging import configure_from_env as _configure_logging
+from ._models import ExtendMode, ExtendRequest, TaskRecord, TaskStatus
+from ._polling import PollPolicy, RetryPolicy
+from ._ratelimit import RateLimit
+from ._version import __version__
+
+__all__ = [
+    "APIError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ClientClosedError",
+    "ConfigurationError",
+    "ExtendMode",
+    "ExtendOutcome",
+    "ExtendRequest",
+    "FeatureDisabledError",
+    "GenerationFailedError",
+    "InsufficientCreditsError",
+    "KieClient",
+    "KieError",
+    "NotFoundError",
+    "OutcomeKind",
+    "PollPolicy",
+    "Progress",
+    "RateLimit",
+    "RateLimitError",
+    "RetryPolicy",
+    "ServerError",
+    "ServiceUnavailableError",
+    "SubmissionUncertainError",
+    "TaskError",
+    "TaskFailedError",
+    "TaskHandle",
+    "TaskNotFoundError",
+    "TaskRecord",
+    "TaskStatus",
+    "TaskTimeoutError",
+    "TransportError",
+    "UnexpectedResponseError",
+    "UnprocessableError",
+    "ValidationError",
+    "__version__",
+]
+
+_configure_logging()

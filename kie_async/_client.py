@@ -1,0 +1,520 @@
+"""KieClient: owns (or borrows) the aiohttp session and glues the pure protocol to I/O.
+
+Foreign exceptions are translated in exactly one place, :meth:`KieClient._exchange`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import os
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from . import _protocol as proto
+from ._errors import (
+    ClientClosedError,
+    ConfigurationError,
+    KieError,
+    SubmissionUncertainError,
+    TransportError,
+)
+from ._handle import TaskHandle
+from ._models import ExtendMode, ExtendRequest, TaskRecord, check_task_id
+from ._polling import (
+    CreateFailure,
+    PollPolicy,
+    RetryPolicy,
+    create_failure,
+    poll_is_transient,
+)
+from ._ratelimit import Limiter, RateLimit
+from ._retry import Schedule, retry_call
+from ._wire import parse_record, request_body
+
+if TYPE_CHECKING:
+    from ._bulk import ExtendOutcome, Progress
+
+__all__ = ["KieClient"]
+
+log = logging.getLogger("kie_async")
+
+_DEFAULT_RATE_LIMIT = RateLimit()
+
+
+class _Unset:
+    def __repr__(self) -> str:
+        return "<default>"
+
+
+_UNSET: Any = _Unset()
+
+
+class _Secret:
+    """A string that never shows itself in a repr, str or traceback."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "'***'"
+
+    __str__ = __repr__
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_base_url(base_url: str, allow_insecure_http: bool) -> str:
+    try:
+        parts = urlsplit(base_url)
+        host = parts.hostname
+    except ValueError as exc:
+        raise ConfigurationError("base_url", f"{base_url!r} is not a valid URL ({exc})") from None
+    if parts.scheme not in ("http", "https") or not host:
+        raise ConfigurationError("base_url", f"{base_url!r} must be an http(s) URL with a host")
+    if parts.query or parts.fragment:
+        raise ConfigurationError("base_url", "must not carry a query or fragment")
+    if parts.scheme == "http" and not _is_loopback(host) and not allow_insecure_http:
+        raise ConfigurationError(
+            "base_url",
+            f"{base_url!r} would send your API key in clear text; use https, a loopback "
+            "address, or pass allow_insecure_http=True if you really mean it",
+        )
+    return base_url.rstrip("/")
+
+
+def _resolve_key(api_key: str | None) -> _Secret:
+    key = api_key if api_key is not None else os.environ.get("KIE_API_KEY")
+    if key is None or not key.strip():
+        raise ConfigurationError(
+            "api_key", "no API key: pass KieClient(api_key=...) or set KIE_API_KEY"
+        )
+    if not isinstance(key, str):
+        raise ConfigurationError("api_key", f"must be a string, not {type(key).__name__}")
+    key = key.strip()
+    if any(c.isspace() or ord(c) < 32 for c in key):
+        raise ConfigurationError("api_key", "contains whitespace or control characters")
+    return _Secret(key)
+
+
+def _positive(name: str, value: float | None, *, optional: bool = False) -> float | None:
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ConfigurationError(name, f"must be a number > 0, got {value!r}")
+    return float(value)
+
+
+class KieClient:
+    """An async client for kie.ai's Midjourney video extension API.
+
+    Use it as an async context manager (or call :meth:`aclose`). It creates its own
+    ``aiohttp.ClientSession`` on first use, or borrows ``session`` (and then never closes it).
+
+    Args:
+        api_key: your kie.ai API key; defaults to the ``KIE_API_KEY`` environment variable.
+        base_url: the API root; defaults to ``KIE_BASE_URL`` or ``https://api.kie.ai``. Plain
+            ``http://`` is refused unless it points to loopback or ``allow_insecure_http`` is set.
+        session: an ``aiohttp.ClientSession`` to borrow instead of creating one.
+        poll: the default :class:`PollPolicy` for :meth:`TaskHandle.wait`.
+        retry: the :class:`RetryPolicy` for single requests.
+        max_retries: shorthand to override ``retry.max_retries`` (``0`` disables retries).
+        rate_limit: the client-side limit on creates, shared by every submission of this client
+            (default kie's 20 per 10 s); ``None`` switches it off.
+        timeout: seconds to wait for each read of an answer, so a stalled server cannot hang a call.
+        connect_timeout: seconds to establish a connection.
+        max_connections: the size of the connection pool; requests beyond it wait their turn
+            without counting against their timeouts.
+        allow_insecure_http: allow a plain ``http://`` base URL that is not loopback.
+        user_agent: the ``User-Agent`` header (default ``kie-async/<version>``).
+
+    Raises:
+        ConfigurationError: no API key, or an invalid setting.
+
+    Example::
+
+        async with KieClient() as kie:
+            handle = await kie.extend_video("ee603959", index=0, prompt="Into a nebula")
+            record = await handle
+            print(record.result_urls)
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        *,
+        base_url: str | None = None,
+        session: aiohttp.ClientSession | None = None,
+        poll: PollPolicy | None = None,
+        retry: RetryPolicy | None = None,
+        max_retries: int | None = None,
+        rate_limit: RateLimit | None = _UNSET,
+        timeout: float = 60.0,
+        connect_timeout: float = 15.0,
+        max_connections: int = 100,
+        allow_insecure_http: bool = False,
+        user_agent: str | None = None,
+    ) -> None:
+        self._api_key = _resolve_key(api_key)
+        url = base_url or os.environ.get("KIE_BASE_URL") or proto.DEFAULT_BASE_URL
+        self._base_url = _check_base_url(url, allow_insecure_http)
+        if poll is not None and not isinstance(poll, PollPolicy):
+            raise ConfigurationError("poll", "must be a PollPolicy")
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise ConfigurationError("retry", "must be a RetryPolicy")
+        self.poll_policy: PollPolicy = poll or PollPolicy()
+        policy = retry or RetryPolicy()
+        if max_retries is not None:
+            policy = RetryPolicy(
+                max_retries=max_retries,
+                initial_delay=policy.initial_delay,
+                factor=policy.factor,
+                max_delay=policy.max_delay,
+                jitter=policy.jitter,
+                max_retry_after=policy.max_retry_after,
+            )
+        self.retry_policy: RetryPolicy = policy
+        if rate_limit is _UNSET:
+            rate_limit = _DEFAULT_RATE_LIMIT
+        if rate_limit is not None and not isinstance(rate_limit, RateLimit):
+            raise ConfigurationError("rate_limit", "must be a RateLimit or None")
+        self._limiter = Limiter(rate_limit)
+        self._read_timeout = _positive("timeout", timeout)
+        self._connect_timeout = _positive("connect_timeout", connect_timeout)
+        if (
+            isinstance(max_connections, bool)
+            or not isinstance(max_connections, int)
+            or (max_connections < 1)
+        ):
+            raise ConfigurationError("max_connections", "must be an int >= 1")
+        self._max_connections = max_connections
+        if session is not None and not isinstance(session, aiohttp.ClientSession):
+            raise ConfigurationError("session", "must be an aiohttp.ClientSession")
+        self._session = session
+        self._owns_session = session is None
+        self._closed = False
+        self._slots: asyncio.Semaphore | None = None
+        self._headers = proto.auth_headers(self._api_key.reveal(), user_agent or proto.USER_AGENT)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def __repr__(self) -> str:
+        return f"KieClient(base_url={self._base_url!r}, api_key='***')"
+
+    @property
+    def base_url(self) -> str:
+        """The API root this client talks to."""
+        return self._base_url
+
+    @property
+    def rate_limit(self) -> RateLimit | None:
+        """The client-side limit on creates, or ``None`` when switched off."""
+        return self._limiter.limit
+
+    @property
+    def max_connections(self) -> int:
+        """How many requests this client has in flight at most (the connection pool's size)."""
+        return self._max_connections
+
+    async def __aenter__(self) -> KieClient:
+        self._ensure_session()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the session if this client created it. Safe to call more than once."""
+        self._closed = True
+        session, self._session = self._session, None
+        if session is not None and self._owns_session and not session.closed:
+            await session.close()
+
+    def _ensure_session(self) -> aiohttp.ClientSession:
+        if self._closed:
+            raise ClientClosedError("this KieClient is closed; create a new one")
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self._max_connections)
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._max_connections),
+                timeout=self._timeouts(),
+            )
+        return self._session
+
+    def _timeouts(self) -> aiohttp.ClientTimeout:
+        # Waiting for a pooled connection is not bounded here: our own semaphore keeps requests
+        # out of aiohttp's pool queue, so only connecting and reading are timed.
+        return aiohttp.ClientTimeout(
+            total=None,
+            connect=None,
+            sock_connect=self._connect_timeout,
+            sock_read=self._read_timeout,
+        )
+
+    # -- one HTTP exchange: the only place aiohttp exceptions are seen -------------------------
+
+    async def _exchange(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Mapping[str, Any] | None = None,
+        params: Mapping[str, str] | None = None,
+    ) -> tuple[int, Mapping[str, str], bytes]:
+        session = self._ensure_session()
+        assert self._slots is not None
+        url = self._base_url + path
+        async with self._slots:
+            started = time.monotonic()
+            log.debug("-> %s %s %s Authorization: Bearer ***", method, path, dict(params or {}))
+            try:
+                async with session.request(
+                    method,
+                    url,
+                    json=json,
+                    params=params,
+                    headers=self._headers,
+                    timeout=self._timeouts(),
+                    raise_for_status=False,
+                    allow_redirects=False,
+                ) as response:
+                    body = await response.read()
+                    status, headers = response.status, response.headers
+            except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+                raise TransportError(
+                    message=f"could not connect: {exc}", endpoint=path, sent=False
+                ) from exc
+            except asyncio.TimeoutError as exc:
+                raise TransportError(
+                    message=f"no answer within {self._read_timeout:g}s", endpoint=path
+                ) from exc
+            except aiohttp.ClientError as exc:
+                raise TransportError(message=f"{type(exc).__name__}: {exc}", endpoint=path) from exc
+            except OSError as exc:
+                raise TransportError(message=f"{type(exc).__name__}: {exc}", endpoint=path) from exc
+        log.debug(
+            "<- %s %s HTTP %d, %d bytes in %.0f ms",
+            method,
+            path,
+            status,
+            len(body),
+            (time.monotonic() - started) * 1000,
+        )
+        return status, headers, body
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Mapping[str, Any] | None = None,
+        params: Mapping[str, str] | None = None,
+    ) -> Any:
+        """One request, deciphered: the envelope's ``data`` or a :class:`KieError`."""
+        status, headers, body = await self._exchange(method, path, json=json, params=params)
+        return proto.decipher(status, headers, body, endpoint=path)
+
+    def _retry_schedule(self) -> Schedule:
+        p = self.retry_policy
+        return Schedule(p.initial_delay, p.factor, p.max_delay, p.jitter, p.max_retry_after)
+
+    async def _read(self, method: str, path: str, **kwargs: Any) -> Any:
+        """A read-only call, retried on transient failures."""
+        return await retry_call(
+            lambda: self._call(method, path, **kwargs),
+            schedule=self._retry_schedule(),
+            max_retries=self.retry_policy.max_retries,
+            should_retry=poll_is_transient,
+            what=f"{method} {path}",
+        )
+
+    # -- tasks ---------------------------------------------------------------------------------
+
+    async def fetch_record(self, task_id: str) -> TaskRecord:
+        """One ``record-info`` call, without retries (the waiting loop retries by itself)."""
+        data = await self._call("GET", proto.RECORD_PATH, params={"taskId": task_id})
+        return parse_record(data, task_id=task_id, endpoint=proto.RECORD_PATH)
+
+    async def get_task(self, task_id: str) -> TaskRecord:
+        """Fetch a task's current :class:`TaskRecord` (transient failures are retried).
+
+        Raises:
+            ValidationError: ``task_id`` is empty or malformed.
+            TaskNotFoundError: kie.ai knows no such task.
+            APIError, TransportError, UnexpectedResponseError: the call failed.
+        """
+        check_task_id(task_id)
+        data = await self._read("GET", proto.RECORD_PATH, params={"taskId": task_id})
+        return parse_record(data, task_id=task_id, endpoint=proto.RECORD_PATH)
+
+    def task(self, task_id: str) -> TaskHandle:
+        """A :class:`TaskHandle` for a task submitted earlier, even by another process.
+
+        No request is made. Use it to re-attach after a restart::
+
+            record = await kie.task("a1b2c3").wait()
+
+        Raises:
+            ValidationError: ``task_id`` is empty or malformed.
+        """
+        check_task_id(task_id)
+        return TaskHandle(self, task_id)
+
+    async def submit(self, request: ExtendRequest) -> TaskHandle:
+        """Submit one :class:`ExtendRequest` and return the :class:`TaskHandle` of the new task.
+
+        The create is held to the client's rate limit. It is retried only when kie.ai certainly
+        created nothing (429, 455, or no connection); see the reliability docs.
+
+        Raises:
+            SubmissionUncertainError: the reply was lost after the request was sent: a task may
+                exist. It is never retried by the SDK.
+            APIError: kie.ai refused the request (e.g. :class:`InsufficientCreditsError`).
+            TransportError: no connection could be made, even after retries.
+        """
+        return await self._submit(request)
+
+    async def _submit(
+        self, request: ExtendRequest, before_send: Callable[[], None] | None = None
+    ) -> TaskHandle:
+        """:meth:`submit`, calling ``before_send()`` once, right before the first attempt goes
+        out (after the rate limiter let it through): bulk journals record intent there."""
+        if not isinstance(request, ExtendRequest):
+            raise TypeError(f"submit() takes an ExtendRequest, not {type(request).__name__}")
+        body = request_body(request)
+        announce = before_send
+
+        async def attempt() -> str:
+            nonlocal announce
+            async with self._limiter.slot():
+                if announce is not None:
+                    call = announce
+                    announce = None
+                    call()
+                data = await self._call("POST", proto.EXTEND_PATH, json=body)
+            return proto.created_task_id(data)
+
+        def refused(exc: KieError, wait: float) -> None:
+            if getattr(exc, "code", None) == 429:
+                self._limiter.pause(wait)
+
+        try:
+            task_id = await retry_call(
+                attempt,
+                schedule=self._retry_schedule(),
+                max_retries=self.retry_policy.max_retries,
+                should_retry=lambda exc: create_failure(exc) is CreateFailure.RETRY,
+                on_retry=refused,
+                what=f"create for {request.describe()}",
+            )
+        except KieError as exc:
+            if create_failure(exc) is CreateFailure.UNCERTAIN:
+                raise SubmissionUncertainError(request=request, reason=str(exc)) from exc
+            raise
+        log.debug("created task %s for %s", task_id, request.describe())
+        return TaskHandle(self, task_id, request=request, fresh=True)
+
+    async def extend_video(
+        self,
+        task_id: str,
+        index: int = 0,
+        prompt: str | None = None,
+        *,
+        mode: ExtendMode | str | None = None,
+        watermark: str | None = None,
+        callback_url: str | None = None,
+    ) -> TaskHandle:
+        """Extend one video of a Midjourney video record; returns the new task's handle.
+
+        Manual mode (your ``prompt`` says what happens next) when a prompt is given, auto mode
+        (the model continues) otherwise; ``mode`` overrides. Input is validated before anything
+        is sent.
+
+        Raises:
+            ValidationError: an argument is invalid (nothing was sent).
+            SubmissionUncertainError, APIError, TransportError: see :meth:`submit`.
+
+        Example::
+
+            handle = await kie.extend_video("ee603959", index=0, prompt="Into a nebula")
+            record = await handle.wait()
+        """
+        request = ExtendRequest(
+            task_id, index, prompt, mode=mode, watermark=watermark, callback_url=callback_url
+        )
+        return await self.submit(request)
+
+    # -- account and results ---------------------------------------------------------------------
+
+    async def credits(self) -> Decimal:
+        """The account's remaining credit balance (it can be fractional, e.g. ``60.62``).
+
+        Raises:
+            APIError, TransportError, UnexpectedResponseError: the call failed.
+        """
+        return proto.credit_balance(await self._read("GET", proto.CREDIT_PATH))
+
+    async def download_url(self, url: str) -> str:
+        """A fresh download link (valid about 20 minutes) for a kie.ai result URL.
+
+        Raises:
+            UnprocessableError: the URL is not a kie.ai result URL.
+            APIError, TransportError, UnexpectedResponseError: the call failed.
+        """
+        return proto.download_link(
+            await self._read("POST", proto.DOWNLOAD_URL_PATH, json={"url": url})
+        )
+
+    # -- bulk ------------------------------------------------------------------------------------
+
+    def extend_many(
+        self,
+        requests: Iterable[ExtendRequest] | AsyncIterable[ExtendRequest],
+        *,
+        concurrency: int = 50,
+        journal: str | os.PathLike[str] | None = None,
+        poll: PollPolicy | None = None,
+        on_progress: Callable[[Progress], None] | None = None,
+        resubmit_uncertain: bool = False,
+    ) -> AsyncIterator[ExtendOutcome]:
+        """Submit and await many extensions; yields one :class:`ExtendOutcome` per request as
+        each finishes.
+
+        See :func:`kie_async.extend_many` for the full story (journal, fatal errors, progress).
+
+        Example::
+
+            async for outcome in kie.extend_many(requests, concurrency=50, journal="run.jsonl"):
+                print(outcome.request.task_id, outcome.ok)
+        """
+        from ._bulk import extend_many
+
+        return extend_many(
+            self,
+            requests,
+            concurrency=concurrency,
+            journal=Path(journal) if journal is not None else None,
+            poll=poll,
+            on_progress=on_progress,
+            resubmit_uncertain=resubmit_uncertain,
+        )

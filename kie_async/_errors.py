@@ -1,0 +1,309 @@
+"""The exceptions kie_async raises.
+
+Every error is a :class:`KieError`; catch that to catch everything the SDK raises::
+
+    KieError
+    ├── ValidationError (ValueError)        bad input, caught before any request is sent
+    ├── ConfigurationError (ValueError)     bad client settings: no API key, unsafe base URL
+    ├── ClientClosedError (RuntimeError)    the client was used after aclose()
+    ├── APIError                            kie.ai answered with an error code
+    │   ├── BadRequestError                 400
+    │   ├── AuthenticationError             401  missing or invalid API key
+    │   ├── InsufficientCreditsError        402  the account is out of credits
+    │   ├── NotFoundError                   404
+    │   ├── UnprocessableError              422  validation failed on kie's side
+    │   │   └── TaskNotFoundError           422  "recordInfo is null": no such task
+    │   ├── RateLimitError                  429  request refused (not queued)
+    │   ├── ServiceUnavailableError         455  maintenance
+    │   ├── ServerError                     500 and other 5xx
+    │   ├── GenerationFailedError           501
+    │   └── FeatureDisabledError            505
+    ├── TransportError                      the network failed: refused, reset, timed out
+    ├── UnexpectedResponseError             an answer that is not kie's documented JSON
+    ├── SubmissionUncertainError            a create whose reply was lost: it may have been paid for
+    └── TaskError                           a task ended badly
+        ├── TaskFailedError                 successFlag 2 or 3
+        └── TaskTimeoutError (TimeoutError) the wait's deadline passed first
+
+kie.ai reports most errors inside HTTP 200 answers; an :class:`APIError` is raised for the same
+code whether it came in the body or as the HTTP status. None of these errors ever holds the API key.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+if TYPE_CHECKING:
+    from ._models import ExtendRequest, TaskRecord
+
+__all__ = [
+    "APIError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ClientClosedError",
+    "ConfigurationError",
+    "FeatureDisabledError",
+    "GenerationFailedError",
+    "InsufficientCreditsError",
+    "KieError",
+    "NotFoundError",
+    "RateLimitError",
+    "ServerError",
+    "ServiceUnavailableError",
+    "SubmissionUncertainError",
+    "TaskError",
+    "TaskFailedError",
+    "TaskNotFoundError",
+    "TaskTimeoutError",
+    "TransportError",
+    "UnexpectedResponseError",
+    "UnprocessableError",
+    "ValidationError",
+]
+
+
+class KieError(Exception):
+    """The base of every exception kie_async raises.
+
+    Example::
+
+        try:
+            record = await handle
+        except kie_async.KieError as exc:
+            print("kie.ai run failed:", exc)
+    """
+
+
+@attrs.define(eq=False, str=False)
+class ValidationError(KieError, ValueError):
+    """An input was rejected before any request was sent, so no credits were spent.
+
+    Attributes:
+        field: the name of the offending argument or field, e.g. ``"prompt"``.
+        reason: what is wrong with it.
+    """
+
+    field: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.reason}"
+
+
+@attrs.define(eq=False, str=False)
+class ConfigurationError(KieError, ValueError):
+    """The client cannot be set up as asked: no API key, an unsafe or malformed base URL.
+
+    Attributes:
+        setting: the name of the setting, e.g. ``"api_key"``.
+        reason: what is wrong and how to fix it.
+    """
+
+    setting: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.setting}: {self.reason}"
+
+
+class ClientClosedError(KieError, RuntimeError):
+    """The :class:`~kie_async.KieClient` was used after :meth:`~kie_async.KieClient.aclose`."""
+
+
+@attrs.define(eq=False, str=False)
+class APIError(KieError):
+    """kie.ai answered with an error code, in the JSON body or as the HTTP status.
+
+    Attributes:
+        code: kie's code (the body's ``code`` when there is one, else the HTTP status).
+        message: kie's ``msg``, or a short description when the answer had none.
+        http_status: the HTTP status of the answer (kie often says 200 even for errors).
+        endpoint: the API path that answered, e.g. ``"/api/v1/mj/record-info"``.
+        retry_after: seconds the server asked us to wait (a ``Retry-After`` header), if any.
+    """
+
+    code: int
+    message: str
+    http_status: int
+    endpoint: str = ""
+    retry_after: float | None = None
+
+    def __str__(self) -> str:
+        where = f" from {self.endpoint}" if self.endpoint else ""
+        return f"kie.ai error {self.code}{where}: {self.message} (HTTP {self.http_status})"
+
+
+class BadRequestError(APIError):
+    """kie.ai code 400: the request was malformed."""
+
+
+class AuthenticationError(APIError):
+    """kie.ai code 401: the API key is missing or invalid. Nothing will work until it is fixed."""
+
+
+class InsufficientCreditsError(APIError):
+    """kie.ai code 402: the account is out of credits. Further submissions will fail too."""
+
+
+class NotFoundError(APIError):
+    """kie.ai code 404: the resource does not exist."""
+
+
+class UnprocessableError(APIError):
+    """kie.ai code 422: kie.ai rejected the parameters (its own validation)."""
+
+
+class TaskNotFoundError(UnprocessableError):
+    """kie.ai knows no task with this id (code 422, ``"recordInfo is null"``)."""
+
+
+class RateLimitError(APIError):
+    """kie.ai code 429: the request was refused, not queued: nothing was created.
+
+    kie.ai allows about 20 new generation requests per 10 seconds per account.
+    """
+
+
+class ServiceUnavailableError(APIError):
+    """kie.ai code 455: the service is down for maintenance. Transient."""
+
+
+class ServerError(APIError):
+    """kie.ai code 500, or any other 5xx answer (proxy error pages included)."""
+
+
+class GenerationFailedError(APIError):
+    """kie.ai code 501: the generation failed."""
+
+
+class FeatureDisabledError(APIError):
+    """kie.ai code 505: the feature is disabled for this account."""
+
+
+@attrs.define(eq=False, str=False)
+class TransportError(KieError):
+    """The network failed: connection refused or reset, or no answer within the timeout.
+
+    Attributes:
+        message: what happened, e.g. ``"connection reset by peer"``.
+        endpoint: the API path that was being called.
+        sent: whether the request may have reached the server (``False`` only when the
+            connection was never established, so the server cannot have seen it).
+    """
+
+    message: str
+    endpoint: str = ""
+    sent: bool = True
+
+    def __str__(self) -> str:
+        where = f" calling {self.endpoint}" if self.endpoint else ""
+        return f"network error{where}: {self.message}"
+
+
+@attrs.define(eq=False, str=False)
+class UnexpectedResponseError(KieError):
+    """kie.ai (or a proxy in front of it) answered with something that is not its documented JSON.
+
+    Attributes:
+        message: what was wrong with the answer.
+        http_status: the HTTP status of the answer.
+        endpoint: the API path that answered.
+        body_excerpt: the first few hundred characters of the answer, for diagnosis.
+    """
+
+    message: str
+    http_status: int = 0
+    endpoint: str = ""
+    body_excerpt: str = ""
+
+    def __str__(self) -> str:
+        where = f" from {self.endpoint}" if self.endpoint else ""
+        status = f" (HTTP {self.http_status})" if self.http_status else ""
+        return f"unexpected answer{where}{status}: {self.message}"
+
+
+@attrs.define(eq=False, str=False)
+class SubmissionUncertainError(KieError):
+    """A create request may have reached kie.ai, but its reply was lost.
+
+    kie.ai has no idempotency key, so the SDK never retries such a request by itself: doing so
+    could pay twice for one video. The task may or may not exist; check your kie.ai dashboard, or
+    resubmit explicitly if you accept the risk.
+
+    Attributes:
+        request: the :class:`~kie_async.ExtendRequest` whose fate is unknown.
+        reason: what was lost (e.g. the connection dropped after the request was sent).
+    """
+
+    request: ExtendRequest
+    reason: str
+
+    def __str__(self) -> str:
+        return (
+            f"submission of {self.request.describe()} may or may not have created a task "
+            f"({self.reason}); it was not retried, to avoid paying twice"
+        )
+
+
+@attrs.define(eq=False, str=False, slots=False)
+class TaskError(KieError):
+    """A task did not end in success.
+
+    Attributes:
+        task_id: the kie.ai task id.
+        record: the last :class:`~kie_async.TaskRecord` seen, if any poll succeeded.
+    """
+
+    task_id: str
+    record: TaskRecord | None = attrs.field(default=None, repr=False)
+
+    def __str__(self) -> str:
+        return f"task {self.task_id} did not succeed"
+
+
+@attrs.define(eq=False, str=False, slots=False)
+class TaskFailedError(TaskError):
+    """kie.ai reports the task failed (``successFlag`` 2, failed, or 3, generation failed).
+
+    Attributes:
+        error_code: kie's ``errorCode`` for the task, if any.
+        error_message: kie's ``errorMessage`` for the task, if any.
+    """
+
+    error_code: str | None = None
+    error_message: str | None = None
+
+    def __str__(self) -> str:
+        status = self.record.status.name.lower() if self.record is not None else "failed"
+        detail = ": ".join(x for x in (self.error_code, self.error_message) if x)
+        return f"task {self.task_id} {status}" + (f" ({detail})" if detail else "")
+
+
+@attrs.define(eq=False, str=False, slots=False)
+class TaskTimeoutError(TaskError, TimeoutError):
+    """The wait's deadline passed before the task finished. The task may still finish later:
+    re-attach with ``client.task(task_id)``.
+
+    Attributes:
+        timeout: the deadline that passed, in seconds.
+    """
+
+    timeout: float = 0.0
+
+    def __str__(self) -> str:
+        last = f"; last status {self.record.status.name.lower()}" if self.record else ""
+        return f"task {self.task_id} not finished after {self.timeout:g}s{last}"
+
+
+def _exception_fields(exc: BaseException) -> dict[str, Any]:
+    """The structured fields of a kie_async error, for journals and JSON output."""
+    out: dict[str, Any] = {"type": type(exc).__name__, "message": str(exc)}
+    cls = type(exc)
+    if attrs.has(cls):
+        for f in attrs.fields(cls):
+            value = getattr(exc, f.name)
+            if isinstance(value, str | int | float | bool) or value is None:
+                out[f.name] = value
+    return out

@@ -1,0 +1,174 @@
+"""TaskHandle: one submitted task, and the one place that sleeps between polls."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any
+
+from ._errors import (
+    KieError,
+    TaskFailedError,
+    TaskNotFoundError,
+    TaskTimeoutError,
+)
+from ._models import ExtendRequest, TaskRecord, TaskStatus
+from ._polling import PollPolicy, poll_is_transient
+from ._retry import Schedule, poll_until
+
+if TYPE_CHECKING:
+    from ._client import KieClient
+
+__all__ = ["TaskHandle"]
+
+log = logging.getLogger("kie_async")
+
+
+class _Default:
+    def __repr__(self) -> str:
+        return "<policy timeout>"
+
+
+_POLICY_TIMEOUT: Any = _Default()
+
+
+class TaskHandle:
+    """A kie.ai task you can poll or await.
+
+    Get one from :meth:`KieClient.extend_video` / :meth:`KieClient.submit`, or re-attach to any
+    task by id with :meth:`KieClient.task`. ``await handle`` is ``await handle.wait()``.
+
+    Attributes:
+        task_id: the kie.ai task id. Keep it: it is all you need to re-attach later.
+        request: the :class:`ExtendRequest` that created the task, when this process sent it.
+
+    Example::
+
+        handle = await kie.extend_video("ee603959", prompt="Into a nebula")
+        print("submitted", handle.task_id)
+        record = await handle
+    """
+
+    __slots__ = ("_client", "_fresh_until", "_last", "_warned_flags", "request", "task_id")
+
+    def __init__(
+        self,
+        client: KieClient,
+        task_id: str,
+        *,
+        request: ExtendRequest | None = None,
+        fresh: bool = False,
+    ) -> None:
+        self._client = client
+        self.task_id = task_id
+        self.request = request
+        self._last: TaskRecord | None = None
+        self._warned_flags: set[int | None] = set()
+        # A task created a moment ago may not be visible to record-info yet.
+        self._fresh_until = time.monotonic() if fresh else None
+
+    def __repr__(self) -> str:
+        status = self._last.status.name if self._last is not None else "not polled"
+        return f"<TaskHandle {self.task_id} {status}>"
+
+    @property
+    def last_record(self) -> TaskRecord | None:
+        """The most recent :class:`TaskRecord` seen by :meth:`refresh` or :meth:`wait`."""
+        return self._last
+
+    async def refresh(self) -> TaskRecord:
+        """Poll once: fetch the task's current :class:`TaskRecord` (transient failures retried).
+
+        Raises:
+            TaskNotFoundError: kie.ai knows no task with this id.
+            APIError, TransportError, UnexpectedResponseError: the call failed.
+        """
+        record = await self._client.get_task(self.task_id)
+        self._seen(record)
+        return record
+
+    def _seen(self, record: TaskRecord) -> None:
+        self._last = record
+        if record.status is TaskStatus.UNKNOWN and record.success_flag not in self._warned_flags:
+            self._warned_flags.add(record.success_flag)
+            log.warning(
+                "task %s reports undocumented successFlag %r; still waiting",
+                self.task_id,
+                record.success_flag,
+            )
+
+    def __await__(self) -> Generator[Any, None, TaskRecord]:
+        return self.wait().__await__()
+
+    async def wait(
+        self, *, timeout: float | None = _POLICY_TIMEOUT, poll: PollPolicy | None = None
+    ) -> TaskRecord:
+        """Poll until the task ends; return its :class:`TaskRecord` on success.
+
+        The first poll goes out at once, then at the growing, jittered interval of ``poll``
+        (default: the client's :class:`PollPolicy`). Transient trouble (429, 455, 5xx, dropped
+        connections, HTML error pages, read timeouts) does not end the wait: it is retried inside
+        the deadline. Cancelling the awaiting task cancels the wait cleanly.
+
+        Args:
+            timeout: the overall deadline in seconds (``None``: wait for ever); defaults to the
+                policy's ``timeout``.
+            poll: the polling schedule; defaults to the client's.
+
+        Raises:
+            TaskFailedError: kie.ai reports the task failed (``successFlag`` 2 or 3).
+            TaskTimeoutError: the deadline passed first (the task may still finish: wait again).
+            TaskNotFoundError: kie.ai knows no task with this id.
+            APIError: a non-transient error, e.g. :class:`AuthenticationError`.
+        """
+        policy = poll or self._client.poll_policy
+        deadline: float | None = policy.timeout if timeout is _POLICY_TIMEOUT else timeout
+        if deadline is not None and (isinstance(deadline, bool) or not deadline > 0):
+            raise ValueError(f"timeout must be a number > 0 or None, got {deadline!r}")
+        schedule = Schedule(
+            policy.interval,
+            policy.factor,
+            policy.max_interval,
+            policy.jitter,
+            retry_after_cap=policy.max_interval,
+        )
+        grace_until = (
+            None if self._fresh_until is None else self._fresh_until + policy.not_found_grace
+        )
+
+        async def poll_once() -> TaskRecord | KieError:
+            try:
+                record = await self._client.fetch_record(self.task_id)
+            except TaskNotFoundError as exc:
+                if grace_until is not None and time.monotonic() < grace_until:
+                    return exc
+                raise
+            except KieError as exc:
+                if not poll_is_transient(exc):
+                    raise
+                log.debug("poll of task %s failed, will retry: %s", self.task_id, exc)
+                return exc
+            self._seen(record)
+            return record
+
+        def finished(value: TaskRecord | KieError) -> bool:
+            return isinstance(value, TaskRecord) and value.status.is_terminal
+
+        polling = poll_until(poll_once, done=finished, schedule=schedule, max_time=deadline)
+        try:
+            result = await asyncio.wait_for(polling, deadline)
+        except asyncio.TimeoutError:
+            result = None
+        if result is None or not finished(result):
+            raise TaskTimeoutError(task_id=self.task_id, record=self._last, timeout=deadline or 0)
+        assert isinstance(result, TaskRecord)
+        if not result.status.ok:
+            raise TaskFailedError(
+                task_id=self.task_id,
+                record=result,
+                error_code=result.error_code,
+                error_message=result.error_message,
+            )
+        return result

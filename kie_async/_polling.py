@@ -1,0 +1,170 @@
+"""Pure decisions about waiting and retrying: the policies, and what each failure means.
+
+Nothing here sleeps or sends; :mod:`kie_async._retry` carries the decisions out.
+
+Which failures are retried
+==========================
+
+========================================  ==================  ====================================
+failure                                   poll (read-only)    create (costs credits)
+========================================  ==================  ====================================
+429 rate limited (body or HTTP)           retry               retry, and pause all submissions
+455 maintenance                           retry               retry
+500 JSON answer from kie                  retry               raise ``ServerError``
+other 5xx / non-JSON / truncated answer   retry               raise ``SubmissionUncertainError``
+connection refused / connect timeout      retry               retry (nothing was sent)
+connection dropped / read timeout         retry               raise ``SubmissionUncertainError``
+any other kie code (400, 401, 402, ...)   raise               raise
+========================================  ==================  ====================================
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+
+import attrs
+
+from ._errors import (
+    APIError,
+    ConfigurationError,
+    KieError,
+    RateLimitError,
+    ServerError,
+    ServiceUnavailableError,
+    TransportError,
+    UnexpectedResponseError,
+)
+
+__all__ = ["PollPolicy", "RetryPolicy"]
+
+
+def _non_negative(_: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        raise ConfigurationError(attribute.name, f"must be a number >= 0, got {value!r}")
+    if math.isinf(value):
+        raise ConfigurationError(attribute.name, "must be finite")
+
+
+def _optional_positive(_: object, attribute: attrs.Attribute[float], value: float | None) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ConfigurationError(attribute.name, f"must be a number > 0 or None, got {value!r}")
+
+
+def _fraction(_: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 0.5:
+        raise ConfigurationError(attribute.name, f"must be between 0 and 0.5, got {value!r}")
+
+
+def _factor(_: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 1 <= value <= 100:
+        raise ConfigurationError(attribute.name, f"must be between 1 and 100, got {value!r}")
+
+
+@attrs.frozen
+class PollPolicy:
+    """How :meth:`TaskHandle.wait` polls ``record-info``.
+
+    The first poll goes out at once (a re-attached task may be done already). Then the interval
+    starts at ``interval`` and grows by ``factor`` after each poll up to ``max_interval``, each
+    delay varied by up to ± ``jitter`` (a fraction) so that many waiting tasks spread out. The
+    whole wait ends after ``timeout`` seconds with :class:`TaskTimeoutError`.
+
+    The defaults suit Midjourney video extension, which takes minutes: polls at 5 s, 7.5 s,
+    11 s, ... settling at one every 30 s, so a 3-minute task costs about 10 polls, stays far
+    below kie's 3-queries-per-second guidance, and is noticed within 30 s of finishing. The
+    20-minute deadline matches what public clients use (12-30 min) with room for busy hours.
+    Transient poll failures (429, 455, 5xx, dropped connections) follow the same schedule,
+    honouring a server's ``Retry-After``.
+
+    ``not_found_grace`` is how long a task submitted by this process may still be unknown to
+    ``record-info`` ("recordInfo is null") before that is believed: a freshly created task can
+    take a moment to appear.
+
+    Example::
+
+        policy = PollPolicy(interval=10, max_interval=60, timeout=45 * 60)
+        record = await handle.wait(poll=policy)
+    """
+
+    interval: float = attrs.field(default=5.0, validator=_non_negative)
+    factor: float = attrs.field(default=1.5, validator=_factor)
+    max_interval: float = attrs.field(default=30.0, validator=_non_negative)
+    jitter: float = attrs.field(default=0.1, validator=_fraction)
+    timeout: float | None = attrs.field(default=20 * 60.0, validator=_optional_positive)
+    not_found_grace: float = attrs.field(default=30.0, validator=_non_negative)
+
+    @classmethod
+    def zero_wait(cls, timeout: float | None = 30.0) -> PollPolicy:
+        """A policy that never sleeps between polls: for tests against a fake server only."""
+        return cls(
+            interval=0, factor=1, max_interval=0, jitter=0, timeout=timeout, not_found_grace=0
+        )
+
+
+@attrs.frozen
+class RetryPolicy:
+    """How single requests are retried after transient failures (see the table in the docs).
+
+    Delays start at ``initial_delay`` and double (``factor``) up to ``max_delay``, varied by up
+    to ± ``jitter``; a server's ``Retry-After`` is honoured, capped at ``max_retry_after``, and
+    never shortened by jitter. ``max_retries=0`` disables retries.
+
+    Example::
+
+        KieClient(retry=RetryPolicy(max_retries=8, max_delay=60))
+    """
+
+    max_retries: int = attrs.field(default=5)
+    initial_delay: float = attrs.field(default=1.0, validator=_non_negative)
+    factor: float = attrs.field(default=2.0, validator=_factor)
+    max_delay: float = attrs.field(default=30.0, validator=_non_negative)
+    jitter: float = attrs.field(default=0.25, validator=_fraction)
+    max_retry_after: float = attrs.field(default=120.0, validator=_non_negative)
+
+    @max_retries.validator
+    def _check_max_retries(self, attribute: attrs.Attribute[int], value: int) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ConfigurationError("max_retries", f"must be an int >= 0, got {value!r}")
+
+    @classmethod
+    def zero_wait(cls, max_retries: int = 5) -> RetryPolicy:
+        """Retries without delays (``Retry-After`` ignored): for tests against a fake server."""
+        return cls(
+            max_retries=max_retries,
+            initial_delay=0,
+            factor=1,
+            max_delay=0,
+            jitter=0,
+            max_retry_after=0,
+        )
+
+
+class CreateFailure(enum.Enum):
+    """What a failed create means for the money: retry it, give up, or report it as uncertain."""
+
+    RETRY = "retry"
+    RAISE = "raise"
+    UNCERTAIN = "uncertain"
+
+
+def create_failure(exc: KieError) -> CreateFailure:
+    """Decide a failed create: retry only what certainly created nothing."""
+    if isinstance(exc, RateLimitError | ServiceUnavailableError):
+        return CreateFailure.RETRY
+    if isinstance(exc, TransportError):
+        return CreateFailure.UNCERTAIN if exc.sent else CreateFailure.RETRY
+    if isinstance(exc, UnexpectedResponseError):
+        return CreateFailure.UNCERTAIN
+    return CreateFailure.RAISE
+
+
+def poll_is_transient(exc: BaseException) -> bool:
+    """Whether a failed read-only call (a poll, a balance check) is worth retrying."""
+    if isinstance(exc, RateLimitError | ServiceUnavailableError | ServerError):
+        return True
+    if isinstance(exc, APIError):
+        return exc.code >= 500
+    return isinstance(exc, TransportError | UnexpectedResponseError)

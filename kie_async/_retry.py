@@ -1,0 +1,132 @@
+"""Sleeping between attempts: the only module that knows the ``backoff`` package.
+
+backoff is unmaintained upstream, so it stays behind these two functions and no backoff name
+appears anywhere else. Its loggers are switched off; we log retries ourselves at DEBUG.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import random
+from collections.abc import Awaitable, Callable, Generator
+from typing import TypeVar
+
+import attrs
+import backoff as _bo
+from backoff.types import Details
+
+from ._errors import KieError
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+log = logging.getLogger("kie_async")
+
+
+@attrs.frozen
+class Schedule:
+    """Delays that grow from ``initial`` by ``factor`` up to ``cap``, ± ``jitter`` (a fraction).
+
+    A ``retry_after`` attribute on the failure (a server's ``Retry-After``) lengthens the delay,
+    up to ``retry_after_cap``; jitter never shortens it.
+    """
+
+    initial: float
+    factor: float
+    cap: float
+    jitter: float
+    retry_after_cap: float
+
+
+def _delays(schedule: Schedule, rng: random.Random) -> Generator[float, object, None]:
+    """A backoff wait generator; backoff sends it each failure (or polled value) in turn."""
+    sent = yield 0.0  # backoff primes the generator with send(None) and ignores this value
+    base = schedule.initial
+    while True:
+        delay = min(base, schedule.cap)
+        if schedule.jitter:
+            delay *= 1 + rng.uniform(-schedule.jitter, schedule.jitter)
+        retry_after = getattr(sent, "retry_after", None)
+        if isinstance(retry_after, int | float) and retry_after > 0 and schedule.retry_after_cap:
+            asked = min(float(retry_after), schedule.retry_after_cap)
+            delay = max(delay, asked * (1 + rng.uniform(0, schedule.jitter)))
+        if base < schedule.cap:
+            base *= schedule.factor
+        sent = yield max(0.0, delay)
+
+
+_rng = random.Random()
+
+
+async def retry_call(
+    attempt: Callable[[], Awaitable[T]],
+    *,
+    schedule: Schedule,
+    max_retries: int,
+    should_retry: Callable[[KieError], bool],
+    on_retry: Callable[[KieError, float], None] | None = None,
+    what: str = "request",
+) -> T:
+    """Await ``attempt()``, retrying a :class:`KieError` that ``should_retry`` accepts.
+
+    At most ``max_retries`` retries; the last failure is raised as it is.
+    """
+    if max_retries <= 0:
+        return await attempt()
+
+    def backing_off(details: Details) -> None:
+        exc = details["exception"]  # type: ignore[typeddict-item]
+        log.debug(
+            "retrying %s in %.2fs (attempt %d of %d) after: %s",
+            what,
+            details["wait"],
+            details["tries"],
+            max_retries + 1,
+            exc,
+        )
+        if on_retry is not None:
+            on_retry(exc, details["wait"])
+
+    decorate = _bo.on_exception(
+        functools.partial(_delays, schedule, _rng),
+        KieError,
+        max_tries=max_retries + 1,
+        giveup=lambda exc: not (isinstance(exc, KieError) and should_retry(exc)),
+        on_backoff=backing_off,
+        jitter=None,
+        logger=None,
+        raise_on_giveup=True,
+    )
+    retrying: Callable[[], Awaitable[T]] = decorate(attempt)
+    return await retrying()
+
+
+async def poll_until(
+    fetch: Callable[[], Awaitable[R]],
+    *,
+    done: Callable[[R], bool],
+    schedule: Schedule,
+    max_time: float | None,
+    on_wait: Callable[[R, float], None] | None = None,
+) -> R:
+    """Await ``fetch()`` until ``done(value)``, sleeping per ``schedule`` between calls.
+
+    The first call is immediate. After ``max_time`` seconds the last value is returned even if
+    not done: the caller decides what a give-up means.
+    """
+
+    def backing_off(details: Details) -> None:
+        if on_wait is not None:
+            on_wait(details["value"], details["wait"])
+
+    decorate = _bo.on_predicate(
+        functools.partial(_delays, schedule, _rng),
+        lambda value: not done(value),
+        max_time=max_time,
+        on_backoff=backing_off,
+        jitter=None,
+        logger=None,
+    )
+    polling: Callable[[], Awaitable[R]] = decorate(fetch)
+    return await polling()

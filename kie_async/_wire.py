@@ -1,0 +1,220 @@
+"""The one cattrs converter: kie's camelCase on the wire, and every quirk of its payloads.
+
+Wire names come from each attrs field's ``metadata["wire"]`` (camelCase of the field name when
+absent), applied by hook factories, so models never carry aliases. Leniency lives in type hooks:
+
+* nullable strings: ``None``, ``""`` and the string ``"null"`` all mean "no value";
+* ``resultInfoJson``: an object ``{"resultUrls": [...]}``, or that object as a JSON string, whose
+  items are ``{"resultUrl": ...}`` objects or plain strings;
+* ``paramJson``: an object or a JSON string; anything unreadable becomes ``None``;
+* ``successFlag``: an int or a numeric string.
+
+Nothing here raises anything but :class:`UnexpectedResponseError` to callers.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+import attrs
+import cattrs
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+
+from ._errors import UnexpectedResponseError
+from ._models import ExtendMode, ExtendRequest, TaskRecord
+
+T = TypeVar("T")
+
+
+_NULLISH = frozenset({"", "null", "none", "undefined", "nil"})
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def wire_name(field: attrs.Attribute[Any]) -> str | None:
+    """The key a field has on the wire, or ``None`` if it is never sent."""
+    if "wire" in field.metadata:
+        name: str | None = field.metadata["wire"]
+        return name
+    return _camel(field.name)
+
+
+def nullable_str(value: object) -> str | None:
+    """kie's empty values (``None``, ``""``, ``"null"``) as ``None``; numbers as text."""
+    if value is None or isinstance(value, bool):
+        return None if value is None else str(value).lower()
+    if isinstance(value, str):
+        return None if value.strip().lower() in _NULLISH else value
+    if isinstance(value, int | float):
+        return str(value)
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def lenient_int(value: object) -> int | None:
+    """An int from an int or numeric string; ``None`` for anything else."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            return None
+    return None
+
+
+def maybe_json(value: object) -> object:
+    """Decode ``value`` if it is a string holding JSON, else return it unchanged."""
+    if isinstance(value, str) and value.strip()[:1] in ("{", "["):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+def result_urls(value: object) -> tuple[str, ...]:
+    """Every result URL in any of the shapes kie.ai uses, as plain strings, in order."""
+    value = maybe_json(value)
+    if isinstance(value, Mapping):
+        value = maybe_json(value.get("resultUrls", value.get("result_urls")))
+    if isinstance(value, str):
+        return (value,) if nullable_str(value) else ()
+    if not isinstance(value, list | tuple):
+        return ()
+    urls: list[str] = []
+    for item in value:
+        if isinstance(item, Mapping):
+            item = item.get("resultUrl", item.get("url"))
+        if isinstance(item, str) and nullable_str(item):
+            urls.append(item)
+    return tuple(urls)
+
+
+def json_object(value: object) -> Mapping[str, Any] | None:
+    """A JSON object from an object or a JSON string; ``None`` for anything else."""
+    value = maybe_json(value)
+    return value if isinstance(value, Mapping) else None
+
+
+def _required_str(value: object, _: object) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if not isinstance(value, str) or nullable_str(value) is None:
+        raise ValueError(f"expected a non-empty string, got {value!r:.80}")
+    return value
+
+
+def _structure_with_wire_names(cls: type[Any], conv: cattrs.Converter) -> Callable[..., Any]:
+    overrides = {}
+    for f in attrs.fields(cls):
+        if not f.init:
+            continue
+        name = wire_name(f)
+        overrides[f.name] = override(omit=True) if name is None else override(rename=name)
+    return make_dict_structure_fn(cls, conv, **overrides)  # type: ignore[arg-type]
+
+
+def _unstructure_with_wire_names(cls: type[Any], conv: cattrs.Converter) -> Callable[..., Any]:
+    overrides = {}
+    for f in attrs.fields(cls):
+        name = wire_name(f)
+        overrides[f.name] = override(omit=True) if name is None else override(rename=name)
+    return make_dict_unstructure_fn(cls, conv, **overrides)  # type: ignore[arg-type]
+
+
+def _make_converter() -> cattrs.Converter:
+    conv = cattrs.Converter(forbid_extra_keys=False)
+    conv.register_structure_hook(str, _required_str)
+    conv.register_structure_hook(str | None, lambda v, _: nullable_str(v))
+    conv.register_structure_hook(int | None, lambda v, _: lenient_int(v))
+    conv.register_structure_hook_func(lambda t: t == tuple[str, ...], lambda v, _: result_urls(v))
+    conv.register_structure_hook_func(
+        lambda t: t == Mapping[str, Any] | None, lambda v, _: json_object(v)
+    )
+    conv.register_structure_hook_factory(
+        lambda t: t is TaskRecord, lambda t: _structure_with_wire_names(t, conv)
+    )
+    conv.register_unstructure_hook_factory(
+        lambda t: t is ExtendRequest, lambda t: _unstructure_with_wire_names(t, conv)
+    )
+    conv.register_unstructure_hook(ExtendMode, lambda m: m.value)
+    return conv
+
+
+_converter = _make_converter()
+
+
+def request_body(request: ExtendRequest) -> dict[str, Any]:
+    """The JSON body of ``POST /api/v1/mj/generateVideoExtend`` for ``request``.
+
+    Fields that are not set are omitted, as kie's docs show.
+    """
+    body: dict[str, Any] = _converter.unstructure(request)
+    return {key: value for key, value in body.items() if value is not None}
+
+
+def parse_record(data: object, *, task_id: str = "", endpoint: str = "") -> TaskRecord:
+    """A :class:`TaskRecord` from the ``data`` of a record-info answer.
+
+    ``task_id`` fills in a missing ``taskId`` (the id that was asked about).
+
+    Raises:
+        UnexpectedResponseError: ``data`` is not an object, or has no usable task id.
+    """
+    if not isinstance(data, Mapping):
+        raise UnexpectedResponseError(
+            message=f"record data is {type(data).__name__}, not an object",
+            endpoint=endpoint,
+            body_excerpt=repr(data)[:300],
+        )
+    payload = dict(data)
+    if nullable_str(payload.get("taskId")) is None and task_id:
+        payload["taskId"] = task_id
+    try:
+        record: TaskRecord = _converter.structure(payload, TaskRecord)
+    except cattrs.BaseValidationError as exc:
+        raise UnexpectedResponseError(
+            message="record data cannot be read: " + "; ".join(cattrs.transform_error(exc)),
+            endpoint=endpoint,
+            body_excerpt=repr(data)[:300],
+        ) from exc
+    except (ValueError, TypeError, KeyError) as exc:
+        raise UnexpectedResponseError(
+            message=f"record data cannot be read: {exc}",
+            endpoint=endpoint,
+            body_excerpt=repr(data)[:300],
+        ) from exc
+    return attrs.evolve(record, data=data)
+
+
+def request_to_json(request: ExtendRequest) -> dict[str, Any]:
+    """``request`` as a JSON-ready dict in snake_case, for journals and results files."""
+    return {
+        "task_id": request.task_id,
+        "index": request.index,
+        "prompt": request.prompt,
+        "mode": "manual" if request.mode is ExtendMode.MANUAL else "auto",
+        "watermark": request.watermark,
+        "callback_url": request.callback_url,
+        "key": request.key,
+    }
+
+
+def request_from_json(data: Mapping[str, Any]) -> ExtendRequest:
+    """The inverse of :func:`request_to_json`; unknown keys are ignored.
+
+    Raises:
+        ValidationError: a field is missing or invalid.
+    """
+    known = ("index", "prompt", "mode", "watermark", "callback_url", "key")
+    kwargs = {k: data[k] for k in known if data.get(k) is not None}
+    return ExtendRequest(data.get("task_id"), **kwargs)  # type: ignore[arg-type]
