@@ -104,12 +104,12 @@ def _check_base_url(base_url: str, allow_insecure_http: bool) -> str:
 
 def _resolve_key(api_key: str | None) -> _Secret:
     key = api_key if api_key is not None else os.environ.get("KIE_API_KEY")
+    if key is not None and not isinstance(key, str):
+        raise ConfigurationError("api_key", f"must be a string, not {type(key).__name__}")
     if key is None or not key.strip():
         raise ConfigurationError(
             "api_key", "no API key: pass KieClient(api_key=...) or set KIE_API_KEY"
         )
-    if not isinstance(key, str):
-        raise ConfigurationError("api_key", f"must be a string, not {type(key).__name__}")
     key = key.strip()
     if any(c.isspace() or ord(c) < 32 for c in key):
         raise ConfigurationError("api_key", "contains whitespace or control characters")
