@@ -34,6 +34,7 @@ import hmac
 import itertools
 import json
 import random
+import signal
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -682,13 +683,23 @@ async def _serve_forever(args: argparse.Namespace) -> None:
         port=args.port,
     )
     server.default_script = TaskScript(polls=args.polls, seconds=args.seconds)
+    stop = asyncio.Event()
+    # SIGTERM ends the run cleanly, so the counts below reach a parent process (benchmarks
+    # read how many creates were accepted or rejected with 429 from them).
+    with contextlib.suppress(NotImplementedError):  # no signal handlers on Windows loops
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     async with server:
         print(server.url, flush=True)  # noqa: T201 - the parent process reads the URL here
-        await asyncio.Event().wait()
+        await stop.wait()
+    print(json.dumps(dict(server.counts), sort_keys=True), flush=True)  # noqa: T201
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run a fake kie.ai until interrupted: ``python -m kie_async.testing --port 8765``."""
+    """Run a fake kie.ai until interrupted: ``python -m kie_async.testing --port 8765``.
+
+    The first line on stdout is the server's URL. On SIGTERM it stops and prints its counts
+    (``"create"``, ``"poll"``, ``"rejected:429"``, ...) as one JSON object on a last line.
+    """
     parser = argparse.ArgumentParser(prog="python -m kie_async.testing", description=main.__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
