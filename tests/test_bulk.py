@@ -11,6 +11,7 @@ import sys
 import textwrap
 import time
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -329,3 +330,18 @@ async def test_run_killed_with_sigkill_finishes_on_rerun_without_duplicates(
     assert server.duplicate_creates() == len(resent & reached)
     for line in journal.read_text().splitlines()[:-1]:
         json.loads(line)
+
+
+async def test_large_concurrency_on_a_small_pool_never_times_out(server: FakeKieServer) -> None:
+    """Far more tasks in flight than connections: requests queue for the pool without timing out."""
+    server.default_script = TaskScript(polls=2)
+    async with fast_client(server, max_connections=4, timeout=1.0, connect_timeout=0.2) as kie:
+        outcomes = await collect(kie, make_requests(400), concurrency=400)
+    assert len(outcomes) == 400
+    assert all(o.ok for o in outcomes), {type(o.error).__name__ for o in outcomes}
+
+
+async def test_credits_are_an_exact_decimal(kie: KieClient, server: FakeKieServer) -> None:
+    """The balance keeps its fractional digits exactly (60.62 stays 60.62)."""
+    server.credits = Decimal("60.62")
+    assert await kie.credits() == Decimal("60.62")
