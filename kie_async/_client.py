@@ -498,14 +498,40 @@ class KieClient:
         resubmit_uncertain: bool = False,
     ) -> AsyncIterator[ExtendOutcome]:
         """Submit and await many extensions; yields one :class:`ExtendOutcome` per request as
-        each finishes.
+        each finishes (not in input order).
 
-        See :func:`kie_async.extend_many` for the full story (journal, fatal errors, progress).
+        One bad request never ends the run. After an error that dooms every later submission
+        (401 bad key, 402 out of credits, 505 feature disabled) no new create is sent: tasks
+        already submitted are still awaited, and the remaining requests are yielded as
+        :attr:`OutcomeKind.NOT_SUBMITTED`. Every create goes through the client's rate limiter.
+
+        Args:
+            requests: the :class:`ExtendRequest` items, a sync or async iterable; read lazily,
+                so a generator of any length works.
+            concurrency: at most this many requests in flight (submitted and not finished).
+            journal: a JSON-lines file recording progress. A rerun with the same journal skips
+                finished requests, re-attaches to submitted ones, and reports a request whose
+                create may have reached kie.ai as :attr:`OutcomeKind.UNCERTAIN` instead of
+                sending it again.
+            poll: the :class:`PollPolicy` for waiting; defaults to the client's.
+            on_progress: called with a :class:`Progress` whenever a count changes; an
+                exception it raises is logged and ignored.
+            resubmit_uncertain: resubmit requests the journal marks uncertain (may pay twice).
+
+        Raises:
+            ValidationError: ``concurrency`` is not a positive int.
+            ConfigurationError: the journal cannot be read or is not a kie-async journal.
+            OSError: the journal cannot be written (the run stops).
+            TypeError: an item of ``requests`` is not an :class:`ExtendRequest`.
+
+        These are raised from the iteration, not from this call. Break out early with
+        ``contextlib.aclosing`` to stop the run's workers at once.
 
         Example::
 
-            async for outcome in kie.extend_many(requests, concurrency=50, journal="run.jsonl"):
-                print(outcome.request.task_id, outcome.ok)
+            async with aclosing(kie.extend_many(requests, journal="run.jsonl")) as outcomes:
+                async for outcome in outcomes:
+                    print(outcome.request.task_id, outcome.kind.value)
         """
         from ._bulk import extend_many
 
