@@ -87,7 +87,10 @@ def result_urls(value: object) -> tuple[str, ...]:
     if isinstance(value, Mapping):
         value = maybe_json(value.get("resultUrls", value.get("result_urls")))
     if isinstance(value, str):
-        return (value,) if nullable_str(value) else ()
+        # Still a string after maybe_json: either one bare URL, or JSON too broken to decode
+        # (e.g. cut short), which must not be handed out as a URL.
+        looks_like_json = value.strip()[:1] in ("{", "[")
+        return (value,) if nullable_str(value) and not looks_like_json else ()
     if not isinstance(value, list | tuple):
         return ()
     urls: list[str] = []
