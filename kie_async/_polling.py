@@ -1,21 +1,32 @@
 """Pure decisions about waiting and retrying: the policies, and what each failure means.
 
-Nothing here sleeps or sends; :mod:`kie_async._retry` carries the decisions out.
+Nothing here sleeps or sends; :mod:`kie_async._retry` carries the decisions out. The two
+functions :func:`create_failure` and :func:`poll_is_transient` are the only place that decides
+which failures are retried; ``docs/reliability.md`` explains each line of this table.
 
 Which failures are retried
 ==========================
 
-========================================  ==================  ====================================
-failure                                   poll (read-only)    create (costs credits)
-========================================  ==================  ====================================
-429 rate limited (body or HTTP)           retry               retry, and pause all submissions
-455 maintenance                           retry               retry
-500 JSON answer from kie                  retry               raise ``ServerError``
-other 5xx / non-JSON / truncated answer   retry               raise ``SubmissionUncertainError``
-connection refused / connect timeout      retry               retry (nothing was sent)
-connection dropped / read timeout         retry               raise ``SubmissionUncertainError``
-any other kie code (400, 401, 402, ...)   raise               raise
-========================================  ==================  ====================================
+=========================================  ==================  ================================
+failure                                    poll (read-only)    create (costs credits)
+=========================================  ==================  ================================
+429 rate limited (body, HTTP, or page)     retry               retry, and pause all creates
+455 maintenance                            retry               retry
+500 JSON envelope from kie                 retry               raise ``ServerError``
+other 5xx JSON envelope (502, 503, ...)    retry               raise ``ServerError``
+501 generation failed, 505 disabled        raise               raise
+non-JSON / truncated / envelope-less 5xx   retry               raise ``SubmissionUncertainError``
+connection refused / connect timeout       retry               retry (nothing was sent)
+connection dropped / read timeout          retry               raise ``SubmissionUncertainError``
+any other kie code (400, 401, 402, 422)    raise               raise
+=========================================  ==================  ================================
+
+A create is retried only when it certainly created nothing: kie.ai has no idempotency key, so a
+second create after a lost reply may pay twice. A JSON ``500`` envelope is an answer from kie
+itself (it uses 500 for validation, "This field is required"), so as far as we can know nothing
+was created and it is raised, not retried: resending a request kie.ai judged invalid would only
+fail again. A ``5xx`` page that is not kie's JSON comes from a proxy in front of kie, which may
+have forwarded the request before failing: its fate is unknown, so it is uncertain.
 """
 
 from __future__ import annotations
@@ -28,6 +39,8 @@ import attrs
 from ._errors import (
     APIError,
     ConfigurationError,
+    FeatureDisabledError,
+    GenerationFailedError,
     KieError,
     RateLimitError,
     ServerError,
@@ -151,7 +164,21 @@ class CreateFailure(enum.Enum):
 
 
 def create_failure(exc: KieError) -> CreateFailure:
-    """Decide a failed create: retry only what certainly created nothing."""
+    """Decide a failed create: retry only what certainly created nothing.
+
+    * ``RETRY``: 429 and 455 (kie.ai refused the request), or no connection was made.
+    * ``UNCERTAIN``: the request may have reached kie.ai but its answer was lost or unreadable
+      (dropped connection, read timeout, an HTML or truncated answer).
+    * ``RAISE``: kie.ai answered with an error (including a JSON 500): nothing was created.
+
+    Example::
+
+        >>> from kie_async import RateLimitError, TransportError
+        >>> create_failure(RateLimitError(code=429, message="slow down", http_status=200))
+        <CreateFailure.RETRY: 'retry'>
+        >>> create_failure(TransportError(message="reset", sent=True))
+        <CreateFailure.UNCERTAIN: 'uncertain'>
+    """
     if isinstance(exc, RateLimitError | ServiceUnavailableError):
         return CreateFailure.RETRY
     if isinstance(exc, TransportError):
@@ -162,7 +189,22 @@ def create_failure(exc: KieError) -> CreateFailure:
 
 
 def poll_is_transient(exc: BaseException) -> bool:
-    """Whether a failed read-only call (a poll, a balance check) is worth retrying."""
+    """Whether a failed read-only call (a poll, a balance check) is worth retrying.
+
+    Every failure that may pass is: 429, 455, 5xx answers (JSON or not), unreadable answers,
+    dropped connections and timeouts. kie's own verdicts are not: 4xx codes, and 501
+    (generation failed) and 505 (feature disabled), which no retry changes.
+
+    Example::
+
+        >>> from kie_async import ServerError, AuthenticationError
+        >>> poll_is_transient(ServerError(code=502, message="bad gateway", http_status=502))
+        True
+        >>> poll_is_transient(AuthenticationError(code=401, message="bad key", http_status=200))
+        False
+    """
+    if isinstance(exc, GenerationFailedError | FeatureDisabledError):
+        return False
     if isinstance(exc, RateLimitError | ServiceUnavailableError | ServerError):
         return True
     if isinstance(exc, APIError):
