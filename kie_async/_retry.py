@@ -26,10 +26,13 @@ log = logging.getLogger("kie_async")
 
 @attrs.frozen
 class Schedule:
-    """Delays that grow from ``initial`` by ``factor`` up to ``cap``, ± ``jitter`` (a fraction).
+    """Delays that grow from ``initial`` by ``factor``, ± ``jitter`` (a fraction), never above
+    ``cap``.
 
-    A ``retry_after`` attribute on the failure (a server's ``Retry-After``) lengthens the delay,
-    up to ``retry_after_cap``; jitter never shortens it.
+    A ``retry_after`` attribute on the failure (a server's ``Retry-After``, in seconds) is
+    honoured up to ``retry_after_cap`` (``0`` ignores it): the delay is then at least
+    ``min(retry_after, retry_after_cap)``, jitter only lengthens it, and it never passes
+    ``retry_after_cap`` because of jitter.
     """
 
     initial: float
@@ -39,21 +42,35 @@ class Schedule:
     retry_after_cap: float
 
 
-def _delays(schedule: Schedule, rng: random.Random) -> Generator[float, object, None]:
+def next_delay(schedule: Schedule, base: float, failure: object, rng: random.Random) -> float:
+    """The delay before the next attempt, given the current exponential ``base`` and the
+    ``failure`` (or polled value) that ended the last one."""
+    delay = min(base, schedule.cap)
+    if schedule.jitter:
+        delay *= 1 + rng.uniform(-schedule.jitter, schedule.jitter)
+    delay = min(max(0.0, delay), schedule.cap)
+    retry_after = getattr(failure, "retry_after", None)
+    if (
+        isinstance(retry_after, int | float)
+        and not isinstance(retry_after, bool)
+        and retry_after > 0
+        and schedule.retry_after_cap > 0
+    ):
+        asked = min(float(retry_after), schedule.retry_after_cap)
+        stretched = asked * (1 + rng.uniform(0, schedule.jitter))
+        delay = max(delay, min(stretched, schedule.retry_after_cap))
+    return delay
+
+
+def delays(schedule: Schedule, rng: random.Random) -> Generator[float, object, None]:
     """A backoff wait generator; backoff sends it each failure (or polled value) in turn."""
     sent = yield 0.0  # backoff primes the generator with send(None) and ignores this value
     base = schedule.initial
     while True:
-        delay = min(base, schedule.cap)
-        if schedule.jitter:
-            delay *= 1 + rng.uniform(-schedule.jitter, schedule.jitter)
-        retry_after = getattr(sent, "retry_after", None)
-        if isinstance(retry_after, int | float) and retry_after > 0 and schedule.retry_after_cap:
-            asked = min(float(retry_after), schedule.retry_after_cap)
-            delay = max(delay, asked * (1 + rng.uniform(0, schedule.jitter)))
+        delay = next_delay(schedule, base, sent, rng)
         if base < schedule.cap:
             base *= schedule.factor
-        sent = yield max(0.0, delay)
+        sent = yield delay
 
 
 _rng = random.Random()
@@ -89,7 +106,7 @@ async def retry_call(
             on_retry(exc, details["wait"])
 
     decorate = _bo.on_exception(
-        functools.partial(_delays, schedule, _rng),
+        functools.partial(delays, schedule, _rng),
         KieError,
         max_tries=max_retries + 1,
         giveup=lambda exc: not (isinstance(exc, KieError) and should_retry(exc)),
@@ -121,7 +138,7 @@ async def poll_until(
             on_wait(details["value"], details["wait"])
 
     decorate = _bo.on_predicate(
-        functools.partial(_delays, schedule, _rng),
+        functools.partial(delays, schedule, _rng),
         lambda value: not done(value),
         max_time=max_time,
         on_backoff=backing_off,
