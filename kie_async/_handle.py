@@ -13,6 +13,7 @@ from ._errors import (
     TaskFailedError,
     TaskNotFoundError,
     TaskTimeoutError,
+    ValidationError,
 )
 from ._models import ExtendRequest, TaskRecord, TaskStatus
 from ._polling import PollPolicy, poll_is_transient
@@ -122,11 +123,14 @@ class TaskHandle:
             TaskTimeoutError: the deadline passed first (the task may still finish: wait again).
             TaskNotFoundError: kie.ai knows no task with this id.
             APIError: a non-transient error, e.g. :class:`AuthenticationError`.
+            ValidationError: ``timeout`` is not a number > 0 or ``None``.
         """
         policy = poll or self._client.poll_policy
         deadline: float | None = policy.timeout if timeout is _POLICY_TIMEOUT else timeout
-        if deadline is not None and (isinstance(deadline, bool) or not deadline > 0):
-            raise ValueError(f"timeout must be a number > 0 or None, got {deadline!r}")
+        if deadline is not None and (
+            isinstance(deadline, bool) or not isinstance(deadline, int | float) or not deadline > 0
+        ):
+            raise ValidationError("timeout", f"must be a number > 0 or None, got {deadline!r}")
         schedule = Schedule(
             policy.interval,
             policy.factor,
@@ -148,7 +152,6 @@ class TaskHandle:
             except KieError as exc:
                 if not poll_is_transient(exc):
                     raise
-                log.debug("poll of task %s failed, will retry: %s", self.task_id, exc)
                 return exc
             self._seen(record)
             return record
@@ -156,7 +159,13 @@ class TaskHandle:
         def finished(value: TaskRecord | KieError) -> bool:
             return isinstance(value, TaskRecord) and value.status.is_terminal
 
-        polling = poll_until(poll_once, done=finished, schedule=schedule, max_time=deadline)
+        def waiting(value: TaskRecord | KieError, delay: float) -> None:
+            if isinstance(value, KieError):
+                log.debug("retrying poll of task %s in %.2fs after: %s", self.task_id, delay, value)
+
+        polling = poll_until(
+            poll_once, done=finished, schedule=schedule, max_time=deadline, on_wait=waiting
+        )
         try:
             result = await asyncio.wait_for(polling, deadline)
         except asyncio.TimeoutError:
