@@ -233,6 +233,9 @@ class FakeKieServer:
         self._one_shot: dict[str, collections.deque[str]] = collections.defaultdict(
             collections.deque
         )
+        self._scripted: dict[str, collections.deque[dict[str, Any]]] = collections.defaultdict(
+            collections.deque
+        )
         self._window: collections.deque[float] = collections.deque()
         self._serial = itertools.count()
         self._runner: web.AppRunner | None = None
@@ -287,6 +290,25 @@ class FakeKieServer:
         if fault not in FAULT_KINDS:
             raise ValueError(f"unknown fault {fault!r}; known: {', '.join(FAULT_KINDS)}")
         self._one_shot[endpoint].extend([fault] * times)
+
+    def answer_next(
+        self, endpoint: str, code: int, msg: str = "scripted error", *, times: int = 1
+    ) -> None:
+        """Answer the next ``times`` requests to ``endpoint`` (``"create"``, ``"record"``,
+        ``"credit"``, ``"download_url"``) with kie's error envelope
+        ``{"code": code, "msg": msg, "data": null}``, without carrying them out.
+
+        The envelope comes as HTTP 200 with the code in the body (as kie.ai really answers), or
+        with ``code`` as the HTTP status when :attr:`http_errors` is set. The user agent and key
+        are still checked first. Takes precedence over :meth:`fail_next` faults.
+
+        Example::
+
+            server.answer_next("record", 455, "Service under maintenance", times=2)
+        """
+        if code == 200:
+            raise ValueError("answer_next scripts error answers; code 200 is success")
+        self._scripted[endpoint].extend(_envelope(code, msg) for _ in range(times))
 
     def add_source_video(self, videos: int = 4, task_id: str | None = None) -> str:
         """Add a finished Midjourney video record (the kind you extend); returns its task id."""
@@ -378,6 +400,11 @@ class FakeKieServer:
         body, refused = await self._admit(request, endpoint)
         if refused is not None:
             return refused
+        scripted = self._scripted.get(endpoint)
+        if scripted:
+            envelope = scripted.popleft()
+            self.counts[f"answered:{envelope['code']}"] += 1
+            return self._answer(envelope)
         fault = self._draw(endpoint)
         if fault is not None:
             self.counts[f"fault:{fault}"] += 1
