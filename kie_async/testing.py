@@ -110,9 +110,18 @@ class Faults:
     Only the endpoints named in ``endpoints`` are affected (``"create"``, ``"record"``,
     ``"credit"``, ``"download_url"``, ``"generate"``). The draw is seeded, so a run repeats.
 
+    Attributes:
+        slow_seconds: how long a ``slow`` answer takes (make it longer than the client's
+            ``timeout`` to provoke read timeouts).
+        burst: how many answers in a row a drawn ``rate_limited`` fault refuses (a 429 burst,
+            as when an account's window is full).
+        retry_after: a ``Retry-After`` header for every 429 answer of the server: seconds
+            (``2.5``) or an HTTP date (``"Wed, 21 Oct 2026 07:28:00 GMT"``); ``None`` sends none,
+            as kie.ai documents none.
+
     Example::
 
-        server.faults = Faults(rate_limited=0.05, drop_after=0.01, html_502=0.02, seed=7)
+        server.faults = Faults(rate_limited=0.05, burst=3, drop_after=0.01, html_502=0.02, seed=7)
     """
 
     rate_limited: float = 0.0
@@ -127,7 +136,10 @@ class Faults:
     slow_seconds: float = 5.0
     endpoints: frozenset[str] = frozenset({"create", "record"})
     seed: int | None = 0
+    burst: int = attrs.field(default=1, validator=attrs.validators.ge(1))
+    retry_after: float | str | None = None
     _rng: random.Random = attrs.field(init=False, repr=False, eq=False)
+    _burst_left: dict[str, int] = attrs.field(init=False, repr=False, eq=False, factory=dict)
 
     def __attrs_post_init__(self) -> None:
         self._rng = random.Random(self.seed)
@@ -136,10 +148,15 @@ class Faults:
         """Pick a fault for one answer of ``endpoint``, or ``None``."""
         if endpoint not in self.endpoints:
             return None
+        if self._burst_left.get(endpoint, 0) > 0:
+            self._burst_left[endpoint] -= 1
+            return "rate_limited"
         roll = self._rng.random()
         for kind in FAULT_KINDS:
             roll -= float(getattr(self, kind))
             if roll < 0:
+                if kind == "rate_limited":
+                    self._burst_left[endpoint] = self.burst - 1
                 return kind
         return None
 
@@ -194,6 +211,8 @@ class FakeKieServer:
         counts: a counter of what happened: ``"create"`` (accepted), ``"poll"``, ``"rejected:429"``,
             ``"fault:drop_after"``, ...
         tasks: the raw state of every task by id.
+        injected: every fault injected, in order, as ``(endpoint, fault, json_body, query)``:
+            which request lost its answer, e.g. to check what a client reported as uncertain.
     """
 
     def __init__(
@@ -226,6 +245,7 @@ class FakeKieServer:
         self.creates: list[dict[str, Any]] = []
         self.counts: collections.Counter[str] = collections.Counter()
         self.tasks: dict[str, dict[str, Any]] = {}
+        self.injected: list[tuple[str, str, Any, dict[str, str]]] = []
         self._host = host
         self._port = port
         self._rng = random.Random(seed)
@@ -353,7 +373,10 @@ class FakeKieServer:
         status = 200
         if self.http_errors and envelope["code"] != 200:
             status = int(envelope["code"])
-        return web.json_response(envelope, status=status)
+        headers = None
+        if envelope["code"] == 429 and self.faults.retry_after is not None:
+            headers = {"Retry-After": str(self.faults.retry_after)}
+        return web.json_response(envelope, status=status, headers=headers)
 
     async def _admit(self, request: web.Request, endpoint: str) -> tuple[Any, web.Response | None]:
         """Record the request and apply what kie's edge checks: user agent and bearer key."""
@@ -408,6 +431,7 @@ class FakeKieServer:
         fault = self._draw(endpoint)
         if fault is not None:
             self.counts[f"fault:{fault}"] += 1
+            self.injected.append((endpoint, fault, body, dict(request.query)))
         if fault == "hang":
             assert self._closing is not None
             await self._closing.wait()
