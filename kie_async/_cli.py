@@ -1,0 +1,1022 @@
+"""The ``kie-async`` command: extend videos, check tasks, run a jobs file in bulk, or a demo.
+
+Each subcommand is one entry of :data:`COMMANDS`: a function adding its arguments and an async
+function running it, returning the exit status. :func:`run` is the whole command as a coroutine
+(tests await it); :func:`main` runs it with ``asyncio.run`` and turns Ctrl-C into exit status 130.
+
+Exit status: 0 success; 1 a request or task failed, or its fate is uncertain; 2 a usage, input
+or configuration error (nothing was sent); 130 interrupted.
+
+``rich`` (the ``cli`` extra) draws the progress bar; it is imported only when a bar is drawn, so
+the package and this command work without it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import contextlib
+import json
+import logging
+import math
+import os
+import random
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+import attrs
+
+from ._bulk import ExtendOutcome, OutcomeKind, Progress
+from ._client import KieClient
+from ._errors import (
+    ConfigurationError,
+    KieError,
+    TaskFailedError,
+    TaskTimeoutError,
+    ValidationError,
+    _exception_fields,
+)
+from ._handle import TaskHandle
+from ._models import ExtendRequest, TaskRecord
+from ._polling import PollPolicy
+from ._ratelimit import RateLimit
+from ._version import __version__
+from ._wire import request_to_json
+
+if TYPE_CHECKING:
+    from .testing import TaskScript
+
+__all__ = ["COMMANDS", "main", "run"]
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+INSTALL_HINT = "pip install 'kie-async[cli]'"
+
+#: The keys a jobs-file line may hold; ``task_id`` and ``index`` are required.
+JOB_FIELDS = ("task_id", "index", "prompt", "mode", "watermark", "callback_url", "key")
+_REQUIRED_FIELDS = ("task_id", "index")
+
+log = logging.getLogger("kie_async")
+
+
+# -- the context every command gets --------------------------------------------------------------
+
+
+@attrs.define
+class Context:
+    """Where a command writes, and the client settings it was started with."""
+
+    out: TextIO
+    err: TextIO
+    args: argparse.Namespace
+    client_options: Mapping[str, Any]
+
+    def say(self, text: str = "") -> None:
+        """A line on standard output (the command's result)."""
+        print(text, file=self.out, flush=True)
+
+    def note(self, text: str) -> None:
+        """A line on standard error (progress, hints)."""
+        print(text, file=self.err, flush=True)
+
+    def error(self, text: str) -> None:
+        """One ``error: ...`` line on standard error."""
+        self.note(f"error: {text}")
+
+    def client(self, **settings: Any) -> KieClient:
+        """A :class:`KieClient` from the global options; ``settings`` override.
+
+        Raises:
+            ConfigurationError: no API key, an unreadable key file, or a bad base URL.
+        """
+        options: dict[str, Any] = {
+            "api_key": _api_key(self.args.api_key_file),
+            "base_url": self.args.base_url,
+        }
+        options.update(self.client_options)
+        options.update(settings)
+        return KieClient(**options)
+
+
+def _api_key(path: str | None) -> str:
+    if path is None:
+        key = os.environ.get("KIE_API_KEY", "")
+        if not key.strip():
+            raise ConfigurationError(
+                "api_key", "no API key: set KIE_API_KEY or pass --api-key-file PATH"
+            )
+        return key
+    try:
+        key = Path(path).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        raise ConfigurationError("api_key", f"cannot read the key file {path}: {reason}") from None
+    if not key:
+        raise ConfigurationError("api_key", f"the key file {path} is empty")
+    return key
+
+
+class _InputError(Exception):
+    """Bad input to a command (a file that cannot be read or written): exit status 2."""
+
+
+# -- jobs files ---------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Job:
+    """One request of a bulk run and where it came from (``label`` is e.g. ``"line 3"``)."""
+
+    number: int
+    request: ExtendRequest
+    label: str
+
+
+@attrs.frozen
+class LineError:
+    """Why one line of a jobs file was refused."""
+
+    line: int
+    field: str | None
+    reason: str
+
+    def __str__(self) -> str:
+        field = f"{self.field}: " if self.field else ""
+        return f"line {self.line}: {field}{self.reason}"
+
+
+def parse_jobs(text: str) -> tuple[list[Job], list[LineError]]:
+    """Every job of a jobs file (one JSON object per line) and every bad line, by line number.
+
+    Blank lines and lines starting with ``#`` are skipped. A line is bad when it is not JSON, not
+    an object, has a key outside :data:`JOB_FIELDS`, lacks ``task_id`` or ``index``, or is
+    refused by :class:`ExtendRequest` (the error names the field).
+    """
+    jobs: list[Job] = []
+    errors: list[LineError] = []
+    for number, raw in enumerate(text.splitlines(), 1):
+        stripped = raw.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        try:
+            data = json.loads(stripped)
+        except ValueError as exc:
+            reason = getattr(exc, "msg", None) or str(exc)
+            column = getattr(exc, "colno", None)
+            where = f" at column {column}" if column else ""
+            errors.append(LineError(number, None, f"not valid JSON ({reason}{where})"))
+            continue
+        if not isinstance(data, dict):
+            kind = type(data).__name__
+            errors.append(LineError(number, None, f"must be a JSON object, not {kind}"))
+            continue
+        unknown = sorted(set(data) - set(JOB_FIELDS))
+        if unknown:
+            known = ", ".join(JOB_FIELDS)
+            for name in unknown:
+                errors.append(LineError(number, name, f"unknown field (known: {known})"))
+            continue
+        missing = [name for name in _REQUIRED_FIELDS if data.get(name) is None]
+        if missing:
+            errors.extend(LineError(number, name, "is required") for name in missing)
+            continue
+        fields = {name: value for name, value in data.items() if value is not None}
+        try:
+            request = ExtendRequest(**fields)
+        except ValidationError as exc:
+            errors.append(LineError(number, exc.field, exc.reason))
+            continue
+        except (TypeError, ValueError) as exc:  # a JSON type the model did not foresee
+            errors.append(LineError(number, None, str(exc)))
+            continue
+        jobs.append(Job(number, request, f"line {number}"))
+    return jobs, errors
+
+
+def _read_jobs(ctx: Context, path: str) -> list[Job] | None:
+    """The jobs of ``path``; ``None`` after reporting every bad line (or an unreadable file)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise _InputError(f"cannot read the jobs file {path}: {reason}") from None
+    jobs, errors = parse_jobs(text)
+    if errors:
+        for problem in errors:
+            ctx.error(f"{path} {problem}")
+        bad = len({problem.line for problem in errors})
+        ctx.error(f"{bad} bad line(s) in {path}; nothing was submitted")
+        return None
+    if not jobs:
+        raise _InputError(f"{path} holds no jobs; nothing was submitted")
+    return jobs
+
+
+def result_line(job: Job, outcome: ExtendOutcome) -> dict[str, Any]:
+    """One line of a results file: the request, how it ended, its task and result URLs."""
+    record = outcome.record
+    return {
+        "line": job.number,
+        "request": request_to_json(outcome.request),
+        "kind": outcome.kind.value,
+        "task_id": outcome.task_id,
+        "status": _status_name(record) if record is not None else None,
+        "result_urls": list(record.result_urls) if record is not None else [],
+        "created_at": record.created_at_raw if record is not None else None,
+        "completed_at": record.completed_at_raw if record is not None else None,
+        "from_journal": outcome.from_journal,
+        "error": _exception_fields(outcome.error) if outcome.error is not None else None,
+    }
+
+
+#: Something done with each outcome of a bulk run as it arrives (writing results, ...).
+Sink = Callable[[Job, ExtendOutcome], Awaitable[None]]
+
+
+class _ResultsWriter:
+    """A :data:`Sink` writing :func:`result_line` JSON lines, flushed one by one."""
+
+    def __init__(self, file: TextIO) -> None:
+        self._file = file
+
+    async def __call__(self, job: Job, outcome: ExtendOutcome) -> None:
+        line = json.dumps(result_line(job, outcome), ensure_ascii=False)
+        self._file.write(line + "\n")
+        self._file.flush()
+
+
+# -- progress -----------------------------------------------------------------------------------
+
+
+def _clock(seconds: float) -> str:
+    whole = int(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def _pace(progress: Progress, total: int, elapsed: float) -> tuple[str, str]:
+    """The finishing rate and the estimated time left, as text."""
+    if progress.done >= total:
+        return f"{total / elapsed:.1f}/s" if elapsed > 0 else "-", "0:00"
+    if progress.done == 0 or elapsed <= 0:
+        return "-", "?"
+    rate = progress.done / elapsed
+    return f"{rate:.1f}/s", _clock((total - progress.done) / rate)
+
+
+def progress_line(progress: Progress, total: int, elapsed: float) -> str:
+    """One plain progress line, e.g. ``[2.1s] done 12/36 · submitted 30 · ... · ETA 0:04``."""
+    rate, eta = _pace(progress, total, elapsed)
+    stamp = f"{elapsed:.1f}s" if elapsed < 60 else _clock(elapsed)
+    return (
+        f"[{stamp}] done {progress.done}/{total} · submitted {progress.submitted} · "
+        f"running {progress.running} · failed {progress.failed} · "
+        f"uncertain {progress.uncertain} · {rate} · ETA {eta}"
+    )
+
+
+class _Display:
+    """Shows a bulk run's progress while it runs; refreshed by a ticker every ``interval``."""
+
+    def __init__(self, stream: TextIO, total: int, interval: float) -> None:
+        self.stream = stream
+        self.total = total
+        self.interval = interval
+        self.latest = Progress()
+        self.started = time.monotonic()
+        self._ticker: asyncio.Future[None] | None = None
+
+    def update(self, progress: Progress) -> None:
+        self.latest = progress
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    async def __aenter__(self) -> _Display:
+        self.started = time.monotonic()
+        self.begin()
+        self._ticker = asyncio.ensure_future(self._tick())
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+            await asyncio.wait([self._ticker])
+        self.end()
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            self.refresh()
+
+    def begin(self) -> None:
+        """Called once before the run."""
+
+    def refresh(self) -> None:
+        """Called every ``interval`` seconds."""
+
+    def end(self) -> None:
+        """Called once after the run, even an interrupted one."""
+
+
+class _PlainDisplay(_Display):
+    """Plain lines, for logs and pipes: one per interval when something changed, and a last."""
+
+    def __init__(self, stream: TextIO, total: int, interval: float) -> None:
+        super().__init__(stream, total, interval)
+        self._shown: Progress | None = None
+
+    def refresh(self) -> None:
+        if self.latest != self._shown:
+            self._show()
+
+    def end(self) -> None:
+        self._show()
+
+    def _show(self) -> None:
+        self._shown = self.latest
+        print(progress_line(self.latest, self.total, self.elapsed), file=self.stream, flush=True)
+
+
+class _BarDisplay(_Display):
+    """A live ``rich`` progress bar on a terminal. Raises ImportError without ``rich``."""
+
+    def __init__(self, stream: TextIO, total: int) -> None:
+        super().__init__(stream, total, interval=0.2)
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn
+        from rich.progress import Progress as Bar
+
+        self._bar = Bar(
+            BarColumn(bar_width=16),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[counts]}"),
+            TextColumn("{task.fields[pace]}"),
+            console=Console(file=stream),
+            auto_refresh=False,
+        )
+        self._task = self._bar.add_task("extending", total=total, counts="", pace="")
+
+    def begin(self) -> None:
+        self._bar.start()
+        self.refresh()
+
+    def refresh(self) -> None:
+        p = self.latest
+        rate, eta = _pace(p, self.total, self.elapsed)
+        failed = f"[red]failed {p.failed}[/]" if p.failed else "failed 0"
+        uncertain = f" · [yellow]uncertain {p.uncertain}[/]" if p.uncertain else ""
+        counts = f"submitted {p.submitted} · running {p.running} · {failed}{uncertain}"
+        pace = f"{rate} ETA {eta}"
+        self._bar.update(self._task, completed=p.done, counts=counts, pace=pace)
+        self._bar.refresh()
+
+    def end(self) -> None:
+        self.refresh()
+        self._bar.stop()
+
+
+def _is_terminal(stream: TextIO) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    try:
+        return bool(isatty()) if isatty is not None else False
+    except (OSError, ValueError):
+        return False
+
+
+def _open_display(stream: TextIO, total: int, interval: float) -> _Display:
+    """A bar on a terminal (if ``rich`` is installed), plain lines otherwise."""
+    if _is_terminal(stream):
+        try:
+            return _BarDisplay(stream, total)
+        except ImportError:
+            print(f"(for a live progress bar: {INSTALL_HINT})", file=stream, flush=True)
+    return _PlainDisplay(stream, total, interval)
+
+
+# -- the bulk run, shared by `bulk` and `demo` ---------------------------------------------------
+
+
+@attrs.define
+class Tally:
+    """What a bulk run came to: outcomes by kind, and the jobs that did not succeed."""
+
+    total: int
+    kinds: collections.Counter[OutcomeKind] = attrs.Factory(collections.Counter)
+    from_journal: int = 0
+    problems: list[tuple[Job, ExtendOutcome]] = attrs.Factory(list)
+    elapsed: float = 0.0
+
+    @property
+    def finished(self) -> int:
+        """Jobs with an outcome."""
+        return sum(self.kinds.values())
+
+    @property
+    def all_succeeded(self) -> bool:
+        """True when every job succeeded."""
+        return self.kinds[OutcomeKind.SUCCEEDED] == self.total
+
+    def add(self, job: Job, outcome: ExtendOutcome) -> None:
+        """Count one outcome."""
+        self.kinds[outcome.kind] += 1
+        self.from_journal += outcome.from_journal
+        if not outcome.ok:
+            self.problems.append((job, outcome))
+
+
+async def execute_bulk(
+    ctx: Context,
+    client: KieClient,
+    jobs: Sequence[Job],
+    *,
+    concurrency: int,
+    journal: str | None = None,
+    resubmit_uncertain: bool = False,
+    poll: PollPolicy | None = None,
+    interval: float = 10.0,
+    sinks: Sequence[Sink] = (),
+) -> Tally:
+    """Run ``jobs`` through :meth:`KieClient.extend_many` with a progress display, hand each
+    outcome to ``sinks``, and print the summary. On cancellation (Ctrl-C) it prints what was
+    finished and how to continue, then re-raises.
+    """
+    by_request = {id(job.request): job for job in jobs}
+    tally = Tally(total=len(jobs))
+    display = _open_display(ctx.err, len(jobs), interval)
+    started = time.monotonic()
+    try:
+        async with display:
+            outcomes = client.extend_many(
+                (job.request for job in jobs),
+                concurrency=concurrency,
+                journal=journal,
+                poll=poll,
+                on_progress=display.update,
+                resubmit_uncertain=resubmit_uncertain,
+            )
+            try:
+                async for outcome in outcomes:
+                    job = by_request.get(id(outcome.request)) or Job(
+                        0, outcome.request, outcome.request.describe()
+                    )
+                    tally.add(job, outcome)
+                    for sink in sinks:
+                        await sink(job, outcome)
+            finally:
+                # extend_many is an async generator: close it so its workers stop at once.
+                close = getattr(outcomes, "aclose", None)
+                if close is not None:
+                    await close()
+    except asyncio.CancelledError:
+        tally.elapsed = time.monotonic() - started
+        print_summary(ctx, tally)
+        running = display.latest.running
+        if journal is not None:
+            ctx.note(
+                f"interrupted: the journal {journal} records every submitted task; run the same "
+                "command again to continue (finished jobs are skipped, running tasks re-attached, "
+                "nothing is paid twice)"
+            )
+        else:
+            ctx.note(
+                f"interrupted: {running} submitted task(s) were still running at kie.ai and are "
+                "not tracked; pass --journal FILE so that a rerun can continue where it stopped"
+            )
+        raise
+    tally.elapsed = time.monotonic() - started
+    print_summary(ctx, tally)
+    return tally
+
+
+_KIND_LABELS = {
+    OutcomeKind.SUCCEEDED: "succeeded",
+    OutcomeKind.FAILED: "failed",
+    OutcomeKind.UNCERTAIN: "uncertain",
+    OutcomeKind.NOT_SUBMITTED: "not submitted",
+}
+_MAX_PROBLEMS_SHOWN = 20
+
+
+def _problem_text(job: Job, outcome: ExtendOutcome) -> str:
+    reason = str(outcome.error) if outcome.error is not None else "no result"
+    if outcome.task_id and outcome.task_id not in reason:
+        reason = f"task {outcome.task_id}: {reason}"
+    return f"{job.label}: {_KIND_LABELS[outcome.kind]}: {reason}"
+
+
+def print_summary(ctx: Context, tally: Tally) -> None:
+    """The summary table (outcomes by kind) and the jobs that did not succeed, on stdout."""
+    rows = [(_KIND_LABELS[kind], tally.kinds[kind]) for kind in OutcomeKind]
+    rows.append(("total", tally.finished))
+    if tally.finished < tally.total:
+        rows.append(("no outcome yet", tally.total - tally.finished))
+    if not (_is_terminal(ctx.out) and _rich_table(ctx.out, rows)):
+        width = max(len(label) for label, _ in rows)
+        ctx.say(f"{'outcome':<{width}}  {'jobs':>6}")
+        for label, count in rows:
+            ctx.say(f"{label:<{width}}  {count:>6}")
+    rate = f" ({tally.finished / tally.elapsed:.1f}/s)" if tally.elapsed > 0 else ""
+    journal = (
+        f"; {tally.from_journal} already finished in the journal" if tally.from_journal else ""
+    )
+    ctx.say(f"{tally.finished} of {tally.total} jobs in {tally.elapsed:.1f}s{rate}{journal}")
+    problems = sorted(tally.problems, key=lambda problem: problem[0].number)
+    for job, outcome in problems[:_MAX_PROBLEMS_SHOWN]:
+        ctx.say(_problem_text(job, outcome))
+    hidden = len(tally.problems) - _MAX_PROBLEMS_SHOWN
+    if hidden > 0:
+        ctx.say(f"... and {hidden} more (the results file, --out, lists every job)")
+
+
+def _rich_table(stream: TextIO, rows: list[tuple[str, int]]) -> bool:
+    """Print ``rows`` as a rich table; False when rich is not installed."""
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ImportError:
+        return False
+    table = Table(title="summary", title_justify="left")
+    table.add_column("outcome")
+    table.add_column("jobs", justify="right")
+    for label, count in rows:
+        table.add_row(label, str(count))
+    Console(file=stream).print(table)
+    return True
+
+
+# -- commands -----------------------------------------------------------------------------------
+
+
+def _status_name(record: TaskRecord) -> str:
+    return record.status.name.lower().replace("_", " ")
+
+
+def _show_record(ctx: Context, record: TaskRecord) -> None:
+    rows: list[tuple[str, str | None]] = [
+        ("task", record.task_id),
+        ("status", _status_name(record)),
+        ("type", record.task_type),
+        ("created", record.created_at_raw),
+        ("completed", record.completed_at_raw),
+    ]
+    if record.error_code or record.error_message:
+        detail = ": ".join(x for x in (record.error_code, record.error_message) if x)
+        rows.append(("error", detail))
+    rows.extend(("result", url) for url in record.result_urls)
+    for label, value in rows:
+        if value:
+            ctx.say(f"{label + ':':<11}{value}")
+
+
+async def _await_task(
+    ctx: Context, handle: TaskHandle, timeout: float | None, poll: PollPolicy | None = None
+) -> int:
+    ctx.note(f"waiting for task {handle.task_id} ...")
+    try:
+        record = await (
+            handle.wait(poll=poll) if timeout is None else handle.wait(timeout=timeout, poll=poll)
+        )
+    except TaskFailedError as exc:
+        if exc.record is not None:
+            _show_record(ctx, exc.record)
+        ctx.error(str(exc))
+        return EXIT_FAILED
+    _show_record(ctx, record)
+    return EXIT_OK
+
+
+def _add_extend(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("task_id", metavar="TASK_ID", help="the original video record's task id")
+    parser.add_argument(
+        "--index", type=int, required=True, help="which video of the record, 0-based (0..3)"
+    )
+    parser.add_argument("--prompt", help="what happens next (manual mode); at most 2000 chars")
+    parser.add_argument(
+        "--mode",
+        choices=("manual", "auto"),
+        help="manual follows --prompt, auto lets the model continue (default: from --prompt)",
+    )
+    parser.add_argument("--watermark", help="a watermark text for the result")
+    parser.add_argument("--callback-url", metavar="URL", help="kie.ai POSTs the result here")
+    parser.add_argument("--wait", action="store_true", help="wait for the result and print it")
+    parser.add_argument(
+        "--timeout", type=_positive_float, metavar="S", help="with --wait: give up after S seconds"
+    )
+
+
+async def _extend(ctx: Context, args: argparse.Namespace) -> int:
+    request = ExtendRequest(
+        args.task_id,
+        args.index,
+        args.prompt,
+        mode=args.mode,
+        watermark=args.watermark,
+        callback_url=args.callback_url,
+    )
+    async with ctx.client() as kie:
+        handle = await kie.submit(request)
+        ctx.say(handle.task_id)
+        if not args.wait:
+            return EXIT_OK
+        return await _await_task(ctx, handle, args.timeout)
+
+
+def _add_task_id(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("task_id", metavar="TASK_ID", help="a kie.ai task id")
+
+
+async def _status(ctx: Context, args: argparse.Namespace) -> int:
+    async with ctx.client() as kie:
+        record = await kie.get_task(args.task_id)
+    _show_record(ctx, record)
+    return EXIT_OK
+
+
+def _add_wait(parser: argparse.ArgumentParser) -> None:
+    _add_task_id(parser)
+    parser.add_argument(
+        "--timeout", type=_positive_float, metavar="S", help="give up after S seconds (20 min)"
+    )
+
+
+async def _wait(ctx: Context, args: argparse.Namespace) -> int:
+    async with ctx.client() as kie:
+        return await _await_task(ctx, kie.task(args.task_id), args.timeout)
+
+
+def _add_nothing(parser: argparse.ArgumentParser) -> None:
+    """A command without arguments of its own."""
+
+
+async def _credits(ctx: Context, args: argparse.Namespace) -> int:
+    async with ctx.client() as kie:
+        balance = await kie.credits()
+    ctx.say(str(balance))
+    return EXIT_OK
+
+
+def _add_bulk(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("jobs", metavar="JOBS.jsonl", help="one JSON job per line")
+    parser.add_argument(
+        "--concurrency", type=_positive_int, default=50, help="jobs in flight at once (50)"
+    )
+    parser.add_argument("--journal", metavar="FILE", help="record progress so a rerun continues")
+    parser.add_argument("--out", metavar="RESULTS.jsonl", help="write one JSON result per job")
+    parser.add_argument(
+        "--resubmit-uncertain",
+        action="store_true",
+        help="resubmit jobs the journal marks uncertain (may pay twice)",
+    )
+    parser.add_argument(
+        "--rate-limit",
+        type=_rate_limit,
+        metavar="N/SECONDS",
+        help="at most N creates per SECONDS (kie.ai's default: 20/10)",
+    )
+    parser.add_argument(
+        "--progress-interval",
+        type=_positive_float,
+        default=10.0,
+        metavar="S",
+        help="seconds between plain progress lines when stderr is not a terminal (10)",
+    )
+
+
+async def _bulk(ctx: Context, args: argparse.Namespace) -> int:
+    jobs = _read_jobs(ctx, args.jobs)
+    if jobs is None:
+        return EXIT_USAGE
+    settings: dict[str, Any] = {}
+    if args.rate_limit is not None:
+        settings["rate_limit"] = args.rate_limit
+    with contextlib.ExitStack() as files:
+        sinks: list[Sink] = []
+        if args.out is not None:
+            sinks.append(_ResultsWriter(files.enter_context(_open_output(args.out))))
+        async with ctx.client(**settings) as kie:
+            tally = await execute_bulk(
+                ctx,
+                kie,
+                jobs,
+                concurrency=args.concurrency,
+                journal=args.journal,
+                resubmit_uncertain=args.resubmit_uncertain,
+                interval=args.progress_interval,
+                sinks=sinks,
+            )
+    if tally.kinds[OutcomeKind.UNCERTAIN]:
+        ctx.note(
+            "uncertain: a create's reply was lost, so a task may exist (and be paid for); check "
+            "your kie.ai dashboard, or rerun with the journal and --resubmit-uncertain to send "
+            "those jobs again"
+        )
+    return EXIT_OK if tally.all_succeeded else EXIT_FAILED
+
+
+@contextlib.contextmanager
+def _open_output(path: str) -> Iterator[TextIO]:
+    try:
+        file = Path(path).open("w", encoding="utf-8")  # noqa: SIM115 - closed below
+    except OSError as exc:
+        raise _InputError(f"cannot write {path}: {exc.strerror or exc}") from None
+    with file:
+        yield file
+
+
+_DEMO_PROMPTS = (
+    "The camera pulls back to reveal a city of glass",
+    "A flock of paper birds takes off into the sunset",
+    "Rain begins to fall and the colours run like ink",
+    "The scene dissolves into a slowly turning nebula",
+)
+
+
+def _add_demo(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--videos", type=_positive_int, default=36, help="how many videos to extend (36)"
+    )
+    parser.add_argument(
+        "--concurrency", type=_positive_int, default=50, help="jobs in flight at once (50)"
+    )
+
+
+async def _demo(ctx: Context, args: argparse.Namespace) -> int:
+    from .testing import FakeKieServer, TaskScript
+
+    count: int = args.videos
+    rng = random.Random(2024)
+    # The fake's limit is raised like an account whose limit support has raised; the client
+    # keeps to the same limit, so no create is refused.
+    server = FakeKieServer(rate_limit=(50, 1.0), strict_sources=True, record_requests=False)
+    async with server:
+        sources = [server.add_source_video(videos=4) for _ in range(math.ceil(count / 4))]
+        scripts: dict[tuple[object, object], TaskScript] = {}
+        jobs: list[Job] = []
+        for i in range(count):
+            source, index = sources[i // 4], i % 4
+            seconds = rng.uniform(0.2, 1.5)
+            if i % 12 == 7:
+                failed = TaskScript.failed("content policy violation (a scripted failure)")
+                script = attrs.evolve(failed, seconds=seconds)
+            else:
+                script = TaskScript(seconds=seconds, videos=1)
+            scripts[(source, index)] = script
+            request = ExtendRequest(source, index, _DEMO_PROMPTS[i % len(_DEMO_PROMPTS)])
+            jobs.append(Job(i + 1, request, f"job {i + 1}"))
+        server.script_for = lambda body: scripts.get((body.get("taskId"), body.get("index")))
+        planned_failures = sum(1 for s in scripts.values() if s.flag != 1)
+        ctx.note(
+            f"demo: extending {count} videos of {len(sources)} source records on a local fake "
+            f"kie.ai; {planned_failures} are scripted to fail"
+        )
+        poll = PollPolicy(interval=0.2, factor=1, max_interval=0.2, jitter=0.1, timeout=60)
+        async with KieClient(
+            api_key=server.api_key,
+            base_url=server.url,
+            poll=poll,
+            rate_limit=RateLimit(50, per=1.0),
+        ) as kie:
+            tally = await execute_bulk(ctx, kie, jobs, concurrency=args.concurrency, interval=0.5)
+        as_planned = (
+            tally.kinds[OutcomeKind.SUCCEEDED] == count - planned_failures
+            and tally.kinds[OutcomeKind.FAILED] == planned_failures
+        )
+        ctx.say(
+            f"This demo ran against a local fake kie.ai ({server.url}, "
+            "kie_async.testing.FakeKieServer): no API key was used and no credits were spent. "
+            f"It accepted {server.counts['create']} creates, answered {server.counts['poll']} "
+            f"polls and refused {server.counts['rejected:429']} creates for its rate limit."
+        )
+    if not as_planned:
+        ctx.error("the demo did not end as scripted")
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+@attrs.frozen
+class Command:
+    """One subcommand: its help line, how it adds its arguments, and the coroutine running it."""
+
+    help: str
+    configure: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[Context, argparse.Namespace], Awaitable[int]]
+
+
+#: The subcommands, in the order ``--help`` lists them.
+COMMANDS: dict[str, Command] = {
+    "extend": Command("extend one video; print the new task id", _add_extend, _extend),
+    "status": Command("show a task's current status (one query)", _add_task_id, _status),
+    "wait": Command("wait for a task to finish and show its result", _add_wait, _wait),
+    "credits": Command("show the account's remaining credits", _add_nothing, _credits),
+    "bulk": Command("extend every job of a JSON-lines file", _add_bulk, _bulk),
+    "demo": Command("a bulk run against a local fake kie.ai (no key)", _add_demo, _demo),
+}
+
+
+# -- argument parsing ---------------------------------------------------------------------------
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text}")
+    return value
+
+
+def _rate_limit(text: str) -> RateLimit:
+    count, slash, per = text.partition("/")
+    try:
+        if not slash:
+            raise ValueError
+        return RateLimit(int(count), per=float(per))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not N/SECONDS (e.g. 20/10: 20 creates per 10 seconds)"
+        ) from None
+
+
+_EPILOG = """\
+exit status: 0 success; 1 a request or task failed or is uncertain; 2 usage, input or
+configuration error (nothing was sent); 130 interrupted.
+The API key comes from --api-key-file or the KIE_API_KEY environment variable."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser: global options, then one subparser per entry of :data:`COMMANDS`."""
+    # Global options are accepted before and after the subcommand; SUPPRESS keeps a subparser
+    # from overwriting a value given before it.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--api-key-file",
+        metavar="PATH",
+        default=argparse.SUPPRESS,
+        help="read the API key from PATH (default: the KIE_API_KEY environment variable)",
+    )
+    common.add_argument(
+        "--base-url",
+        metavar="URL",
+        default=argparse.SUPPRESS,
+        help="the API root (default: KIE_BASE_URL or https://api.kie.ai)",
+    )
+    common.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="log every request (DEBUG) to stderr",
+    )
+    parser = argparse.ArgumentParser(
+        prog="kie-async",
+        description="Extend Midjourney videos with kie.ai, one at a time or in bulk.",
+        epilog=_EPILOG,
+        parents=[common],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"kie-async {__version__}")
+    parser.set_defaults(api_key_file=None, base_url=None, verbose=False)
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND", dest="command")
+    commands.required = True
+    for name, command in COMMANDS.items():
+        sub = commands.add_parser(
+            name, help=command.help, description=command.help, parents=[common]
+        )
+        command.configure(sub)
+        sub.set_defaults(run=command.run)
+    return parser
+
+
+# -- running ------------------------------------------------------------------------------------
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at the time (a progress bar may redirect it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.setStream(sys.stderr)
+        super().emit(record)
+
+
+@contextlib.contextmanager
+def _logging(verbose: bool) -> Iterator[None]:
+    """Warnings (or everything, with -v) of the ``kie_async`` logger to stderr, for this run."""
+    logger = logging.getLogger("kie_async")
+    level = logger.level
+    handler: logging.Handler | None = None
+    if not any(getattr(h, "_kie_log", False) for h in logger.handlers):
+        handler = _StderrHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+        logger.addHandler(handler)
+    if verbose:
+        logger.setLevel(logging.DEBUG)
+    elif level == logging.NOTSET or level > logging.WARNING:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        if handler is not None:
+            logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+async def run(
+    argv: Sequence[str] | None = None, *, client_options: Mapping[str, Any] | None = None
+) -> int:
+    """Run the ``kie-async`` command with ``argv`` (default ``sys.argv[1:]``); return its exit
+    status. Errors are printed as one ``error: ...`` line, never as a traceback.
+
+    Args:
+        argv: the arguments, e.g. ``["bulk", "jobs.jsonl", "--out", "results.jsonl"]``.
+        client_options: extra :class:`KieClient` keyword arguments, e.g. zero-wait policies in
+            tests; command-line options take precedence.
+
+    Example::
+
+        status = await run(["--base-url", server.url, "credits"])
+    """
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse has printed the usage error or the help
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE if exc.code else EXIT_OK
+    ctx = Context(sys.stdout, sys.stderr, args, client_options or {})
+    with _logging(args.verbose):
+        try:
+            result: int = await args.run(ctx, args)
+        except (ConfigurationError, ValidationError, _InputError) as exc:
+            ctx.error(str(exc))
+            return EXIT_USAGE
+        except TaskTimeoutError as exc:
+            ctx.error(str(exc))
+            ctx.note(f"the task may still finish: kie-async wait {exc.task_id}")
+            return EXIT_FAILED
+        except KieError as exc:
+            ctx.error(str(exc))
+            return EXIT_FAILED
+        except OSError as exc:  # e.g. the journal cannot be written
+            ctx.error(f"{type(exc).__name__}: {exc}")
+            return EXIT_FAILED
+    return result
+
+
+async def _interruptible(work: Awaitable[int]) -> int:
+    """Await ``work``; the first Ctrl-C cancels it cleanly (exit 130), a second one stops hard."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    interrupted = False
+
+    def on_interrupt() -> None:
+        nonlocal interrupted
+        interrupted = True
+        loop.remove_signal_handler(signal.SIGINT)
+        if task is not None:
+            task.cancel()
+
+    try:
+        loop.add_signal_handler(signal.SIGINT, on_interrupt)
+        installed = True
+    except (NotImplementedError, RuntimeError, ValueError):  # not on this platform or thread
+        installed = False
+    try:
+        return await work
+    except asyncio.CancelledError:
+        if not interrupted:
+            raise
+        print("interrupted", file=sys.stderr, flush=True)
+        return EXIT_INTERRUPTED
+    finally:
+        if installed:
+            loop.remove_signal_handler(signal.SIGINT)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The ``kie-async`` console script: :func:`run` in a fresh event loop; returns the exit
+    status (0 ok, 1 failed or uncertain, 2 usage or input error, 130 interrupted)."""
+    try:
+        return asyncio.run(_interruptible(run(argv)))
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr, flush=True)
+        return EXIT_INTERRUPTED
