@@ -330,14 +330,19 @@ class _Display:
 
 
 class _PlainDisplay(_Display):
-    """Plain lines, for logs and pipes: one per interval when something changed, and a last."""
+    """Plain lines, for logs and pipes: one per interval when something changed (and now and
+    then when nothing did, so a long wait does not look like a hang), and a last one."""
+
+    QUIET_INTERVALS = 6
 
     def __init__(self, stream: TextIO, total: int, interval: float) -> None:
         super().__init__(stream, total, interval)
         self._shown: Progress | None = None
+        self._shown_at = time.monotonic()
 
     def refresh(self) -> None:
-        if self.latest != self._shown:
+        quiet = time.monotonic() - self._shown_at
+        if self.latest != self._shown or quiet >= self.QUIET_INTERVALS * self.interval:
             self._show()
 
     def end(self) -> None:
@@ -345,6 +350,7 @@ class _PlainDisplay(_Display):
 
     def _show(self) -> None:
         self._shown = self.latest
+        self._shown_at = time.monotonic()
         print(progress_line(self.latest, self.total, self.elapsed), file=self.stream, flush=True)
 
 
@@ -443,7 +449,6 @@ async def execute_bulk(
     concurrency: int,
     journal: str | None = None,
     resubmit_uncertain: bool = False,
-    poll: PollPolicy | None = None,
     interval: float = 10.0,
     sinks: Sequence[Sink] = (),
 ) -> Tally:
@@ -461,7 +466,6 @@ async def execute_bulk(
                 (job.request for job in jobs),
                 concurrency=concurrency,
                 journal=journal,
-                poll=poll,
                 on_progress=display.update,
                 resubmit_uncertain=resubmit_uncertain,
             )
@@ -485,8 +489,8 @@ async def execute_bulk(
         if journal is not None:
             ctx.note(
                 f"interrupted: the journal {journal} records every submitted task; run the same "
-                "command again to continue (finished jobs are skipped, running tasks re-attached, "
-                "nothing is paid twice)"
+                "command again to continue: finished jobs are skipped, running tasks re-attached, "
+                "and a create cut off in flight is reported uncertain instead of sent twice"
             )
         else:
             ctx.note(
@@ -669,7 +673,11 @@ async def _credits(ctx: Context, args: argparse.Namespace) -> int:
 def _add_bulk(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("jobs", metavar="JOBS.jsonl", help="one JSON job per line")
     parser.add_argument(
-        "--concurrency", type=_positive_int, default=50, help="jobs in flight at once (50)"
+        "--concurrency",
+        type=_positive_int,
+        default=50,
+        metavar="N",
+        help="jobs in flight at once (50)",
     )
     parser.add_argument("--journal", metavar="FILE", help="record progress so a rerun continues")
     parser.add_argument("--out", metavar="RESULTS.jsonl", help="write one JSON result per job")
@@ -744,10 +752,18 @@ _DEMO_PROMPTS = (
 
 def _add_demo(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--videos", type=_positive_int, default=36, help="how many videos to extend (36)"
+        "--videos",
+        type=_positive_int,
+        default=36,
+        metavar="N",
+        help="how many videos to extend (36)",
     )
     parser.add_argument(
-        "--concurrency", type=_positive_int, default=50, help="jobs in flight at once (50)"
+        "--concurrency",
+        type=_positive_int,
+        default=50,
+        metavar="N",
+        help="jobs in flight at once (50)",
     )
 
 
@@ -865,45 +881,47 @@ configuration error (nothing was sent); 130 interrupted.
 The API key comes from --api-key-file or the KIE_API_KEY environment variable."""
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser: global options, then one subparser per entry of :data:`COMMANDS`."""
-    # Global options are accepted before and after the subcommand; SUPPRESS keeps a subparser
-    # from overwriting a value given before it.
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
+def _add_global_options(parser: argparse.ArgumentParser) -> None:
+    # Accepted before and after the subcommand. SUPPRESS keeps a subparser from overwriting a
+    # value given before it; each parser gets its own actions, as argparse shares defaults
+    # between a parent parser's actions and its children.
+    parser.add_argument(
         "--api-key-file",
         metavar="PATH",
         default=argparse.SUPPRESS,
         help="read the API key from PATH (default: the KIE_API_KEY environment variable)",
     )
-    common.add_argument(
+    parser.add_argument(
         "--base-url",
         metavar="URL",
         default=argparse.SUPPRESS,
         help="the API root (default: KIE_BASE_URL or https://api.kie.ai)",
     )
-    common.add_argument(
+    parser.add_argument(
         "-v",
         "--verbose",
         action="store_true",
         default=argparse.SUPPRESS,
         help="log every request (DEBUG) to stderr",
     )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser: global options, then one subparser per entry of :data:`COMMANDS`."""
     parser = argparse.ArgumentParser(
         prog="kie-async",
         description="Extend Midjourney videos with kie.ai, one at a time or in bulk.",
         epilog=_EPILOG,
-        parents=[common],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    _add_global_options(parser)
     parser.add_argument("--version", action="version", version=f"kie-async {__version__}")
     parser.set_defaults(api_key_file=None, base_url=None, verbose=False)
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", dest="command")
     commands.required = True
     for name, command in COMMANDS.items():
-        sub = commands.add_parser(
-            name, help=command.help, description=command.help, parents=[common]
-        )
+        sub = commands.add_parser(name, help=command.help, description=command.help)
+        _add_global_options(sub)
         command.configure(sub)
         sub.set_defaults(run=command.run)
     return parser
