@@ -37,11 +37,12 @@ import random
 import signal
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
+import aiohttp
 import attrs
 from aiohttp import web
 
@@ -200,6 +201,28 @@ class FakeKieServer:
         record_requests: keep every request in :attr:`requests` (turn off for long benchmarks).
         file_size: the size in bytes of each served result file.
         seed: seeds fault draws and quirk choices, so a run repeats.
+        callback_key: sign callbacks with this webhook HMAC key (``X-Webhook-Timestamp`` and
+            ``X-Webhook-Signature`` headers, see :meth:`sign`); ``None`` sends them unsigned.
+        callback_duplicates: how many extra times each callback is delivered (kie.ai may
+            deliver the same task more than once).
+        callback_drop_rate: the probability (0 to 1, seeded) that a task's callback is never
+            sent, as when kie.ai gives up on a receiver.
+        callback_retry_delay: seconds between the up to 3 retries of a callback that was not
+            answered HTTP 200.
+
+    Callbacks: a create with a ``callBackUrl`` gets a background delivery that waits until the
+    task's ``TaskScript.seconds`` have passed, ends the task (its ``polls`` no longer count, so
+    ``record-info`` agrees with the callback), and POSTs kie's callback body (see
+    :meth:`callback_payload`) from the server's own HTTP session. :meth:`close` cancels every
+    delivery still pending. ``counts`` gains ``"callback:delivered"``, ``"callback:failed"``
+    (an answer other than 200, retried) and ``"callback:dropped"``.
+
+    Result files (``/files/{task_id}/{name}``) are streamed in 64 KiB chunks, never need the
+    API key, and can be faulted with ``fail_next("file", ...)``: ``"truncated"`` (the full
+    ``Content-Length`` is announced, half the body is sent, the connection closes), ``"hang"``
+    (half the body, then nothing until :meth:`close`), ``"drop_before"``, ``"rate_limited"``
+    (429) and ``"html_502"``. With :attr:`files_expired` set, a file URL without the
+    ``token`` of a ``download-url`` link is answered 403.
 
     Attributes:
         url: the base URL, e.g. ``"http://127.0.0.1:40123"`` (after start).
@@ -213,6 +236,9 @@ class FakeKieServer:
         tasks: the raw state of every task by id.
         injected: every fault injected, in order, as ``(endpoint, fault, json_body, query)``:
             which request lost its answer, e.g. to check what a client reported as uncertain.
+        files_expired: when true, direct result-file URLs answer 403 (an expired link) and
+            only fresh ``download-url`` links work.
+        peak_file_streams: the most result files streamed at the same time.
     """
 
     def __init__(
@@ -229,6 +255,10 @@ class FakeKieServer:
         seed: int = 0,
         host: str = "127.0.0.1",
         port: int = 0,
+        callback_key: str | None = None,
+        callback_duplicates: int = 0,
+        callback_drop_rate: float = 0.0,
+        callback_retry_delay: float = 0.05,
     ) -> None:
         self.api_key = api_key
         self.rate_limit = rate_limit
@@ -261,6 +291,15 @@ class FakeKieServer:
         self._runner: web.AppRunner | None = None
         self._closing: asyncio.Event | None = None
         self.url = ""
+        self.callback_key = callback_key
+        self.callback_duplicates = callback_duplicates
+        self.callback_drop_rate = callback_drop_rate
+        self.callback_retry_delay = callback_retry_delay
+        self.files_expired = False
+        self.peak_file_streams = 0
+        self._file_streams = 0
+        self._deliveries: set[asyncio.Task[None]] = set()
+        self._callback_session: aiohttp.ClientSession | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -294,6 +333,13 @@ class FakeKieServer:
         """Stop serving and close every connection (hung answers are released)."""
         if self._closing is not None:
             self._closing.set()
+        deliveries = list(self._deliveries)
+        for delivery in deliveries:
+            delivery.cancel()
+        await asyncio.gather(*deliveries, return_exceptions=True)
+        if self._callback_session is not None:
+            session, self._callback_session = self._callback_session, None
+            await session.close()
         if self._runner is not None:
             runner, self._runner = self._runner, None
             await runner.cleanup()
@@ -613,6 +659,8 @@ class FakeKieServer:
         self.counts["create"] += 1
         task_id = uuid.uuid4().hex
         self._new_task(task_id, body["taskType"], body, self._next_script(body))
+        if isinstance(body.get("callBackUrl"), str):
+            self._schedule_callback(task_id, body["callBackUrl"])
         return _envelope(200, "success", {"taskId": task_id})
 
     async def _create(self, request: web.Request) -> web.StreamResponse:
@@ -681,15 +729,134 @@ class FakeKieServer:
         whole, rest = divmod(self.file_size, len(seed))
         return seed * whole + seed[:rest]
 
+    def _file_chunks(self, task_id: str, name: str, size: int) -> Iterator[bytes]:
+        # The content of file_bytes, made 64 KiB at a time: a large file never sits in memory.
+        block = hashlib.sha256(f"{task_id}/{name}".encode()).digest() * 2048
+        sent = 0
+        while sent < size:
+            chunk = block[: min(len(block), size - sent)]
+            sent += len(chunk)
+            yield chunk
+
     async def _file(self, request: web.Request) -> web.StreamResponse:
         task_id = request.match_info["task_id"]
         name = request.match_info["name"]
+        if self.record_requests:
+            self.requests.append(
+                RecordedRequest(
+                    method=request.method,
+                    path=request.path,
+                    query=dict(request.query),
+                    headers=dict(request.headers),
+                    json=None,
+                    at=time.monotonic(),
+                )
+            )
+        self.counts["request:file"] += 1
         if task_id not in self.tasks:
             return web.Response(status=404, text="Not Found")
+        if self.files_expired and "token" not in request.query:
+            self.counts["file:403"] += 1
+            return web.Response(status=403, text="AccessDenied: Request has expired")
+        fault = self._draw("file")
+        if fault is not None:
+            self.counts[f"fault:{fault}"] += 1
+        if fault == "drop_before":
+            return self._drop(request)
+        if fault == "rate_limited":
+            return web.Response(status=429, text="Too Many Requests")
+        if fault in ("html_502", "server_error", "maintenance"):
+            return web.Response(status=502, text="<html>502 Bad Gateway</html>")
+        cut = fault in ("truncated", "drop_after", "hang")
         self.counts["file"] += 1
-        return web.Response(body=self.file_bytes(task_id, name), content_type="video/mp4")
+        self._file_streams += 1
+        self.peak_file_streams = max(self.peak_file_streams, self._file_streams)
+        try:
+            if fault == "slow":
+                assert self._closing is not None
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._closing.wait(), self.faults.slow_seconds)
+            response = web.StreamResponse(headers={"Content-Type": "video/mp4"})
+            response.content_length = self.file_size
+            await response.prepare(request)
+            size = self.file_size // 2 if cut else self.file_size
+            for chunk in self._file_chunks(task_id, name, size):
+                await response.write(chunk)
+            if fault == "hang":
+                assert self._closing is not None
+                await self._closing.wait()
+            if cut:
+                if request.transport is not None:
+                    request.transport.close()
+                return response
+            await response.write_eof()
+            return response
+        finally:
+            self._file_streams -= 1
 
     # -- callbacks -----------------------------------------------------------------------------
+
+    def callback_payload(self, task_id: str) -> dict[str, Any]:
+        """The body kie.ai POSTs to ``callBackUrl`` when ``task_id`` ends, as it would be sent
+        now: ``{"code": 200|500, "msg": ..., "data": {"taskId", "promptJson", "resultUrls"}}``
+        with the result URLs as plain strings (``null`` on failure)."""
+        task = self.tasks[task_id]
+        script: TaskScript = task["script"]
+        ok = script.flag == 1
+        urls = [f"{self.url}/files/{task_id}/{i}.mp4" for i in range(task["videos"])]
+        return _envelope(
+            200 if ok else 500,
+            "success" if ok else (script.error_message or "generation failed"),
+            {
+                "taskId": task_id,
+                "promptJson": task["param_json"],
+                "resultUrls": urls if ok else None,
+            },
+        )
+
+    def _schedule_callback(self, task_id: str, url: str) -> None:
+        if self._closing is None or self._closing.is_set():
+            return
+        delivery = asyncio.ensure_future(self._deliver_callback(task_id, url))
+        self._deliveries.add(delivery)
+        delivery.add_done_callback(self._deliveries.discard)
+
+    async def _deliver_callback(self, task_id: str, url: str) -> None:
+        task = self.tasks[task_id]
+        delay = task["ends_at"] - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        task["polls_left"] = 0
+        if task["completed_wall"] is None:
+            task["completed_wall"] = datetime.now(timezone.utc)
+        if self._rng.random() < self.callback_drop_rate:
+            self.counts["callback:dropped"] += 1
+            return
+        body = json.dumps(self.callback_payload(task_id)).encode()
+        for _ in range(1 + self.callback_duplicates):
+            await self._post_callback(url, task_id, body)
+
+    async def _post_callback(self, url: str, task_id: str, body: bytes) -> None:
+        if self._callback_session is None:
+            self._callback_session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15))
+        for attempt in range(4):  # kie.ai retries a failed delivery 3 times, then gives up
+            if attempt:
+                await asyncio.sleep(self.callback_retry_delay)
+            headers = {"Content-Type": "application/json", "User-Agent": "kie-callback/1.0"}
+            if self.callback_key is not None:
+                stamp = int(time.time())
+                headers["X-Webhook-Timestamp"] = str(stamp)
+                headers["X-Webhook-Signature"] = self.sign(self.callback_key, task_id, stamp)
+            try:
+                async with self._callback_session.post(url, data=body, headers=headers) as answer:
+                    await answer.read()
+                    status = answer.status
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+                status = 0
+            if status == 200:
+                self.counts["callback:delivered"] += 1
+                return
+            self.counts["callback:failed"] += 1
 
     @staticmethod
     def sign(key: str, task_id: str, timestamp: int) -> str:
