@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import aiohttp
+import attrs
 
 from . import _protocol as proto
 from ._errors import (
@@ -25,9 +26,10 @@ from ._errors import (
     KieError,
     SubmissionUncertainError,
     TransportError,
+    ValidationError,
 )
 from ._handle import TaskHandle
-from ._models import ExtendMode, ExtendRequest, TaskRecord, check_task_id
+from ._models import ExtendMode, ExtendRequest, TaskRecord, check_http_url, check_task_id
 from ._polling import (
     CreateFailure,
     PollPolicy,
@@ -41,12 +43,17 @@ from ._wire import parse_record, request_body
 
 if TYPE_CHECKING:
     from ._bulk import ExtendOutcome, Progress
+    from .callbacks import CallbackReceiver
 
 __all__ = ["KieClient"]
 
 log = logging.getLogger("kie_async")
 
 _DEFAULT_RATE_LIMIT = RateLimit()
+
+#: The default safety poll of a client wired to a callback receiver: the callback normally ends
+#: the wait, so polls are rare (after 2 minutes, then 3, then every 5) and only catch lost ones.
+SAFETY_POLL = PollPolicy(interval=120.0, factor=1.5, max_interval=300.0)
 
 
 class _Unset:
@@ -146,6 +153,14 @@ class KieClient:
             without counting against their timeouts.
         allow_insecure_http: allow a plain ``http://`` base URL that is not loopback.
         user_agent: the ``User-Agent`` header (default ``kie-async/<version>``).
+        callback_url: the public URL of your callback receiver, sent as ``callBackUrl`` with
+            every create that does not name its own (a request's ``callback_url`` wins).
+        callbacks: a :class:`~kie_async.callbacks.CallbackReceiver` that receives those
+            callbacks in this process: waits then finish as soon as a task's callback arrives
+            (confirmed by one ``record-info`` call), while a slow safety poll runs in case it
+            never does. Needs ``callback_url``. See :meth:`attach_callbacks`.
+        safety_poll: the :class:`PollPolicy` of that safety poll (default
+            :data:`SAFETY_POLL`, with this client's poll ``timeout``).
 
     Raises:
         ConfigurationError: no API key, or an invalid setting.
@@ -173,6 +188,9 @@ class KieClient:
         max_connections: int = 100,
         allow_insecure_http: bool = False,
         user_agent: str | None = None,
+        callback_url: str | None = None,
+        callbacks: CallbackReceiver | None = None,
+        safety_poll: PollPolicy | None = None,
     ) -> None:
         self._api_key = _resolve_key(api_key)
         url = base_url or os.environ.get("KIE_BASE_URL") or proto.DEFAULT_BASE_URL
@@ -214,6 +232,11 @@ class KieClient:
         self._closed = False
         self._slots: asyncio.Semaphore | None = None
         self._headers = proto.auth_headers(self._api_key.reveal(), user_agent or proto.USER_AGENT)
+        self._callback_url: str | None = None
+        self._callbacks: CallbackReceiver | None = None
+        self.safety_poll: PollPolicy = attrs.evolve(SAFETY_POLL, timeout=self.poll_policy.timeout)
+        if callback_url is not None or callbacks is not None or safety_poll is not None:
+            self.attach_callbacks(callbacks, callback_url, safety_poll=safety_poll)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -234,6 +257,70 @@ class KieClient:
     def max_connections(self) -> int:
         """How many requests this client has in flight at most (the connection pool's size)."""
         return self._max_connections
+
+    @property
+    def callback_url(self) -> str | None:
+        """The ``callBackUrl`` sent with creates that do not name their own, if any."""
+        return self._callback_url
+
+    @property
+    def callbacks(self) -> CallbackReceiver | None:
+        """The callback receiver that waits listen to, if one is attached."""
+        return self._callbacks
+
+    def attach_callbacks(
+        self,
+        receiver: CallbackReceiver | None,
+        callback_url: str | None,
+        *,
+        safety_poll: PollPolicy | None = None,
+    ) -> None:
+        """Wire this client to a callback receiver (hybrid waiting), or detach it with
+        ``attach_callbacks(None, None)``.
+
+        From now on creates carry ``callBackUrl=callback_url`` unless their request names its
+        own URL, and :meth:`TaskHandle.wait` (so also :meth:`extend_many`) races a slow safety
+        poll against the receiver: when the task's callback arrives, one ``record-info`` call
+        confirms it (the signature does not cover the body) and the wait ends; if that record
+        is not final yet, polling resumes. Without a receiver, ``callback_url`` alone only sets
+        ``callBackUrl`` (for a receiver in another process) and waits poll as usual.
+
+        Args:
+            receiver: the :class:`~kie_async.callbacks.CallbackReceiver`, or ``None``.
+            callback_url: the receiver's public http(s) URL, as kie.ai must reach it.
+            safety_poll: the :class:`PollPolicy` used while a receiver is attached, unless a
+                wait passes its own ``poll``.
+
+        Raises:
+            ConfigurationError: a receiver without a URL, a URL that is not http(s), or a
+                wrong type.
+
+        Example::
+
+            receiver = CallbackReceiver(key=webhook_key)
+            await receiver.start(port=8080)
+            kie.attach_callbacks(receiver, "https://hooks.example.com/kie")
+        """
+        from .callbacks import CallbackReceiver
+
+        if receiver is not None and not isinstance(receiver, CallbackReceiver):
+            raise ConfigurationError("callbacks", "must be a CallbackReceiver or None")
+        if receiver is not None and callback_url is None:
+            raise ConfigurationError(
+                "callback_url",
+                "a callback receiver needs the public URL kie.ai should post to",
+            )
+        if callback_url is not None:
+            try:
+                check_http_url(callback_url, "callback_url")
+            except ValidationError as exc:
+                raise ConfigurationError("callback_url", exc.reason) from None
+        if safety_poll is not None:
+            if not isinstance(safety_poll, PollPolicy):
+                raise ConfigurationError("safety_poll", "must be a PollPolicy")
+            self.safety_poll = safety_poll
+        self._callbacks = receiver
+        self._callback_url = callback_url
 
     async def __aenter__(self) -> KieClient:
         self._ensure_session()
@@ -402,6 +489,8 @@ class KieClient:
         if not isinstance(request, ExtendRequest):
             raise TypeError(f"submit() takes an ExtendRequest, not {type(request).__name__}")
         body = request_body(request)
+        if self._callback_url is not None and "callBackUrl" not in body:
+            body["callBackUrl"] = self._callback_url
         announce = before_send
 
         async def attempt() -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Generator
+from collections.abc import Awaitable, Callable, Generator
 from typing import TYPE_CHECKING, Any
 
 from ._errors import (
@@ -21,6 +21,7 @@ from ._retry import Schedule, poll_until
 
 if TYPE_CHECKING:
     from ._client import KieClient
+    from .callbacks import CallbackReceiver
 
 __all__ = ["TaskHandle"]
 
@@ -124,7 +125,15 @@ class TaskHandle:
             TaskNotFoundError: kie.ai knows no task with this id.
             APIError: a non-transient error, e.g. :class:`AuthenticationError`.
             ValidationError: ``timeout`` is not a number > 0 or ``None``.
+
+        With a callback receiver attached to the client (:meth:`KieClient.attach_callbacks`), the
+        wait also listens for the task's callback, and ``poll`` defaults to the client's slower
+        ``safety_poll``: when the callback arrives, polling stops, one ``record-info`` call
+        confirms it, and the wait ends (or polls on if the record is not final yet).
         """
+        receiver = self._client.callbacks
+        if poll is None and receiver is not None:
+            poll = self._client.safety_poll
         policy = poll or self._client.poll_policy
         deadline: float | None = policy.timeout if timeout is _POLICY_TIMEOUT else timeout
         if deadline is not None and (
@@ -163,13 +172,23 @@ class TaskHandle:
             if isinstance(value, KieError):
                 log.debug("retrying poll of task %s in %.2fs after: %s", self.task_id, delay, value)
 
-        polling = poll_until(
-            poll_once, done=finished, schedule=schedule, max_time=deadline, on_wait=waiting
-        )
-        try:
-            result = await asyncio.wait_for(polling, deadline)
-        except asyncio.TimeoutError:
-            result = None
+        def polling(max_time: float | None) -> Awaitable[TaskRecord | KieError]:
+            return poll_until(
+                poll_once, done=finished, schedule=schedule, max_time=max_time, on_wait=waiting
+            )
+
+        result: TaskRecord | KieError | None
+        if receiver is not None:
+            # A task this process just created cannot be done yet: let the callback speak first.
+            first_delay = policy.interval if self._fresh_until is not None else 0.0
+            result = await self._race_callback(
+                receiver, polling, poll_once, finished, deadline, first_delay, policy.interval
+            )
+        else:
+            try:
+                result = await asyncio.wait_for(polling(deadline), deadline)
+            except asyncio.TimeoutError:
+                result = None
         if result is None or not finished(result):
             raise TaskTimeoutError(task_id=self.task_id, record=self._last, timeout=deadline or 0)
         assert isinstance(result, TaskRecord)
@@ -181,3 +200,61 @@ class TaskHandle:
                 error_message=result.error_message,
             )
         return result
+
+    async def _race_callback(
+        self,
+        receiver: CallbackReceiver,
+        polling: Callable[[float | None], Awaitable[TaskRecord | KieError]],
+        poll_once: Callable[[], Awaitable[TaskRecord | KieError]],
+        finished: Callable[[TaskRecord | KieError], bool],
+        deadline: float | None,
+        first_delay: float,
+        resume_delay: float,
+    ) -> TaskRecord | KieError | None:
+        """Race the poll loop against the task's callback; ``None`` when the deadline passed.
+
+        When the callback wins, the poll loop is cancelled and one poll confirms it (the
+        signature does not cover the body); an unconfirmed callback resumes polling alone.
+        """
+        loop = asyncio.get_running_loop()
+        end = None if deadline is None else loop.time() + deadline
+
+        async def delayed(delay: float, remaining: float | None) -> TaskRecord | KieError:
+            if delay > 0:
+                await asyncio.sleep(delay)
+                remaining = None if remaining is None else max(remaining - delay, 0.001)
+            return await polling(remaining)
+
+        listening = True
+        with receiver.watch(self.task_id) as arrived:
+            while True:
+                remaining = None if end is None else end - loop.time()
+                if remaining is not None and remaining <= 0:
+                    return None
+                if not (listening and arrived.is_set()):
+                    poller = asyncio.ensure_future(delayed(first_delay, remaining))
+                    racers: set[asyncio.Future[Any]] = {poller}
+                    if listening:
+                        racers.add(asyncio.ensure_future(arrived.wait()))
+                    try:
+                        done, _ = await asyncio.wait(
+                            racers, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+                        )
+                    finally:
+                        for racer in racers:
+                            racer.cancel()
+                        await asyncio.gather(*racers, return_exceptions=True)
+                    if poller in done:
+                        return poller.result()
+                    if not done:
+                        return None
+                listening = False
+                value = await poll_once()
+                if finished(value):
+                    log.debug("task %s ended, as its callback said", self.task_id)
+                    return value
+                log.info(
+                    "task %s: callback not confirmed by record-info yet; polling on",
+                    self.task_id,
+                )
+                first_delay = resume_delay

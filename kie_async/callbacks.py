@@ -1,0 +1,545 @@
+"""Receiving kie.ai's result callbacks: an aiohttp handler, signature checks, and events.
+
+When a create carries ``callBackUrl``, kie.ai POSTs the task's outcome there once it ends::
+
+    {"code": 200, "msg": "success",
+     "data": {"taskId": "...", "promptJson": "<JSON string>", "resultUrls": ["https://..."]}}
+
+A :class:`CallbackReceiver` turns each POST into a :class:`CallbackEvent` and hands it to your
+code (a function, an async iterator, or a :class:`~kie_async.KieClient` waiting on the task). It
+answers at once, ignores repeated deliveries of the same task, caps the body size and, given the
+account's webhook HMAC key, rejects unsigned, forged and stale callbacks with HTTP 401.
+
+The signature covers only ``taskId`` and the timestamp, not the body, so never trust a callback's
+result URLs on their own: a client wired to a receiver confirms each callback with one
+``record-info`` call before it reports the task finished.
+
+Example::
+
+    from kie_async import KieClient
+    from kie_async.callbacks import CallbackReceiver
+
+    receiver = CallbackReceiver(key=os.environ["KIE_WEBHOOK_KEY"])
+    await receiver.start(host="127.0.0.1", port=8080)  # behind https://public.example/kie
+    async with KieClient(callbacks=receiver, callback_url="https://public.example/kie") as kie:
+        record = await (await kie.extend_video("ee603959", prompt="Into a nebula"))
+    await receiver.close()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import collections
+import contextlib
+import hashlib
+import hmac
+import inspect
+import json
+import logging
+import math
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from typing import Any
+
+import attrs
+from aiohttp import web
+
+from ._errors import ConfigurationError, UnexpectedResponseError
+from ._wire import json_object, lenient_int, nullable_str, result_urls
+
+__all__ = [
+    "CallbackEvent",
+    "CallbackReceiver",
+    "parse_callback",
+    "sign",
+    "verify_signature",
+]
+
+log = logging.getLogger("kie_async")
+
+#: The header carrying the unix time (seconds) a signed callback was sent.
+TIMESTAMP_HEADER = "X-Webhook-Timestamp"
+#: The header carrying ``base64(HMAC-SHA256(key, taskId + "." + timestamp))``.
+SIGNATURE_HEADER = "X-Webhook-Signature"
+
+_ENDPOINT = "callback"
+
+
+@attrs.frozen
+class CallbackEvent:
+    """One callback from kie.ai: a task ended.
+
+    Attributes:
+        task_id: the task that ended.
+        code: kie's ``code`` (200 success, 500 failure), ``None`` if unreadable.
+        message: kie's ``msg``, if any.
+        result_urls: the result video URLs, as plain strings (empty on failure).
+        params: the parsed ``promptJson`` (the original request), or ``None`` if absent or
+            unreadable.
+        verified: whether the signature was checked and valid (``False`` when the receiver has
+            no key).
+        data: the raw ``data`` object of the callback.
+
+    Example::
+
+        async for event in receiver:
+            print(event.task_id, event.ok, event.result_urls)
+    """
+
+    task_id: str
+    code: int | None
+    message: str | None = None
+    result_urls: tuple[str, ...] = ()
+    params: Mapping[str, Any] | None = attrs.field(default=None, eq=False, repr=False)
+    verified: bool = False
+    data: Mapping[str, Any] = attrs.field(factory=dict, eq=False, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        """True when kie.ai reports success (``code`` 200)."""
+        return self.code == 200
+
+
+def parse_callback(payload: bytes | str | Mapping[str, Any]) -> CallbackEvent:
+    """A :class:`CallbackEvent` from a callback body (raw bytes, text, or decoded JSON).
+
+    Lenient like the rest of the SDK: result URLs may be strings or ``{"resultUrl": ...}``
+    objects, ``promptJson`` may be an object or a JSON string, ``"null"`` means no value. The
+    event is not marked verified: check the signature with :func:`verify_signature`.
+
+    Raises:
+        UnexpectedResponseError: the body is not JSON, not an object, or names no task.
+
+    Example::
+
+        >>> parse_callback(b'{"code": 200, "msg": "success", "data": {"taskId": "t1", '
+        ...                b'"resultUrls": ["https://cdn.example/t1.mp4"]}}').result_urls
+        ('https://cdn.example/t1.mp4',)
+    """
+    envelope: object = payload
+    if isinstance(payload, bytes | str):
+        try:
+            envelope = json.loads(payload)
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            raise _unreadable("the body is not JSON", payload) from None
+    if not isinstance(envelope, Mapping):
+        raise _unreadable("the body is not a JSON object", payload)
+    data = envelope.get("data")
+    if not isinstance(data, Mapping):
+        raise _unreadable("the body has no data object", payload)
+    task_id = nullable_str(data.get("taskId"))
+    if task_id is None or not task_id.strip():
+        raise _unreadable("the callback names no taskId", payload)
+    return CallbackEvent(
+        task_id=task_id,
+        code=lenient_int(envelope.get("code")),
+        message=nullable_str(envelope.get("msg")),
+        result_urls=result_urls(data.get("resultUrls", data.get("resultInfoJson"))),
+        params=json_object(data.get("promptJson", data.get("paramJson"))),
+        data=data,
+    )
+
+
+def _unreadable(reason: str, payload: object) -> UnexpectedResponseError:
+    if isinstance(payload, bytes):
+        excerpt = payload[:300].decode("utf-8", "replace")
+    else:
+        excerpt = str(payload)[:300]
+    return UnexpectedResponseError(message=reason, endpoint=_ENDPOINT, body_excerpt=excerpt)
+
+
+def sign(key: str | bytes, task_id: str, timestamp: str | int) -> str:
+    """kie's webhook signature: ``base64(HMAC-SHA256(key, taskId + "." + timestamp))``.
+
+    Example::
+
+        >>> sign("secret", "t1", 1700000000)
+        'c/ttoTFH+mM/kCJ2sdGtg/eq3IKiIHqrXJ6h19vH51s='
+    """
+    secret = key.encode() if isinstance(key, str) else key
+    message = f"{task_id}.{timestamp}".encode()
+    return base64.b64encode(hmac.new(secret, message, hashlib.sha256).digest()).decode("ascii")
+
+
+def _signature_problem(
+    key: str | bytes,
+    task_id: str,
+    timestamp: str | int | None,
+    signature: str | None,
+    *,
+    max_age: float,
+    now: float | None,
+) -> str | None:
+    """Why a signature is not acceptable, or ``None`` when it is."""
+    if timestamp is None or signature is None:
+        return "unsigned (no timestamp or signature header)"
+    stamp = str(timestamp).strip()
+    try:
+        sent = float(stamp)
+    except ValueError:
+        return "the timestamp is not a number"
+    if not math.isfinite(sent):
+        return "the timestamp is not a number"
+    age = (time.time() if now is None else now) - sent
+    if abs(age) > max_age:
+        return f"the timestamp is {age:+.0f}s from now, outside the {max_age:g}s window"
+    expected = sign(key, task_id, stamp).encode("ascii")
+    if not hmac.compare_digest(expected, signature.strip().encode("utf-8", "replace")):
+        return "the signature does not match"
+    return None
+
+
+def verify_signature(
+    key: str | bytes,
+    task_id: str,
+    timestamp: str | int | None,
+    signature: str | None,
+    *,
+    max_age: float = 300.0,
+    now: float | None = None,
+) -> bool:
+    """Whether a callback's signature headers are valid, for receivers on other frameworks.
+
+    Checks that ``signature`` (the ``X-Webhook-Signature`` header) equals
+    ``base64(HMAC-SHA256(key, task_id + "." + timestamp))`` in constant time, and that
+    ``timestamp`` (the ``X-Webhook-Timestamp`` header, unix seconds) is within ``max_age``
+    seconds of ``now`` in either direction, so a captured callback cannot be replayed later.
+    The signature does not cover the body: confirm the result with a ``record-info`` call
+    (:meth:`KieClient.get_task`) before acting on it.
+
+    Args:
+        key: the account's webhook HMAC key (kie.ai settings).
+        task_id: the ``taskId`` from the callback's body.
+        timestamp, signature: the header values (``None`` when missing: never valid).
+        max_age: the freshness window in seconds.
+        now: the current unix time (default ``time.time()``).
+
+    Example::
+
+        event = parse_callback(await request.body())
+        if not verify_signature(key, event.task_id, request.headers.get("X-Webhook-Timestamp"),
+                                request.headers.get("X-Webhook-Signature")):
+            return Response(status_code=401)
+    """
+    problem = _signature_problem(key, task_id, timestamp, signature, max_age=max_age, now=now)
+    return problem is None
+
+
+class _EventStream:
+    """One subscriber's queue of events, registered from the moment it is created."""
+
+    def __init__(self, owner: CallbackReceiver, size: int) -> None:
+        self._owner = owner
+        self._queue: asyncio.Queue[CallbackEvent | None] = asyncio.Queue(size)
+        self._done = owner.closed
+        owner._streams.add(self)
+
+    def offer(self, event: CallbackEvent | None) -> None:
+        try:
+            self._queue.put_nowait(event)
+        except asyncio.QueueFull:
+            if event is None:
+                self._done = True
+            else:
+                log.warning(
+                    "callback for task %s not queued: the event iterator is %d events behind",
+                    event.task_id,
+                    self._queue.maxsize,
+                )
+
+    def __aiter__(self) -> _EventStream:
+        return self
+
+    async def __anext__(self) -> CallbackEvent:
+        if self._done and self._queue.empty():
+            raise StopAsyncIteration
+        event = await self._queue.get()
+        if event is None:
+            self._done = True
+            self._owner._streams.discard(self)
+            raise StopAsyncIteration
+        return event
+
+    async def aclose(self) -> None:
+        self._done = True
+        self._owner._streams.discard(self)
+
+
+class CallbackReceiver:
+    """Receives kie.ai's callback POSTs and hands each finished task to your code, once.
+
+    Mount :meth:`handler` in your own aiohttp app, or use :meth:`make_app`, or let the receiver
+    serve itself with :meth:`start`. For every POST it:
+
+    1. refuses bodies over ``max_body`` bytes (HTTP 413) and unreadable ones (HTTP 400);
+    2. with a ``key``, checks ``X-Webhook-Signature`` and the ``X-Webhook-Timestamp`` freshness
+       window; unsigned, forged and stale callbacks are logged and answered HTTP 401, and never
+       passed on;
+    3. answers HTTP 200 at once; a task already seen (kie.ai may deliver more than once) is
+       acknowledged and dropped;
+    4. passes the :class:`CallbackEvent` on: to ``on_event`` (sync or async, run in the
+       background; its exceptions are logged), to every open iterator (``async for event in
+       receiver``), and to clients waiting on the task (``KieClient(callbacks=receiver, ...)``).
+
+    Args:
+        key: the account's webhook HMAC key; without it every well-formed callback is accepted
+            (``event.verified`` is ``False``), which is only safe on a private network.
+        on_event: called with each new :class:`CallbackEvent`.
+        max_age: the signature freshness window in seconds, both directions (default 300).
+        max_body: the largest body accepted, in bytes (default 64 KiB).
+        remember: how many task ids are remembered to drop repeated deliveries.
+        queue_size: how many events an iterator may fall behind before new ones are dropped
+            for it (with a warning; :meth:`get` still has them).
+
+    Attributes:
+        counts: what happened: ``"accepted"``, ``"duplicate"``, ``"rejected:401"``,
+            ``"rejected:400"``, ``"rejected:413"``, ``"rejected:503"``.
+
+    Raises:
+        ConfigurationError: an invalid setting.
+
+    Example::
+
+        async def store(event: CallbackEvent) -> None:
+            await db.save(event.task_id, event.result_urls)
+
+        receiver = CallbackReceiver(key=webhook_key, on_event=store)
+        app = receiver.make_app("/kie/callback")   # run it with aiohttp's web.run_app(app)
+    """
+
+    def __init__(
+        self,
+        key: str | bytes | None = None,
+        *,
+        on_event: Callable[[CallbackEvent], Awaitable[None] | None] | None = None,
+        max_age: float = 300.0,
+        max_body: int = 64 * 1024,
+        remember: int = 10_000,
+        queue_size: int = 1000,
+    ) -> None:
+        if key is not None and (not isinstance(key, str | bytes) or not key):
+            raise ConfigurationError("key", "must be a non-empty str or bytes, or None")
+        if isinstance(max_age, bool) or not isinstance(max_age, int | float) or not max_age > 0:
+            raise ConfigurationError("max_age", f"must be a number > 0, got {max_age!r}")
+        for name, value in (
+            ("max_body", max_body),
+            ("remember", remember),
+            ("queue_size", queue_size),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigurationError(name, f"must be an int >= 1, got {value!r}")
+        if on_event is not None and not callable(on_event):
+            raise ConfigurationError("on_event", "must be callable")
+        self._key = key
+        self._on_event = on_event
+        self.max_age = float(max_age)
+        self.max_body = max_body
+        self._remember = remember
+        self._queue_size = queue_size
+        self._seen: collections.OrderedDict[str, CallbackEvent] = collections.OrderedDict()
+        self._watchers: dict[str, tuple[asyncio.Event, list[int]]] = {}
+        self._streams: set[_EventStream] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._runner: web.AppRunner | None = None
+        self.counts: collections.Counter[str] = collections.Counter()
+        self.closed = False
+        self.url = ""
+
+    def __repr__(self) -> str:
+        signed = "signed" if self._key is not None else "unsigned"
+        return f"<CallbackReceiver {signed} {self.url or 'not serving'}>"
+
+    @property
+    def signed(self) -> bool:
+        """Whether callbacks must carry a valid signature (a key was given)."""
+        return self._key is not None
+
+    # -- serving -------------------------------------------------------------------------------
+
+    def make_app(self, path: str = "/") -> web.Application:
+        """An aiohttp application that receives callbacks at ``path`` (POST) and closes this
+        receiver when it shuts down.
+
+        Example::
+
+            web.run_app(receiver.make_app("/kie/callback"), port=8080)
+        """
+        app = web.Application(client_max_size=self.max_body)
+        app.router.add_post(path, self.handler)
+
+        async def _closing(_: web.Application) -> None:
+            await self.close()
+
+        app.on_cleanup.append(_closing)
+        return app
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0, path: str = "/") -> str:
+        """Serve :meth:`make_app` on ``host:port`` (``0``: any free port) until :meth:`close`;
+        returns the local URL, e.g. ``"http://127.0.0.1:40321/"`` (also in :attr:`url`).
+
+        kie.ai must reach it from the internet: put it behind a reverse proxy or tunnel with
+        a public https URL, and give that URL to the client as ``callback_url``.
+
+        Raises:
+            RuntimeError: it is already serving, or closed.
+            OSError: the address cannot be bound.
+        """
+        if self._runner is not None or self.closed:
+            raise RuntimeError("this CallbackReceiver is already serving, or closed")
+        runner = web.AppRunner(self.make_app(path), access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port)
+        try:
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        sockets = getattr(site._server, "sockets", None) or []
+        bound = sockets[0].getsockname()[1] if sockets else port
+        shown = f"[{host}]" if ":" in host else host
+        self.url = f"http://{shown}:{bound}{path}"
+        return self.url
+
+    async def close(self) -> None:
+        """Stop serving (if :meth:`start` was used), end every iterator, and wait for running
+        ``on_event`` calls (they are cancelled if still running after 5 seconds). Later
+        callbacks are answered HTTP 503, so kie.ai retries them. Safe to call more than once."""
+        self.closed = True
+        for stream in list(self._streams):
+            stream.offer(None)
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+        if self._tasks:
+            pending = set(self._tasks)
+            _, late = await asyncio.wait(pending, timeout=5.0)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def __aenter__(self) -> CallbackReceiver:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # -- the handler -----------------------------------------------------------------------------
+
+    async def handler(self, request: web.Request) -> web.StreamResponse:
+        """The aiohttp request handler: ``app.router.add_post("/kie", receiver.handler)``."""
+        if self.closed:
+            self.counts["rejected:503"] += 1
+            return web.json_response({"code": 503, "msg": "not accepting callbacks"}, status=503)
+        peer = request.remote or "?"
+        length = request.content_length
+        if length is not None and length > self.max_body:
+            return self._reject(413, f"a {length}-byte body is over the limit", peer)
+        body = bytearray()
+        while len(body) <= self.max_body:
+            chunk = await request.content.read(self.max_body + 1 - len(body))
+            if not chunk:
+                break
+            body += chunk
+        if len(body) > self.max_body:
+            return self._reject(413, f"the body is over {self.max_body} bytes", peer)
+        try:
+            event = parse_callback(bytes(body))
+        except UnexpectedResponseError as exc:
+            return self._reject(400, exc.message, peer)
+        if self._key is not None:
+            problem = _signature_problem(
+                self._key,
+                event.task_id,
+                request.headers.get(TIMESTAMP_HEADER),
+                request.headers.get(SIGNATURE_HEADER),
+                max_age=self.max_age,
+                now=None,
+            )
+            if problem is not None:
+                return self._reject(401, f"task {event.task_id}: {problem}", peer)
+            event = attrs.evolve(event, verified=True)
+        self.accept(event)
+        return web.json_response({"code": 200, "msg": "success"})
+
+    def _reject(self, status: int, reason: str, peer: str) -> web.Response:
+        self.counts[f"rejected:{status}"] += 1
+        log.warning("rejected a callback from %s with HTTP %d: %s", peer, status, reason)
+        return web.json_response({"code": status, "msg": "rejected"}, status=status)
+
+    def accept(self, event: CallbackEvent) -> bool:
+        """Pass ``event`` on as if it had arrived (for receivers on other frameworks, after
+        :func:`parse_callback` and :func:`verify_signature`). Returns ``False`` for a task
+        already seen, which is dropped."""
+        if event.task_id in self._seen:
+            self._seen.move_to_end(event.task_id)
+            self.counts["duplicate"] += 1
+            log.debug("dropped a repeated callback for task %s", event.task_id)
+            return False
+        self.counts["accepted"] += 1
+        self._seen[event.task_id] = event
+        while len(self._seen) > self._remember:
+            self._seen.popitem(last=False)
+        log.debug("callback for task %s: code %s", event.task_id, event.code)
+        watcher = self._watchers.get(event.task_id)
+        if watcher is not None:
+            watcher[0].set()
+        for stream in list(self._streams):
+            stream.offer(event)
+        if self._on_event is not None:
+            task = asyncio.ensure_future(self._run_user_code(self._on_event, event))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return True
+
+    @staticmethod
+    async def _run_user_code(
+        on_event: Callable[[CallbackEvent], Awaitable[None] | None], event: CallbackEvent
+    ) -> None:
+        try:
+            result = on_event(event)
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            log.exception("on_event raised for the callback of task %s", event.task_id)
+
+    # -- consuming events --------------------------------------------------------------------------
+
+    def events(self) -> AsyncIterator[CallbackEvent]:
+        """An async iterator over new events from now on; it ends when the receiver closes.
+
+        ``async for event in receiver`` is the same. Each iterator gets every event.
+        """
+        return _EventStream(self, self._queue_size)
+
+    def __aiter__(self) -> AsyncIterator[CallbackEvent]:
+        return self.events()
+
+    def get(self, task_id: str) -> CallbackEvent | None:
+        """The event received for ``task_id``, if it is among the remembered ones."""
+        return self._seen.get(task_id)
+
+    @contextlib.contextmanager
+    def watch(self, task_id: str) -> Iterator[asyncio.Event]:
+        """A context manager giving an ``asyncio.Event`` that is set once a callback for
+        ``task_id`` is accepted (at once, if it already was). This is what waiting clients use.
+
+        Example::
+
+            with receiver.watch(handle.task_id) as arrived:
+                await arrived.wait()
+        """
+        entry = self._watchers.get(task_id)
+        if entry is None:
+            event = asyncio.Event()
+            if task_id in self._seen:
+                event.set()
+            entry = self._watchers[task_id] = (event, [0])
+        entry[1][0] += 1
+        try:
+            yield entry[0]
+        finally:
+            entry[1][0] -= 1
+            if entry[1][0] == 0 and self._watchers.get(task_id) is entry:
+                del self._watchers[task_id]
