@@ -6,6 +6,7 @@ Foreign exceptions are translated in exactly one place, :meth:`KieClient._exchan
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import os
@@ -129,6 +130,53 @@ def _positive(name: str, value: float | None, *, optional: bool = False) -> floa
     if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
         raise ConfigurationError(name, f"must be a number > 0, got {value!r}")
     return float(value)
+
+
+_FILE_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
+
+
+def _file_transport_error(
+    exc: BaseException, where: str, read_timeout: float | None
+) -> TransportError:
+    if isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError):
+        return TransportError(message=f"could not connect: {exc}", endpoint=where, sent=False)
+    if isinstance(exc, asyncio.TimeoutError):
+        return TransportError(message=f"no data within {read_timeout or 0:g}s", endpoint=where)
+    return TransportError(message=f"{type(exc).__name__}: {exc}", endpoint=where)
+
+
+class _FileAnswer:
+    """The answer to a result-file GET: status, headers, and the body in bounded chunks."""
+
+    __slots__ = ("_read_timeout", "_response", "_where", "headers", "status")
+
+    def __init__(
+        self, response: aiohttp.ClientResponse, where: str, read_timeout: float | None
+    ) -> None:
+        self._response = response
+        self._where = where
+        self._read_timeout = read_timeout
+        self.status = response.status
+        self.headers: Mapping[str, str] = response.headers
+
+    @property
+    def content_length(self) -> int | None:
+        """The announced body size, when it is the size of the bytes we will get."""
+        if self.headers.get("Content-Encoding", "identity").lower() != "identity":
+            return None
+        return self._response.content_length
+
+    async def chunks(self, size: int) -> AsyncIterator[bytes]:
+        """The body, at most ``size`` bytes at a time, as it arrives."""
+        stream = self._response.content
+        while True:
+            try:
+                chunk = await stream.read(size)
+            except _FILE_ERRORS as exc:
+                raise _file_transport_error(exc, self._where, self._read_timeout) from exc
+            if not chunk:
+                return
+            yield chunk
 
 
 class KieClient:
@@ -409,6 +457,33 @@ class KieClient:
         )
         return status, headers, body
 
+    @contextlib.asynccontextmanager
+    async def _open_file(self, url: str) -> AsyncIterator[_FileAnswer]:
+        """GET a result file: a plain GET with the User-Agent and never the API key (result
+        files live on other hosts), redirects followed, no compression (so ``Content-Length``
+        is the size on disk). aiohttp failures become :class:`TransportError` here and in
+        :meth:`_FileAnswer.chunks`, as in :meth:`_exchange`."""
+        session = self._ensure_session()
+        assert self._slots is not None
+        where = url.split("?", 1)[0]
+        headers = {"User-Agent": self._headers["User-Agent"], "Accept-Encoding": "identity"}
+        async with self._slots:
+            log.debug("-> GET %s (result file)", where)
+            try:
+                response = await session.get(
+                    url,
+                    headers=headers,
+                    timeout=self._timeouts(),
+                    raise_for_status=False,
+                    allow_redirects=True,
+                )
+            except _FILE_ERRORS as exc:
+                raise _file_transport_error(exc, where, self._read_timeout) from exc
+            try:
+                yield _FileAnswer(response, where, self._read_timeout)
+            finally:
+                response.release()
+
     async def _call(
         self,
         method: str,
@@ -573,6 +648,67 @@ class KieClient:
         return proto.download_link(
             await self._read("POST", proto.DOWNLOAD_URL_PATH, json={"url": url})
         )
+
+    async def download(
+        self,
+        record: TaskRecord,
+        dest_dir: str | os.PathLike[str],
+        *,
+        concurrency: int = 4,
+    ) -> list[Path]:
+        """Save a finished task's result files in ``dest_dir``; returns their paths in order.
+
+        Each file is named ``<task_id>_<i>.<ext>`` (``i`` its position in
+        ``record.result_urls``, the extension from the URL, ``.mp4`` by default) and streamed
+        in 64 KiB chunks to a temporary file in the same directory, checked against
+        ``Content-Length``, then renamed into place: a file under its final name is always
+        complete, and one that exists already is skipped without a request. A link that
+        answers 403, 404 or 410 (expired) is replaced once by a fresh one from
+        :meth:`download_url`; dropped connections and 5xx answers are retried by the client's
+        :class:`RetryPolicy`. Files are fetched with a plain GET: the API key goes only to the
+        API's base URL, never to a file host.
+
+        Raises:
+            DownloadError: the record has no result URLs, or a file could not be saved (after
+                the other files of the call were finished). No partial file is left behind.
+            ValidationError: ``concurrency`` is not an int >= 1.
+
+        Example::
+
+            record = await handle
+            paths = await kie.download(record, "videos/")
+        """
+        from ._download import download_records
+
+        return await download_records(self, [record], Path(dest_dir), concurrency=concurrency)
+
+    async def download_many(
+        self,
+        records: Iterable[TaskRecord],
+        dest_dir: str | os.PathLike[str],
+        *,
+        concurrency: int = 4,
+    ) -> list[Path]:
+        """Save the result files of many finished tasks, at most ``concurrency`` at a time;
+        returns every path, in the order of ``records`` and their URLs.
+
+        Each file is handled as in :meth:`download`, so a rerun after a crash or an error
+        fetches only what is missing.
+
+        Raises:
+            DownloadError: a record has no result URLs (checked before anything is fetched),
+                or a file could not be saved (the first such error, raised once every other
+                file is finished; the others are logged).
+            ValidationError: ``concurrency`` is not an int >= 1.
+
+        Example::
+
+            records = [o.record for o in outcomes if o.ok and o.record]
+            paths = await kie.download_many(records, "videos/", concurrency=8)
+        """
+        from ._download import download_records
+
+        return await download_records(self, records, Path(dest_dir), concurrency=concurrency)
 
     # -- bulk ------------------------------------------------------------------------------------
 

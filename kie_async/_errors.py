@@ -21,6 +21,7 @@ Every error is a :class:`KieError`; catch that to catch everything the SDK raise
     ├── TransportError                      the network failed: refused, reset, timed out
     ├── UnexpectedResponseError             an answer that is not kie's documented JSON
     ├── SubmissionUncertainError            a create whose reply was lost: it may have been paid for
+    ├── DownloadError                       a result file could not be saved to disk
     └── TaskError                           a task ended badly
         ├── TaskFailedError                 successFlag 2 or 3
         └── TaskTimeoutError (TimeoutError) the wait's deadline passed first
@@ -44,6 +45,7 @@ __all__ = [
     "BadRequestError",
     "ClientClosedError",
     "ConfigurationError",
+    "DownloadError",
     "FeatureDisabledError",
     "GenerationFailedError",
     "InsufficientCreditsError",
@@ -245,6 +247,34 @@ class SubmissionUncertainError(KieError):
             f"submission of {self.request.describe()} may or may not have created a task "
             f"({self.reason}); it was not retried, to avoid paying twice"
         )
+
+
+@attrs.define(eq=False, str=False)
+class DownloadError(KieError):
+    """A result file could not be saved: the file host refused it, the connection failed, the
+    body was shorter than announced, or the disk write failed.
+
+    Nothing is ever left under the final file name, so rerunning the download is safe: files
+    already complete are skipped, and this one starts over.
+
+    Attributes:
+        url: the file's URL (shown without its query, which may hold a temporary token).
+        reason: what went wrong.
+        path: where the file was to be saved, if known.
+        task_id: the task the file belongs to, if known.
+        http_status: the file host's HTTP status, when it answered with an error.
+    """
+
+    url: str
+    reason: str
+    path: str | None = None
+    task_id: str | None = None
+    http_status: int | None = None
+
+    def __str__(self) -> str:
+        where = self.url.split("?", 1)[0]
+        target = f" to {self.path}" if self.path else ""
+        return f"download of {where}{target} failed: {self.reason}"
 
 
 @attrs.define(eq=False, str=False, slots=False)

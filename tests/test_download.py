@@ -1,0 +1,244 @@
+"""Saving result files over loopback: atomic, resumable, checked, and never leaking the key."""
+
+from __future__ import annotations
+
+import asyncio
+import tracemalloc
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from kie_async import DownloadError, KieClient, RetryPolicy, TaskRecord, ValidationError
+from kie_async._download import file_name
+from kie_async._wire import parse_record
+from kie_async.testing import FakeKieServer, Faults, TaskScript, fast_client
+
+
+async def finished(kie: KieClient, server: FakeKieServer, videos: int = 2) -> TaskRecord:
+    """Create a task with ``videos`` results and wait for it."""
+    server.script_next(TaskScript(videos=videos))
+    handle = await kie.extend_video("src", prompt="go")
+    return await handle.wait()
+
+
+def names(directory: Path) -> list[str]:
+    """Every file name in ``directory``, sorted."""
+    return sorted(p.name for p in directory.iterdir())
+
+
+def leftovers(directory: Path) -> list[str]:
+    """Temporary files left in ``directory``."""
+    return sorted(p.name for p in directory.iterdir() if p.name.endswith(".part"))
+
+
+@pytest.fixture(name="no_retry")
+async def _no_retry(server: FakeKieServer) -> AsyncIterator[KieClient]:
+    """A zero-wait client that never retries, so one fault is final."""
+    async with fast_client(server, retry=RetryPolicy.zero_wait(max_retries=0)) as client:
+        yield client
+
+
+def test_file_names_are_safe_and_keep_the_extension() -> None:
+    """Names are <task>_<i><ext>, with unsafe characters replaced and .mp4 as the fallback."""
+    assert file_name("abc123", 0, "https://cdn.x/r/v.MP4?sig=1") == "abc123_0.mp4"
+    assert file_name("a:b/c", 2, "https://cdn.x/r/v.webm") == "a_b_c_2.webm"
+    assert file_name("..", 1, "https://cdn.x/r/noext") == "task_1.mp4"
+    assert file_name("t", 0, "https://cdn.x/r/v.tar.gz%2F..%2Fx") == "t_0.mp4"
+    assert file_name("t", 3, "http://[bad") == "t_3.mp4"
+
+
+async def test_download_saves_every_result_file(
+    server: FakeKieServer, kie: KieClient, tmp_path: Path
+) -> None:
+    """Each result URL is saved as <task_id>_<i>.mp4 with the served bytes, no temp file left."""
+    record = await finished(kie, server, videos=2)
+    paths = await kie.download(record, tmp_path / "out")
+    assert [p.name for p in paths] == [f"{record.task_id}_0.mp4", f"{record.task_id}_1.mp4"]
+    for i, path in enumerate(paths):
+        assert path.read_bytes() == server.file_bytes(record.task_id, f"{i}.mp4")
+    assert leftovers(tmp_path / "out") == []
+
+
+async def test_rerun_skips_complete_files(
+    server: FakeKieServer, kie: KieClient, tmp_path: Path
+) -> None:
+    """A second download of the same record sends no GET: complete files are skipped."""
+    record = await finished(kie, server, videos=2)
+    first = await kie.download(record, tmp_path)
+    gets = server.counts["request:file"]
+    assert gets == 2
+    second = await kie.download(record, tmp_path)
+    assert second == first
+    assert server.counts["request:file"] == gets
+
+
+async def test_connection_dropped_mid_body_leaves_nothing_and_rerun_completes(
+    server: FakeKieServer, no_retry: KieClient, tmp_path: Path
+) -> None:
+    """A body cut short (Content-Length larger than what came, then the connection closed) is a
+    DownloadError with no final file and no temp file; a rerun then saves the whole file."""
+    server.file_size = 300_000
+    record = await finished(no_retry, server, videos=1)
+    server.fail_next("file", "truncated")
+    with pytest.raises(DownloadError) as caught:
+        await no_retry.download(record, tmp_path)
+    assert caught.value.task_id == record.task_id
+    target = tmp_path / f"{record.task_id}_0.mp4"
+    assert not target.exists()
+    assert leftovers(tmp_path) == []
+    [path] = await no_retry.download(record, tmp_path)
+    assert path.read_bytes() == server.file_bytes(record.task_id, "0.mp4")
+
+
+async def test_short_body_is_retried_by_the_retry_policy(
+    server: FakeKieServer, kie: KieClient, tmp_path: Path
+) -> None:
+    """With retries on, one truncated answer is retried from scratch and the file is whole."""
+    server.file_size = 200_000
+    record = await finished(kie, server, videos=1)
+    server.fail_next("file", "truncated")
+    server.fail_next("file", "html_502")
+    [path] = await kie.download(record, tmp_path)
+    assert path.read_bytes() == server.file_bytes(record.task_id, "0.mp4")
+    assert server.counts["request:file"] == 3
+
+
+async def test_cancelled_mid_stream_leaves_no_file(
+    server: FakeKieServer, kie: KieClient, tmp_path: Path
+) -> None:
+    """A download cancelled while the body is streaming removes its temp file and leaves no
+    final file; the rerun completes it."""
+    server.file_size = 1_000_000
+    record = await finished(kie, server, videos=1)
+    server.fail_next("file", "hang")
+    part = tmp_path / f".{record.task_id}_0.mp4.part"
+    downloading = asyncio.ensure_future(kie.download(record, tmp_path))
+    for _ in range(500):
+        if part.exists() and part.stat().st_size > 0:
+            break
+        await asyncio.sleep(0.01)
+    assert part.stat().st_size > 0
+    downloading.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await downloading
+    assert names(tmp_path) == []
+    [path] = await kie.download(record, tmp_path)
+    assert path.read_bytes() == server.file_bytes(record.task_id, "0.mp4")
+    assert leftovers(tmp_path) == []
+
+
+async def test_stale_temp_file_of_a_killed_run_is_replaced(
+    server: FakeKieServer, kie: KieClient, tmp_path: Path
+) -> None:
+    """A temp file left by a killed process is overwritten, not trusted, and gone afterwards."""
+    record = await finished(kie, server, videos=1)
+    (tmp_path / f".{record.task_id}_0.mp4.part").write_bytes(b"half a video from a dead run")
+    [path] = await kie.download(record, tmp_path)
+    assert path.read_bytes() == server.file_bytes(record.task_id, "0.mp4")
+    assert leftovers(tmp_path) == []
+
+
+async def test_expired_url_is_refreshed_via_download_url(
+    server: FakeKieServer, kie: KieClient, tmp_path: Path
+) -> None:
+    """A direct link answering 403 is replaced by a fresh download-url link, which works."""
+    record = await finished(kie, server, videos=1)
+    server.files_expired = True
+    [path] = await kie.download(record, tmp_path)
+    assert path.read_bytes() == server.file_bytes(record.task_id, "0.mp4")
+    assert server.counts["file:403"] == 1
+    assert server.counts["request:download_url"] == 1
+    file_gets = [r for r in server.requests if r.path.startswith("/files/")]
+    assert "token" in file_gets[-1].query
+
+
+async def test_dead_link_without_fresh_one_is_a_download_error(
+    server: FakeKieServer, kie: KieClient, tmp_path: Path
+) -> None:
+    """A 404 link that kie.ai cannot refresh (not its URL) raises DownloadError, saving nothing."""
+    url = f"{server.url}/gone/video.mp4"
+    record = parse_record({"taskId": "t-gone", "successFlag": 1, "resultInfoJson": [url]})
+    with pytest.raises(DownloadError) as caught:
+        await kie.download(record, tmp_path)
+    assert caught.value.http_status == 404
+    assert "fresh" in str(caught.value)
+    assert names(tmp_path) == []
+
+
+async def test_api_key_is_never_sent_to_the_file_host(
+    server: FakeKieServer, kie: KieClient, tmp_path: Path
+) -> None:
+    """File GETs carry the User-Agent but no Authorization header, even on the refreshed link."""
+    record = await finished(kie, server, videos=2)
+    server.files_expired = True
+    await kie.download(record, tmp_path)
+    file_gets = [r for r in server.requests if r.path.startswith("/files/")]
+    assert len(file_gets) == 4
+    for request in file_gets:
+        assert "Authorization" not in request.headers
+        assert server.api_key not in str(request.headers)
+        assert request.headers["User-Agent"].startswith("kie-async/")
+    api_calls = [r for r in server.requests if r.path.startswith("/api/")]
+    assert all(r.headers["Authorization"] == f"Bearer {server.api_key}" for r in api_calls)
+
+
+async def test_download_many_bounds_concurrency(server: FakeKieServer, tmp_path: Path) -> None:
+    """download_many streams at most ``concurrency`` files at once, and returns every path."""
+    async with fast_client(server) as kie:
+        records = [await finished(kie, server, videos=2) for _ in range(3)]
+        server.faults = Faults(slow=1.0, slow_seconds=0.1, endpoints=frozenset({"file"}))
+        paths = await kie.download_many(records, tmp_path, concurrency=2)
+    assert len(paths) == 6
+    assert len({p.name for p in paths}) == 6
+    assert server.peak_file_streams == 2
+
+
+async def test_download_many_reports_failures_after_finishing_the_rest(
+    server: FakeKieServer, no_retry: KieClient, tmp_path: Path
+) -> None:
+    """One failing file does not stop the others; the error is raised once they are saved."""
+    good = await finished(no_retry, server, videos=2)
+    bad = parse_record(
+        {"taskId": "t-bad", "successFlag": 1, "resultInfoJson": [f"{server.url}/nope/x.mp4"]}
+    )
+    with pytest.raises(DownloadError):
+        await no_retry.download_many([bad, good], tmp_path, concurrency=1)
+    assert names(tmp_path) == [
+        f"{good.task_id}_0.mp4",
+        f"{good.task_id}_1.mp4",
+    ]
+
+
+async def test_record_without_results_is_refused_before_any_request(
+    server: FakeKieServer, kie: KieClient, tmp_path: Path
+) -> None:
+    """A record with no result URLs raises DownloadError and nothing is fetched."""
+    record = parse_record({"taskId": "t-run", "successFlag": 0})
+    with pytest.raises(DownloadError, match="no result files"):
+        await kie.download_many([record], tmp_path)
+    with pytest.raises(ValidationError):
+        await kie.download_many([record], tmp_path, concurrency=0)
+    assert server.counts["request:file"] == 0
+
+
+async def test_memory_stays_flat_for_a_large_file(tmp_path: Path) -> None:
+    """A 16 MiB file is saved with well under 4 MiB of peak Python memory (64 KiB chunks)."""
+    size = 16 * 1024 * 1024
+    async with FakeKieServer(file_size=size) as server, fast_client(server) as kie:
+        record = await finished(kie, server, videos=1)
+        tracemalloc.start()
+        try:
+            [path] = await kie.download(record, tmp_path)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert path.stat().st_size == size
+    assert peak < 4 * 1024 * 1024
+
+
+def test_download_error_hides_the_links_token() -> None:
+    """str(DownloadError) shows the URL without its query (a temporary token)."""
+    error = DownloadError(url="https://cdn.x/v.mp4?token=secret", reason="HTTP 403", path="/d/v")
+    assert "secret" not in str(error)
+    assert "https://cdn.x/v.mp4" in str(error)
