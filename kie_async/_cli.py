@@ -708,11 +708,8 @@ async def _bulk(ctx: Context, args: argparse.Namespace) -> int:
     settings: dict[str, Any] = {}
     if args.rate_limit is not None:
         settings["rate_limit"] = args.rate_limit
-    with contextlib.ExitStack() as files:
-        sinks: list[Sink] = []
-        if args.out is not None:
-            sinks.append(_ResultsWriter(files.enter_context(_open_output(args.out))))
-        async with ctx.client(**settings) as kie:
+    async with ctx.client(**settings) as kie:
+        with contextlib.ExitStack() as resources:
             tally = await execute_bulk(
                 ctx,
                 kie,
@@ -721,7 +718,7 @@ async def _bulk(ctx: Context, args: argparse.Namespace) -> int:
                 journal=args.journal,
                 resubmit_uncertain=args.resubmit_uncertain,
                 interval=args.progress_interval,
-                sinks=sinks,
+                sinks=_bulk_sinks(args, kie, resources),
             )
     if tally.kinds[OutcomeKind.UNCERTAIN]:
         ctx.note(
@@ -730,6 +727,18 @@ async def _bulk(ctx: Context, args: argparse.Namespace) -> int:
             "those jobs again"
         )
     return EXIT_OK if tally.all_succeeded else EXIT_FAILED
+
+
+def _bulk_sinks(
+    args: argparse.Namespace, kie: KieClient, resources: contextlib.ExitStack
+) -> list[Sink]:
+    """What to do with each outcome of a bulk run, one sink per option that asks for one.
+    Files and other resources are entered on ``resources``; ``kie`` is for sinks that call
+    kie.ai themselves (fetching download links, say)."""
+    sinks: list[Sink] = []
+    if args.out is not None:
+        sinks.append(_ResultsWriter(resources.enter_context(_open_output(args.out))))
+    return sinks
 
 
 @contextlib.contextmanager

@@ -247,7 +247,8 @@ async def test_bulk_without_rich_falls_back_to_lines_and_says_how_to_get_the_bar
 async def test_bulk_refuses_unusable_files_before_sending(
     server: FakeKieServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A missing jobs file, an empty one, or an unwritable --out exit 2 and send nothing."""
+    """A missing jobs file, an empty one, an unwritable --out or a file that is not a journal
+    exit 2 and send nothing."""
     assert await cli(server, "bulk", str(tmp_path / "missing.jsonl")) == 2
     assert "cannot read the jobs file" in capsys.readouterr().err
     empty = write_jobs(tmp_path / "empty.jsonl", ["# nothing yet"])
@@ -257,6 +258,9 @@ async def test_bulk_refuses_unusable_files_before_sending(
     out = tmp_path / "no-such-dir" / "results.jsonl"
     assert await cli(server, "bulk", str(jobs), "--out", str(out)) == 2
     assert "cannot write" in capsys.readouterr().err
+    not_a_journal = write_jobs(tmp_path / "notes.txt", ["shopping list", "milk"])
+    assert await cli(server, "bulk", str(jobs), "--journal", str(not_a_journal)) == 2
+    assert "is not JSON; is it a kie-async journal?" in capsys.readouterr().err
     assert server.requests == []
 
 
