@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable, Generator
 from typing import TypeVar
 
@@ -91,6 +92,22 @@ async def retry_call(
     """
     if max_retries <= 0:
         return await attempt()
+    # Most calls succeed at once, and building backoff's decorator costs about as much as a
+    # loopback request: try once without it. A failure worth retrying is replayed into backoff
+    # as its first attempt, so the delays, the retry count and the logging are unchanged.
+    try:
+        return await attempt()
+    except KieError as exc:
+        if not should_retry(exc):
+            raise
+        first_failure: KieError | None = exc
+
+    async def replay() -> T:
+        nonlocal first_failure
+        if first_failure is not None:
+            failure, first_failure = first_failure, None
+            raise failure
+        return await attempt()
 
     def backing_off(details: Details) -> None:
         exc = details["exception"]  # type: ignore[typeddict-item]
@@ -115,7 +132,7 @@ async def retry_call(
         logger=None,
         raise_on_giveup=True,
     )
-    retrying: Callable[[], Awaitable[T]] = decorate(attempt)
+    retrying: Callable[[], Awaitable[T]] = decorate(replay)
     return await retrying()
 
 
@@ -132,6 +149,19 @@ async def poll_until(
     The first call is immediate. After ``max_time`` seconds the last value is returned even if
     not done: the caller decides what a give-up means.
     """
+    # Many waits end at the first poll (a re-attached task that is done, a fake server): only
+    # then build backoff's decorator, replaying the first value into it with the time it took
+    # taken off ``max_time``, so the schedule is the same as a backoff-only loop's.
+    started = time.monotonic()
+    first = await fetch()
+    if done(first):
+        return first
+    if max_time is not None:
+        max_time = max(0.0, max_time - (time.monotonic() - started))
+    replayed: list[R] = [first]
+
+    async def replay() -> R:
+        return replayed.pop() if replayed else await fetch()
 
     def backing_off(details: Details) -> None:
         if on_wait is not None:
@@ -145,5 +175,5 @@ async def poll_until(
         jitter=None,
         logger=None,
     )
-    polling: Callable[[], Awaitable[R]] = decorate(fetch)
+    polling: Callable[[], Awaitable[R]] = decorate(replay)
     return await polling()
