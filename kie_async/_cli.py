@@ -35,6 +35,7 @@ from ._bulk import ExtendOutcome, OutcomeKind, Progress
 from ._client import KieClient
 from ._errors import (
     ConfigurationError,
+    DownloadError,
     KieError,
     TaskFailedError,
     TaskTimeoutError,
@@ -659,6 +660,30 @@ async def _wait(ctx: Context, args: argparse.Namespace) -> int:
         return await _await_task(ctx, kie.task(args.task_id), args.timeout)
 
 
+def _add_download(parser: argparse.ArgumentParser) -> None:
+    _add_task_id(parser)
+    parser.add_argument("directory", metavar="DIR", help="where to save the videos")
+    parser.add_argument(
+        "--concurrency",
+        type=_positive_int,
+        default=4,
+        metavar="N",
+        help="files fetched at once (4)",
+    )
+
+
+async def _download(ctx: Context, args: argparse.Namespace) -> int:
+    async with ctx.client() as kie:
+        record = await kie.get_task(args.task_id)
+        if not record.status.ok:
+            ctx.error(f"task {record.task_id} is {_status_name(record)}: nothing to download")
+            return EXIT_FAILED
+        paths = await kie.download(record, args.directory, concurrency=args.concurrency)
+    for path in paths:
+        ctx.say(str(path))
+    return EXIT_OK
+
+
 def _add_nothing(parser: argparse.ArgumentParser) -> None:
     """A command without arguments of its own."""
 
@@ -699,6 +724,12 @@ def _add_bulk(parser: argparse.ArgumentParser) -> None:
         metavar="S",
         help="seconds between plain progress lines when stderr is not a terminal (10)",
     )
+    parser.add_argument(
+        "--download",
+        metavar="DIR",
+        help="save each succeeded job's videos in DIR as <task_id>_<i>.mp4 (a rerun skips "
+        "files already saved)",
+    )
 
 
 async def _bulk(ctx: Context, args: argparse.Namespace) -> int:
@@ -710,6 +741,7 @@ async def _bulk(ctx: Context, args: argparse.Namespace) -> int:
         settings["rate_limit"] = args.rate_limit
     async with ctx.client(**settings) as kie:
         with contextlib.ExitStack() as resources:
+            sinks = _bulk_sinks(args, kie, resources)
             tally = await execute_bulk(
                 ctx,
                 kie,
@@ -718,14 +750,19 @@ async def _bulk(ctx: Context, args: argparse.Namespace) -> int:
                 journal=args.journal,
                 resubmit_uncertain=args.resubmit_uncertain,
                 interval=args.progress_interval,
-                sinks=_bulk_sinks(args, kie, resources),
+                sinks=sinks,
             )
+    downloads = [sink for sink in sinks if isinstance(sink, _Downloader)]
+    for downloader in downloads:
+        downloader.report(ctx)
     if tally.kinds[OutcomeKind.UNCERTAIN]:
         ctx.note(
             "uncertain: a create's reply was lost, so a task may exist (and be paid for); check "
             "your kie.ai dashboard, or rerun with the journal and --resubmit-uncertain to send "
             "those jobs again"
         )
+    if any(downloader.failed for downloader in downloads):
+        return EXIT_FAILED
     return EXIT_OK if tally.all_succeeded else EXIT_FAILED
 
 
@@ -738,7 +775,36 @@ def _bulk_sinks(
     sinks: list[Sink] = []
     if args.out is not None:
         sinks.append(_ResultsWriter(resources.enter_context(_open_output(args.out))))
+    if args.download is not None:
+        sinks.append(_Downloader(kie, Path(args.download)))
     return sinks
+
+
+class _Downloader:
+    """A :data:`Sink` saving each succeeded job's videos; a failed download is logged and
+    counted (the run goes on), and a rerun fetches only the files still missing."""
+
+    def __init__(self, kie: KieClient, directory: Path) -> None:
+        self._kie = kie
+        self._directory = directory
+        self.saved = 0
+        self.failed = 0
+
+    async def __call__(self, job: Job, outcome: ExtendOutcome) -> None:
+        if not outcome.ok or outcome.record is None or not outcome.record.result_urls:
+            return
+        try:
+            paths = await self._kie.download(outcome.record, self._directory)
+        except DownloadError as exc:
+            self.failed += 1
+            log.warning("%s: %s", job.label, exc)
+            return
+        self.saved += len(paths)
+
+    def report(self, ctx: Context) -> None:
+        """One line on standard error: what was saved, what failed."""
+        failed = f"; {self.failed} job(s) failed (rerun to retry)" if self.failed else ""
+        ctx.note(f"downloads: {self.saved} file(s) in {self._directory}{failed}")
 
 
 @contextlib.contextmanager
@@ -845,6 +911,7 @@ COMMANDS: dict[str, Command] = {
     "wait": Command("wait for a task to finish and show its result", _add_wait, _wait),
     "credits": Command("show the account's remaining credits", _add_nothing, _credits),
     "bulk": Command("extend every job of a JSON-lines file", _add_bulk, _bulk),
+    "download": Command("save a finished task's videos in a directory", _add_download, _download),
     "demo": Command("a bulk run against a local fake kie.ai (no key)", _add_demo, _demo),
 }
 

@@ -6,10 +6,19 @@ import asyncio
 import tracemalloc
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from kie_async import DownloadError, KieClient, RetryPolicy, TaskRecord, ValidationError
+from kie_async import (
+    DownloadError,
+    KieClient,
+    PollPolicy,
+    RetryPolicy,
+    TaskRecord,
+    ValidationError,
+)
+from kie_async._cli import run
 from kie_async._download import file_name
 from kie_async._wire import parse_record
 from kie_async.testing import FakeKieServer, Faults, TaskScript, fast_client
@@ -242,3 +251,77 @@ def test_download_error_hides_the_links_token() -> None:
     error = DownloadError(url="https://cdn.x/v.mp4?token=secret", reason="HTTP 403", path="/d/v")
     assert "secret" not in str(error)
     assert "https://cdn.x/v.mp4" in str(error)
+
+
+# -- the command line ---------------------------------------------------------------------------
+
+
+FAST_CLI: dict[str, Any] = {"poll": PollPolicy.zero_wait(), "retry": RetryPolicy.zero_wait()}
+
+
+@pytest.fixture(name="key_env")
+def _key_env(monkeypatch: pytest.MonkeyPatch, server: FakeKieServer) -> None:
+    """The fake server's key in KIE_API_KEY, as a user would set it."""
+    monkeypatch.setenv("KIE_API_KEY", server.api_key)
+
+
+@pytest.mark.usefixtures("key_env")
+async def test_cli_download_saves_a_tasks_videos(
+    server: FakeKieServer, kie: KieClient, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``kie-async download TASK_ID DIR`` saves every video and prints each path."""
+    record = await finished(kie, server, videos=2)
+    out = tmp_path / "videos"
+    argv = ["--base-url", server.url, "download", record.task_id, str(out)]
+    assert await run(argv, client_options=FAST_CLI) == 0
+    printed = capsys.readouterr().out.split()
+    assert printed == [str(out / f"{record.task_id}_{i}.mp4") for i in range(2)]
+    assert (out / f"{record.task_id}_1.mp4").read_bytes() == server.file_bytes(
+        record.task_id, "1.mp4"
+    )
+
+
+@pytest.mark.usefixtures("key_env")
+async def test_cli_download_of_unfinished_task_exits_1(
+    server: FakeKieServer, kie: KieClient, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Downloading a task that is still generating exits 1 with one error line, saving nothing."""
+    server.script_next(TaskScript(seconds=60))
+    handle = await kie.extend_video("src", prompt="go")
+    argv = ["--base-url", server.url, "download", handle.task_id, str(tmp_path)]
+    assert await run(argv, client_options=FAST_CLI) == 1
+    assert "nothing to download" in capsys.readouterr().err
+    assert names(tmp_path) == []
+
+
+@pytest.mark.usefixtures("key_env")
+async def test_cli_bulk_download_saves_succeeded_jobs_and_rerun_fetches_nothing(
+    server: FakeKieServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``bulk --download DIR`` saves each succeeded job's videos; a rerun with the journal
+    re-saves nothing (no file GET) and still exits 0."""
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text(
+        "\n".join(f'{{"task_id": "src", "index": {i}, "prompt": "shot {i}"}}' for i in range(3))
+        + "\n",
+        encoding="utf-8",
+    )
+    out = tmp_path / "videos"
+    argv = [
+        "--base-url",
+        server.url,
+        "bulk",
+        str(jobs),
+        "--journal",
+        str(tmp_path / "journal.jsonl"),
+        "--download",
+        str(out),
+    ]
+    assert await run(argv, client_options=FAST_CLI) == 0
+    assert len(names(out)) == 3
+    assert "downloads: 3 file(s)" in capsys.readouterr().err
+    gets = server.counts["request:file"]
+    assert gets == 3
+    assert await run(argv, client_options=FAST_CLI) == 0
+    assert server.counts["request:file"] == gets
+    assert server.counts["create"] == 3
