@@ -196,7 +196,12 @@ def parse_record(data: object, *, task_id: str = "", endpoint: str = "") -> Task
             endpoint=endpoint,
             body_excerpt=repr(data)[:300],
         ) from exc
-    return attrs.evolve(record, data=data)
+    # ``data`` is not a wire field, so it is attached here. The record is new and not shared yet,
+    # so setting the slot directly (as attrs' own __init__ does on frozen classes) is safe, and
+    # skips the second __init__ of ``attrs.evolve``, which re-parsed both times: about a third
+    # of this function's cost, paid on every poll.
+    object.__setattr__(record, "data", data)
+    return record
 
 
 def request_to_json(request: ExtendRequest) -> dict[str, Any]:
