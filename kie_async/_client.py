@@ -207,8 +207,9 @@ class KieClient:
             callbacks in this process: waits then finish as soon as a task's callback arrives
             (confirmed by one ``record-info`` call), while a slow safety poll runs in case it
             never does. Needs ``callback_url``. See :meth:`attach_callbacks`.
-        safety_poll: the :class:`PollPolicy` of that safety poll (default
-            :data:`SAFETY_POLL`, with this client's poll ``timeout``).
+        safety_poll: the :class:`PollPolicy` of that safety poll (default: a first poll of a
+            task created here after 2 minutes, then after 3, then every 5, within this
+            client's poll ``timeout``).
 
     Raises:
         ConfigurationError: no API key, or an invalid setting.

@@ -220,8 +220,8 @@ class FakeKieServer:
     Result files (``/files/{task_id}/{name}``) are streamed in 64 KiB chunks, never need the
     API key, and can be faulted with ``fail_next("file", ...)``: ``"truncated"`` (the full
     ``Content-Length`` is announced, half the body is sent, the connection closes), ``"hang"``
-    (half the body, then nothing until :meth:`close`), ``"drop_before"``, ``"rate_limited"``
-    (429) and ``"html_502"``. With :attr:`files_expired` set, a file URL without the
+    (half the body, then nothing until :meth:`close`), ``"slow"`` (the answer starts after
+    ``faults.slow_seconds``), ``"drop_before"``, ``"rate_limited"`` (429) and ``"html_502"``. With :attr:`files_expired` set, a file URL without the
     ``token`` of a ``download-url`` link is answered 403.
 
     Attributes:
