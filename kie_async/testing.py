@@ -221,7 +221,8 @@ class FakeKieServer:
     API key, and can be faulted with ``fail_next("file", ...)``: ``"truncated"`` (the full
     ``Content-Length`` is announced, half the body is sent, the connection closes), ``"hang"``
     (half the body, then nothing until :meth:`close`), ``"slow"`` (the answer starts after
-    ``faults.slow_seconds``), ``"drop_before"``, ``"rate_limited"`` (429) and ``"html_502"``. With :attr:`files_expired` set, a file URL without the
+    ``faults.slow_seconds``), ``"drop_before"``, ``"rate_limited"`` (429) and ``"html_502"``.
+    With :attr:`files_expired` set, a file URL without the
     ``token`` of a ``download-url`` link is answered 403.
 
     Attributes:
