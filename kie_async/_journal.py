@@ -110,7 +110,9 @@ class Journal:
         """Open for appending; write the header to a new file."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         new = not self.path.exists() or self.path.stat().st_size == 0
-        self._file = self.path.open("a", encoding="utf-8")
+        # kie's JSON may carry "\ud800"-style escapes, which decode to lone surrogates UTF-8
+        # cannot encode; written back as the same escape, every line stays JSON and lossless.
+        self._file = self.path.open("a", encoding="utf-8", errors="backslashreplace")
         if not new:
             # A run killed mid-line left no newline: start on a fresh line.
             with self.path.open("rb") as existing:
