@@ -157,8 +157,9 @@ def sign(key: str | bytes, task_id: str, timestamp: str | int) -> str:
         >>> sign("secret", "t1", 1700000000)
         'c/ttoTFH+mM/kCJ2sdGtg/eq3IKiIHqrXJ6h19vH51s='
     """
-    secret = key.encode() if isinstance(key, str) else key
-    message = f"{task_id}.{timestamp}".encode()
+    secret = key.encode("utf-8", "surrogatepass") if isinstance(key, str) else key
+    # A JSON "\ud800" escape decodes to a lone surrogate: encode it rather than crash on it.
+    message = f"{task_id}.{timestamp}".encode("utf-8", "surrogatepass")
     return base64.b64encode(hmac.new(secret, message, hashlib.sha256).digest()).decode("ascii")
 
 

@@ -610,3 +610,12 @@ async def test_cancelled_wait_leaves_no_background_task(
     assert signed_server._deliveries == set()
     current = asyncio.current_task()
     assert {t for t in asyncio.all_tasks() if t is not current and not t.done()} == set()
+
+
+async def test_lone_surrogate_task_id_is_refused_not_a_crash(receiver: CallbackReceiver) -> None:
+    """A taskId with a lone surrogate (a JSON \\ud800 escape) is judged unsigned: 401, no 500."""
+    event = parse_callback(b'{"code": 200, "data": {"taskId": "t\\ud800"}}')
+    assert not verify_signature(KEY, event.task_id, 1_700_000_000, "c2ln", now=1_700_000_000)
+    body = b'{"code": 200, "msg": "ok", "data": {"taskId": "t\\ud800"}}'
+    headers = {"X-Webhook-Timestamp": str(int(time.time())), "X-Webhook-Signature": "c2ln"}
+    assert await post(receiver.url, body, headers) == 401
