@@ -116,12 +116,13 @@ async def test_short_body_is_retried_by_the_retry_policy(
 async def test_cancelled_mid_stream_leaves_no_file(
     server: FakeKieServer, kie: KieClient, tmp_path: Path
 ) -> None:
-    """A download cancelled while the body is streaming removes its temp file and leaves no
-    final file; the rerun completes it."""
+    """A download cancelled while the body is streaming removes its temp file, leaves no final
+    file and no task of its own running; the rerun completes it."""
     server.file_size = 1_000_000
     record = await finished(kie, server, videos=1)
     server.fail_next("file", "hang")
     part = tmp_path / f".{record.task_id}_0.mp4.part"
+    before = asyncio.all_tasks()
     downloading = asyncio.ensure_future(kie.download(record, tmp_path))
     for _ in range(500):
         if part.exists() and part.stat().st_size > 0:
@@ -132,6 +133,8 @@ async def test_cancelled_mid_stream_leaves_no_file(
     with pytest.raises(asyncio.CancelledError):
         await downloading
     assert names(tmp_path) == []
+    left = [t for t in asyncio.all_tasks() - before if not t.done()]
+    assert [t for t in left if "RequestHandler" not in repr(t.get_coro())] == []
     [path] = await kie.download(record, tmp_path)
     assert path.read_bytes() == server.file_bytes(record.task_id, "0.mp4")
     assert leftovers(tmp_path) == []
