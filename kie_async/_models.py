@@ -65,6 +65,10 @@ class TaskStatus(enum.IntEnum):
     GENERATION_FAILED = 3
     UNKNOWN = -1
 
+    def __str__(self) -> str:
+        # IntEnum prints its number from Python 3.11 on; a status should read as a word.
+        return self.name
+
     @classmethod
     def from_flag(cls, flag: int | None) -> TaskStatus:
         """The status for a ``successFlag`` value; ``UNKNOWN`` for anything undocumented."""

@@ -161,3 +161,10 @@ def test_parse_time_reads_every_known_format(raw: str, expected: datetime) -> No
 def test_parse_time_never_fails(raw: str | None) -> None:
     """An empty, garbled or out-of-range time becomes None instead of an exception."""
     assert parse_time(raw) is None
+
+
+def test_status_reads_as_a_word_on_every_python() -> None:
+    """str() and f-strings of a status give its name, not IntEnum's bare number (3.11+)."""
+    assert str(TaskStatus.SUCCESS) == "SUCCESS"
+    assert f"{TaskStatus.GENERATION_FAILED}" == "GENERATION_FAILED"
+    assert TaskStatus.SUCCESS == 1
