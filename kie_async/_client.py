@@ -129,6 +129,9 @@ def _positive(name: str, value: float | None, *, optional: bool = False) -> floa
         return None
     if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
         raise ConfigurationError(name, f"must be a number > 0, got {value!r}")
+    if value == float("inf"):
+        # aiohttp cannot schedule an infinite timer: every request would raise OverflowError.
+        raise ConfigurationError(name, "must be finite (a stalled server would hang the call)")
     return float(value)
 
 
