@@ -1,11 +1,13 @@
 """Sleeping between attempts: the only module that knows the ``backoff`` package.
 
-backoff is unmaintained upstream, so it stays behind these two functions and no backoff name
-appears anywhere else. Its loggers are switched off; we log retries ourselves at DEBUG.
+backoff is unmaintained upstream, so it stays behind :func:`retry_call` (:func:`poll_until` is a
+plain loop with the same semantics) and no backoff name appears anywhere else. Its loggers are
+switched off; we log retries ourselves at DEBUG.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import random
@@ -149,31 +151,22 @@ async def poll_until(
     The first call is immediate. After ``max_time`` seconds the last value is returned even if
     not done: the caller decides what a give-up means.
     """
-    # Many waits end at the first poll (a re-attached task that is done, a fake server): only
-    # then build backoff's decorator, replaying the first value into it with the time it took
-    # taken off ``max_time``, so the schedule is the same as a backoff-only loop's.
+    # A plain loop, not backoff's on_predicate: a bulk run holds one wait per task in flight,
+    # and backoff builds a decorator, wrapped handlers and a details dict per poll for each
+    # (about 3 KB per waiting task, partly cyclic garbage). The semantics are backoff's: the
+    # time is taken before each call, the delays come from ``schedule`` (sent each value), a
+    # delay never runs past ``max_time``, and once a call starts past it its value is returned.
     started = time.monotonic()
-    first = await fetch()
-    if done(first):
-        return first
-    if max_time is not None:
-        max_time = max(0.0, max_time - (time.monotonic() - started))
-    replayed: list[R] = [first]
-
-    async def replay() -> R:
-        return replayed.pop() if replayed else await fetch()
-
-    def backing_off(details: Details) -> None:
+    waits = delays(schedule, _rng)
+    next(waits)  # prime the generator, as backoff does
+    while True:
+        elapsed = time.monotonic() - started
+        value = await fetch()
+        if done(value) or (max_time is not None and elapsed >= max_time):
+            return value
+        delay = waits.send(value)
+        if max_time is not None:
+            delay = min(delay, max_time - elapsed)
         if on_wait is not None:
-            on_wait(details["value"], details["wait"])
-
-    decorate = _bo.on_predicate(
-        functools.partial(delays, schedule, _rng),
-        lambda value: not done(value),
-        max_time=max_time,
-        on_backoff=backing_off,
-        jitter=None,
-        logger=None,
-    )
-    polling: Callable[[], Awaitable[R]] = decorate(replay)
-    return await polling()
+            on_wait(value, delay)
+        await asyncio.sleep(delay)
