@@ -138,9 +138,15 @@ class _Counts:
 
 class _Source:
     """Hands out requests one at a time to many workers, from a sync or async iterable,
-    each with its journal key (fingerprint, plus the occurrence number for repeats)."""
+    each with its journal key (fingerprint, plus the occurrence number for repeats), or ``""``
+    when not ``keyed``."""
 
-    def __init__(self, requests: Iterable[ExtendRequest] | AsyncIterable[ExtendRequest]) -> None:
+    def __init__(
+        self,
+        requests: Iterable[ExtendRequest] | AsyncIterable[ExtendRequest],
+        *,
+        keyed: bool = True,
+    ) -> None:
         self._sync: Iterator[ExtendRequest] | None = None
         self._async: AsyncIterator[ExtendRequest] | None = None
         if isinstance(requests, AsyncIterable):
@@ -150,6 +156,9 @@ class _Source:
         self._lock = asyncio.Lock()
         self._seen: collections.Counter[str] = collections.Counter()
         self._position = 0
+        # Keys cost a JSON dump and a hash per request, and counting repeats keeps every
+        # fingerprint for the whole run: only a run with a journal uses them.
+        self._keyed = keyed
 
     async def next(self) -> tuple[int, str, ExtendRequest] | None:
         async with self._lock:
@@ -168,6 +177,8 @@ class _Source:
                 f"extend_many() takes ExtendRequest items; item {position} is "
                 f"{type(request).__name__}"
             )
+        if not self._keyed:
+            return position, "", request
         fingerprint = request.fingerprint()
         self._seen[fingerprint] += 1
         occurrence = self._seen[fingerprint]
@@ -339,7 +350,7 @@ async def extend_many(
     book = Journal(journal) if journal is not None else None
     counts = _Counts(callback=on_progress)
     run = _Run(client, book, poll, counts, resubmit_uncertain)
-    source = _Source(requests)
+    source = _Source(requests, keyed=book is not None)
     outcomes: asyncio.Queue[ExtendOutcome | BaseException | None] = asyncio.Queue()
 
     async def worker() -> None:
