@@ -35,6 +35,8 @@ class _Default:
 
 _POLICY_TIMEOUT: Any = _Default()
 
+_NO_FLAGS: frozenset[int | None] = frozenset()
+
 
 class TaskHandle:
     """A kie.ai task you can poll or await.
@@ -67,7 +69,9 @@ class TaskHandle:
         self.task_id = task_id
         self.request = request
         self._last: TaskRecord | None = None
-        self._warned_flags: set[int | None] = set()
+        # Shared and empty, so a handle costs no set until an undocumented flag shows up (a bulk
+        # run holds one handle per task in flight).
+        self._warned_flags = _NO_FLAGS
         # A task created a moment ago may not be visible to record-info yet.
         self._fresh_until = time.monotonic() if fresh else None
 
@@ -94,7 +98,7 @@ class TaskHandle:
     def _seen(self, record: TaskRecord) -> None:
         self._last = record
         if record.status is TaskStatus.UNKNOWN and record.success_flag not in self._warned_flags:
-            self._warned_flags.add(record.success_flag)
+            self._warned_flags |= {record.success_flag}
             log.warning(
                 "task %s reports undocumented successFlag %r; still waiting",
                 self.task_id,
