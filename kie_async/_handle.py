@@ -17,7 +17,7 @@ from ._errors import (
 )
 from ._models import ExtendRequest, TaskRecord, TaskStatus
 from ._polling import PollPolicy, poll_is_transient
-from ._retry import Schedule, poll_until
+from ._retry import Schedule, poll_until, within
 
 if TYPE_CHECKING:
     from ._client import KieClient
@@ -189,10 +189,8 @@ class TaskHandle:
                 receiver, polling, poll_once, finished, deadline, first_delay, policy.interval
             )
         else:
-            try:
-                result = await asyncio.wait_for(polling(deadline), deadline)
-            except asyncio.TimeoutError:
-                result = None
+            # Not asyncio.wait_for: before Python 3.12 it can swallow a cancellation.
+            result = await within(polling(deadline), deadline)
         if result is None or not finished(result):
             raise TaskTimeoutError(task_id=self.task_id, record=self._last, timeout=deadline or 0)
         assert isinstance(result, TaskRecord)

@@ -170,3 +170,23 @@ async def poll_until(
         if on_wait is not None:
             on_wait(value, delay)
         await asyncio.sleep(delay)
+
+
+async def within(awaitable: Awaitable[R], seconds: float | None) -> R | None:
+    """Await ``awaitable`` for at most ``seconds`` (``None``: no limit); ``None`` when the time
+    ran out first, after cancelling it and letting it unwind.
+
+    Unlike ``asyncio.wait_for`` before Python 3.12, a cancellation of the caller is never lost
+    when the awaitable finishes in the same instant: wait_for then returns the result and drops
+    the cancellation, so a cancelled bulk worker went on to send new creates.
+    """
+    task = asyncio.ensure_future(awaitable)
+    try:
+        await asyncio.wait({task}, timeout=seconds)
+    finally:
+        if not task.done():
+            task.cancel()
+            await asyncio.wait({task})  # nothing is left running when this returns or raises
+    if task.cancelled():
+        return None
+    return task.result()
