@@ -201,6 +201,9 @@ class _Run:
         self.counts = counts
         self.resubmit_uncertain = resubmit_uncertain
         self.fatal: KieError | None = None
+        # Set when the run is being closed or cancelled: a worker whose cancellation was lost
+        # (asyncio.wait_for before 3.12, async_timeout on 3.10) must still send nothing more.
+        self.closing = False
 
     def _note_fatal(self, exc: BaseException) -> None:
         if isinstance(exc, FATAL_ERRORS) and self.fatal is None:
@@ -234,7 +237,7 @@ class _Run:
             return ExtendOutcome(request, OutcomeKind.NOT_SUBMITTED, error=self.fatal)
 
         def before_send() -> None:
-            if self.fatal is not None:
+            if self.fatal is not None or self.closing:
                 raise _StoppedError
             self._record("intent", key, durable=True, request=request_to_json(request))
 
@@ -355,7 +358,7 @@ async def extend_many(
 
     async def worker() -> None:
         try:
-            while (item := await source.next()) is not None:
+            while not run.closing and (item := await source.next()) is not None:
                 _, key, request = item
                 counts.change(queued=1)
                 try:
@@ -388,6 +391,7 @@ async def extend_many(
             else:
                 yield got
     finally:
+        run.closing = True
         for task in workers:
             task.cancel()
         await asyncio.gather(*workers, return_exceptions=True)
