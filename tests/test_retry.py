@@ -33,7 +33,7 @@ from kie_async import (
 )
 from kie_async._polling import CreateFailure, create_failure, poll_is_transient
 from kie_async._protocol import EXTEND_PATH, RECORD_PATH, decipher
-from kie_async._retry import Schedule, delays, next_delay
+from kie_async._retry import Schedule, delays, next_delay, within
 from kie_async.testing import FAULT_KINDS, FakeKieServer, Faults, fast_client
 
 # -- the table: one pure place decides -------------------------------------------------------
@@ -420,6 +420,39 @@ async def test_a_429_pauses_every_submission(server: FakeKieServer) -> None:
     later = [r.at for r in server.requests if r.path == EXTEND_PATH][1:]
     assert len(later) == 2
     assert min(later) - refused_at >= 0.4
+
+
+# -- deadlines never swallow a cancellation ------------------------------------------------
+
+
+async def test_within_returns_the_value_or_none_at_the_deadline() -> None:
+    """within() gives the awaitable's value, its exception, or None once the deadline passed
+    (the awaitable then cancelled)."""
+    assert await within(asyncio.sleep(0, "value"), 1) == "value"
+    assert await within(asyncio.sleep(0, "value"), None) == "value"
+    slow = asyncio.ensure_future(asyncio.sleep(5))
+    assert await within(slow, 0.02) is None
+    assert slow.cancelled()
+
+    async def refused() -> None:
+        raise _raised(429, _envelope(429))
+
+    with pytest.raises(RateLimitError):
+        await within(refused(), 1)
+
+
+async def test_within_never_loses_a_cancellation() -> None:
+    """Cancelled in the same instant its awaitable finishes, within() raises CancelledError
+    (asyncio.wait_for before Python 3.12 returns the value instead)."""
+    loop = asyncio.get_running_loop()
+    for _ in range(50):
+        inner: asyncio.Future[int] = loop.create_future()
+        waiting = asyncio.ensure_future(within(inner, 10))
+        await asyncio.sleep(0)
+        inner.set_result(1)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
 
 
 # -- backoff stays behind one module ---------------------------------------------------------
