@@ -6,7 +6,14 @@ import asyncio
 import collections
 import enum
 import logging
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Callable,
+    Iterable,
+    Iterator,
+)
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -319,7 +326,7 @@ async def extend_many(
     poll: PollPolicy | None = None,
     on_progress: Callable[[Progress], None] | None = None,
     resubmit_uncertain: bool = False,
-) -> AsyncIterator[ExtendOutcome]:
+) -> AsyncGenerator[ExtendOutcome, None]:
     """Submit and await ``requests``, yielding one :class:`ExtendOutcome` per request as each
     finishes (not in input order).
 

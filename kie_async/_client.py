@@ -11,7 +11,14 @@ import ipaddress
 import logging
 import os
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Callable,
+    Iterable,
+    Mapping,
+)
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -725,7 +732,7 @@ class KieClient:
         poll: PollPolicy | None = None,
         on_progress: Callable[[Progress], None] | None = None,
         resubmit_uncertain: bool = False,
-    ) -> AsyncIterator[ExtendOutcome]:
+    ) -> AsyncGenerator[ExtendOutcome, None]:
         """Submit and await many extensions; yields one :class:`ExtendOutcome` per request as
         each finishes (not in input order).
 
