@@ -221,7 +221,7 @@ async def test_thousand_requests_through_the_fault_mix(
     state = _fold(lines)
     by_prompt = {r.prompt: r.fingerprint() for r in requests}
     for outcome in outcomes:
-        prompt = outcome.request.prompt
+        prompt = outcome.request.prompt or ""
         entry = state[by_prompt[prompt]]
         if entry["state"] in ("submitted", "done"):
             assert created[prompt] == [entry["task_id"]], prompt

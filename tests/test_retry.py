@@ -430,11 +430,11 @@ async def test_within_returns_the_value_or_none_at_the_deadline() -> None:
     (the awaitable then cancelled)."""
     assert await within(asyncio.sleep(0, "value"), 1) == "value"
     assert await within(asyncio.sleep(0, "value"), None) == "value"
-    slow = asyncio.ensure_future(asyncio.sleep(5))
+    slow = asyncio.ensure_future(asyncio.sleep(5, "late"))
     assert await within(slow, 0.02) is None
     assert slow.cancelled()
 
-    async def refused() -> None:
+    async def refused() -> int:
         raise _raised(429, _envelope(429))
 
     with pytest.raises(RateLimitError):
