@@ -398,6 +398,10 @@ class KieClient:
     def _ensure_session(self) -> aiohttp.ClientSession:
         if self._closed:
             raise ClientClosedError("this KieClient is closed; create a new one")
+        if self._session is not None and self._session.closed:
+            # Only a borrowed session can be closed here (aclose drops an owned one); aiohttp
+            # would raise a bare RuntimeError for it.
+            raise ClientClosedError("the aiohttp session this KieClient borrowed was closed")
         if self._slots is None:
             self._slots = asyncio.Semaphore(self._max_connections)
         if self._session is None:
