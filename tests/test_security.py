@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from kie_async import (
+    ClientClosedError,
     ConfigurationError,
     ExtendRequest,
     KieClient,
@@ -659,6 +660,22 @@ async def test_closing_the_bulk_iterator_early_leaves_nothing(
         await asyncio.sleep(0.05)
         assert far_server.counts["poll"] == polls, "nothing polls after the loop was left"
     assert _established(_port(far_server)) == 0
+
+
+async def test_a_closed_borrowed_session_is_a_kie_error(server: FakeKieServer) -> None:
+    """Using a client whose borrowed session its owner closed raises ClientClosedError (a
+    KieError), not aiohttp's bare RuntimeError."""
+    import aiohttp
+
+    session = aiohttp.ClientSession()
+    await session.close()
+    kie = fast_client(server, session=session)
+    with pytest.raises(ClientClosedError):
+        await kie.credits()
+    with pytest.raises(ClientClosedError):
+        async with kie:
+            pass
+    await kie.aclose()
 
 
 async def test_borrowed_session_is_left_open(server: FakeKieServer) -> None:
