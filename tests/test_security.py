@@ -136,6 +136,19 @@ def test_key_is_not_echoed_by_configuration_errors() -> None:
         assert SECRET not in str(caught.value) and SECRET not in repr(caught.value)
 
 
+async def test_result_files_are_fetched_without_the_key(
+    server: FakeKieServer, kie: KieClient, tmp_path: Path
+) -> None:
+    """Downloading results sends no Authorization header to the file host, even when it is the
+    API's own host."""
+    record = await (await kie.extend_video("src", 0, "go"))
+    paths = await kie.download_many([record], tmp_path)
+    assert paths
+    fetched = [r for r in server.requests if r.path.startswith("/files/")]
+    assert fetched
+    assert all("Authorization" not in r.headers for r in fetched)
+
+
 # -- plain http ------------------------------------------------------------------------------
 
 
