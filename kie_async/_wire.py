@@ -76,7 +76,7 @@ def maybe_json(value: object) -> object:
     if isinstance(value, str) and value.strip()[:1] in ("{", "["):
         try:
             return json.loads(value)
-        except ValueError:
+        except (ValueError, RecursionError):
             return value
     return value
 
@@ -180,7 +180,10 @@ def parse_record(data: object, *, task_id: str = "", endpoint: str = "") -> Task
             body_excerpt=repr(data)[:300],
         )
     payload = dict(data)
-    if nullable_str(payload.get("taskId")) is None and task_id:
+    given = payload.get("taskId")
+    usable = isinstance(given, str | int) and not isinstance(given, bool)
+    if task_id and (not usable or nullable_str(given) is None):
+        # The id that was asked about is the truth when the answer's own is missing or garbled.
         payload["taskId"] = task_id
     try:
         record: TaskRecord = _converter.structure(payload, TaskRecord)

@@ -281,3 +281,21 @@ def test_pure_parse_matches_samples(name: str) -> None:
     record = parse_record(data)
     assert record.task_id == data["taskId"]
     assert record.success_flag == lenient_int(data["successFlag"])
+
+
+def test_record_with_garbled_task_id_takes_the_id_asked_about() -> None:
+    """A taskId that is a list or an object is replaced by the id the poll asked about."""
+    for garbled in ([], {}, True, ["x"]):
+        record = parse_record({"taskId": garbled, "successFlag": 1}, task_id="asked")
+        assert record.task_id == "asked"
+
+
+def test_absurdly_nested_json_strings_do_not_sink_the_record() -> None:
+    """paramJson and resultInfoJson nested past the recursion limit are ignored, not fatal."""
+    deep = "[" * 100_000 + "]" * 100_000
+    record = parse_record(
+        {"taskId": "t", "successFlag": 1, "paramJson": deep, "resultInfoJson": deep}
+    )
+    assert record.params is None
+    assert record.result_urls == ()
+    assert record.status is TaskStatus.SUCCESS
