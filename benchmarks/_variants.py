@@ -12,8 +12,8 @@ connections and the same wait between polls.
 * ``naive``: the loop kie's docs lead to: ``asyncio.gather`` over every request at once (in
   batches of the documented limit with a fixed sleep between them when there is a rate limit),
   sleeping a fixed time before each poll.
-* ``kie_exchange``, ``kie_call``, ``kie_submit_wait``: the bare loop's workers calling one layer
-  of kie_async's client, to show what each layer costs (see :func:`with_kie_layers`).
+* ``canned_*``: the same work with the network replaced by canned answers, to weigh
+  kie_async's own code layer by layer (see :func:`with_canned`).
 
 The bare loops have no client-side limiter: a 429 is retried after a fixed ``retry_sleep``.
 
@@ -266,50 +266,87 @@ async def with_kie_async(cfg: dict[str, Any], tally: Tally, measure: Measure) ->
         await measure(run())
 
 
-async def with_kie_layers(cfg: dict[str, Any], tally: Tally, measure: Measure) -> None:
-    """The bare loop's workers calling one layer of kie_async's client, to see what each layer
-    costs: ``kie_exchange`` (one HTTP exchange: the semaphore, timeouts and error translation),
-    ``kie_call`` (plus reading the envelope and parsing the record), ``kie_submit_wait`` (the
-    public ``submit()`` and ``TaskHandle.wait()``, with retries, the limiter and the deadline)."""
+async def with_canned(cfg: dict[str, Any], tally: Tally, measure: Measure) -> None:
+    """The speed workload with the network replaced by canned answers, to weigh kie_async's
+    own code: the client's one HTTP exchange (``KieClient._exchange``) answers at once from
+    bytes built like the fake server's, and everything above it runs as usual.
+
+    ``canned_bare`` is the bare loop over the same answers; ``canned_call`` adds reading the
+    envelope and parsing the record; ``canned_submit_wait`` the public ``submit()`` and
+    ``TaskHandle.wait()`` (retries, limiter, deadline); ``canned_extend_many`` the bulk runner.
+    """
     from kie_async import ExtendRequest, KieClient, PollPolicy
     from kie_async import _protocol as proto
     from kie_async._wire import request_body
 
-    layer = cfg["variant"]
+    counter = iter(range(1 << 62))
+    record_head = json.dumps(
+        {
+            "code": 200,
+            "msg": "success",
+            "data": {
+                "taskType": "mj_video_extend_manual",
+                "paramJson": json.dumps(next(bodies(1))),
+                "completeTime": "2026-01-06 08:17:04",
+                "resultInfoJson": {"resultUrls": [{"resultUrl": "https://example.com/0.mp4"}]},
+                "successFlag": 1,
+                "createTime": "2026-01-06T08:17:04Z",
+                "errorCode": None,
+                "errorMessage": "null",
+                "taskId": "",
+            },
+        }
+    ).encode()[: -len(b'""}}')]
+
+    async def canned(
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Any = None,
+    ) -> tuple[int, dict[str, str], bytes]:
+        await asyncio.sleep(0)  # yield to the loop, as an answer from a socket would
+        if method == "POST":
+            task_id = b"%032x" % next(counter)
+            return 200, {}, b'{"code": 200, "msg": "success", "data": {"taskId": "%s"}}' % task_id
+        return 200, {}, record_head + b'"' + params["taskId"].encode() + b'"}}'
+
+    variant = cfg["variant"]
     poll = PollPolicy.zero_wait()
     source = bodies(cfg["tasks"])
-    async with KieClient(
-        API_KEY,
-        base_url=cfg["url"],
-        user_agent=USER_AGENT,
-        rate_limit=None,
-        max_connections=cfg["pool"],
-    ) as kie:
+    async with KieClient(API_KEY, base_url=cfg["url"], rate_limit=None) as kie:
+        kie._exchange = canned  # type: ignore[method-assign]
 
         async def one(body: dict[str, Any]) -> None:
+            if variant == "canned_bare":
+                envelope = json.loads((await canned("POST", CREATE_PATH, json=body))[2])
+                task_id = envelope["data"]["taskId"]
+                while True:
+                    raw = (await canned("GET", RECORD_PATH, params={"taskId": task_id}))[2]
+                    if json.loads(raw)["data"]["successFlag"] in FINAL_FLAGS:
+                        break
+                return
             request = ExtendRequest(body["taskId"], body["index"], body["prompt"])
-            if layer == "kie_exchange":
-                _, _, raw = await kie._exchange(
-                    "POST", proto.EXTEND_PATH, json=request_body(request)
-                )
-                task_id = json.loads(raw)["data"]["taskId"]
-                _, _, raw = await kie._exchange(
-                    "GET", proto.RECORD_PATH, params={"taskId": task_id}
-                )
-                json.loads(raw)
-            elif layer == "kie_call":
+            if variant == "canned_call":
                 data = await kie._call("POST", proto.EXTEND_PATH, json=request_body(request))
                 await kie.fetch_record(proto.created_task_id(data))
             else:
                 handle = await kie.submit(request)
                 await handle.wait(poll=poll)
-            tally.done += 1
 
         async def worker() -> None:
             for body in source:
                 await one(body)
+                tally.done += 1
 
         async def run() -> None:
+            if variant == "canned_extend_many":
+                requests = (
+                    ExtendRequest(body["taskId"], body["index"], body["prompt"]) for body in source
+                )
+                async for _ in kie.extend_many(requests, concurrency=cfg["concurrency"], poll=poll):
+                    tally.done += 1
+                return
             await asyncio.gather(*(worker() for _ in range(cfg["concurrency"])))
 
         await measure(run())
@@ -357,9 +394,10 @@ async def main(cfg: dict[str, Any]) -> dict[str, Any]:
         "aiohttp": with_aiohttp,
         "naive": with_aiohttp,
         "httpx": with_httpx,
-        "kie_exchange": with_kie_layers,
-        "kie_call": with_kie_layers,
-        "kie_submit_wait": with_kie_layers,
+        "canned_bare": with_canned,
+        "canned_call": with_canned,
+        "canned_submit_wait": with_canned,
+        "canned_extend_many": with_canned,
     }
     await runners[cfg["variant"]](cfg, tally, measure)
     result.update(

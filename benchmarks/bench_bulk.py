@@ -1,13 +1,16 @@
 """Bulk extension benchmark: ``extend_many`` against bare loops, each in a process of its own.
 
 Run ``python benchmarks/bench_bulk.py`` (or ``nox -s bench``); ``--quick`` for a smoke run. It
-needs the ``bench`` extra (httpx). Three scenarios, each against a fake kie.ai
-(``python -m kie_async.testing``) started fresh in its own process for every run:
+needs the ``bench`` extra (httpx). Each run gets a fake kie.ai (``python -m kie_async.testing``)
+started fresh in a process of its own. The scenarios (``--scenarios``, the first three by
+default, about three minutes on two cores):
 
 * ``speed``: instant tasks, no rate limit: wall time, tasks/s, CPU per task.
 * ``memory``: ``--inflight`` tasks submitted and all waiting at once: the memory that holds them.
 * ``rate``: the server rejects creates beyond a limit with 429: how close to the limit each
   variant submits, and how many 429s it provokes.
+* ``overhead``: the speed workload with the network replaced by canned answers, layer by layer,
+  to show what kie_async's own code costs per task.
 
 Four variants do the same requests (see ``_variants.py``): (a) ``extend_many``, (b) a bare
 aiohttp loop, (c) a bare httpx loop, (d) the naive loop (``gather`` + fixed sleeps). Figures are
@@ -15,7 +18,8 @@ given as ratios to (b), measured in the same run. With two or more CPUs the serv
 the first and the client to the second, so neither steals the other's core.
 
 Memory is the client process's resident set size: ``peak`` is ``ru_maxrss``; ``held`` is
-``VmRSS`` when every task is in flight minus ``VmRSS`` after imports and client creation.
+``VmRSS`` when every task is in flight minus ``VmRSS`` after imports and client creation. A
+second run with tracemalloc gives the live Python objects per task, free of allocator slack.
 """
 
 from __future__ import annotations
@@ -43,11 +47,12 @@ LABELS = {
     "aiohttp": "(b) bare aiohttp",
     "httpx": "(c) bare httpx",
     "naive": "(d) naive gather+sleep",
-    "kie_exchange": "kie_async: one HTTP exchange",
-    "kie_call": "+ envelope and record parsing",
-    "kie_submit_wait": "+ submit() and wait()",
+    "canned_bare": "bare loop",
+    "canned_call": "+ KieClient: envelope, record parsing",
+    "canned_submit_wait": "+ submit() and TaskHandle.wait()",
+    "canned_extend_many": "+ extend_many",
 }
-LAYERS = ("aiohttp", "kie_exchange", "kie_call", "kie_submit_wait", "extend_many")
+LAYERS = ("canned_bare", "canned_call", "canned_submit_wait", "canned_extend_many")
 BASELINE = "aiohttp"
 
 SPEED_TARGET = 1.15  # extend_many's wall time at most this times the bare aiohttp loop's
@@ -223,7 +228,7 @@ def pick_median(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def repeated(
-    args: argparse.Namespace, variants: list[str] | tuple[str, ...], scenario: str
+    args: argparse.Namespace, variants: list[str] | tuple[str, ...], scenario: str, tasks: int
 ) -> tuple[dict[str, list[dict[str, Any]]], dict[str, dict[str, Any]]]:
     """Every variant ``--repeats`` times on instant tasks; all runs, and the median run of each."""
     runs: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
@@ -233,7 +238,7 @@ def repeated(
         for variant in order:
             result = measure(
                 variant,
-                tasks=args.tasks,
+                tasks=tasks,
                 concurrency=args.concurrency,
                 poll_wait=0.0,
                 server_polls=args.polls,
@@ -246,7 +251,7 @@ def repeated(
 
 
 def speed(args: argparse.Namespace, variants: list[str]) -> tuple[str, dict[str, Any]]:
-    runs, chosen = repeated(args, variants, "speed")
+    runs, chosen = repeated(args, variants, "speed", args.tasks)
     base = chosen.get(BASELINE, {})
     rows = []
     for variant in variants:
@@ -408,22 +413,24 @@ def rate(args: argparse.Namespace, variants: list[str]) -> tuple[str, dict[str, 
     return text, {"results": results, "tasks": tasks}
 
 
-def layers(args: argparse.Namespace, variants: list[str]) -> tuple[str, dict[str, Any]]:
-    """Where extend_many's CPU goes: the speed workload through each layer of the client."""
-    runs, chosen = repeated(args, LAYERS, "layers")
+def overhead(args: argparse.Namespace, variants: list[str]) -> tuple[str, dict[str, Any]]:
+    """kie_async's own CPU per task, layer by layer, with the network replaced by canned
+    answers (ten times the speed tasks: without sockets the figures are steadier)."""
+    tasks = args.tasks * 10
+    runs, chosen = repeated(args, LAYERS, "overhead", tasks)
     rows = []
     previous = None
     for variant in LAYERS:
         r = chosen[variant]
         if "error" in r:
-            rows.append([LABELS[variant], "failed: " + r["error"], "", ""])
+            rows.append([LABELS[variant], "failed: " + r["error"], ""])
             continue
-        per_task = r["cpu"] / args.tasks * 1e6
+        per_task = r["cpu"] / tasks * 1e6
         step = f"{per_task - previous:+.0f} us" if previous is not None else ""
-        rows.append([LABELS[variant], f"{per_task:.0f} us", step, f"{r['wall']:.2f} s"])
+        rows.append([LABELS[variant], f"{per_task:.0f} us", step])
         previous = per_task
-    text = table(["layer", "client CPU/task (median run)", "added", "wall"], rows)
-    return text, {"runs": runs, "chosen": chosen}
+    text = table(["layer (canned answers, no sockets)", "client CPU/task", "added"], rows)
+    return text, {"runs": runs, "chosen": chosen, "tasks": tasks}
 
 
 # -- the run -------------------------------------------------------------------------------------
@@ -459,6 +466,12 @@ def machine() -> str:
         with contextlib.suppress(ImportError):
             module = __import__(name)
             versions.append(f"{name} {module.__version__}")
+    try:
+        __import__("sniffio")
+    except ImportError:
+        # httpcore 1.0 retries a failed ``import sniffio`` on every request; anyio 4.11+ no
+        # longer installs it, and httpx then runs several times slower than it can.
+        versions.append("no sniffio (httpx is slowed by it: pip install sniffio)")
     return (
         f"{os.cpu_count()} CPUs ({model}), Python {platform.python_version()} on "
         f"{platform.system()}; {', '.join(versions)}"
@@ -533,7 +546,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=parse_rate, default=(50, 2.0), help="rate: N/seconds")
     parser.add_argument("--rate-seconds", type=float, default=10.0, help="rate: run length")
     parser.add_argument(
-        "--scenarios", default="speed,memory,rate", help="any of speed,memory,rate,layers"
+        "--scenarios", default="speed,memory,rate", help="any of speed,memory,rate,overhead"
     )
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--no-pin", dest="pin", action="store_false", help="do not pin CPUs")
@@ -552,7 +565,7 @@ def main(argv: list[str] | None = None) -> int:
     command = shlex.join(["python", "benchmarks/bench_bulk.py", *sys.argv[1:]])
     started = time.monotonic()
     print(f"command: {command}\nmachine: {machine()}\n", flush=True)
-    scenarios = {"speed": speed, "memory": memory, "rate": rate, "layers": layers}
+    scenarios = {"speed": speed, "memory": memory, "rate": rate, "overhead": overhead}
     found: dict[str, dict[str, Any]] = {}
     for name in args.scenarios.split(","):
         print(f"running {name} ...", file=sys.stderr, flush=True)
