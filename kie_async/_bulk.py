@@ -5,7 +5,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import enum
+import heapq
+import itertools
 import logging
+import math
+import time
 from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
@@ -29,14 +33,15 @@ from ._errors import (
     TaskTimeoutError,
     _exception_fields,
 )
+from ._handle import TaskHandle, finished
 from ._journal import Journal
 from ._models import ExtendRequest, TaskRecord
 from ._polling import PollPolicy
+from ._retry import Schedule, next_delay, rng, within
 from ._wire import parse_record, request_to_json
 
 if TYPE_CHECKING:
     from ._client import KieClient
-    from ._handle import TaskHandle
 
 __all__ = ["ExtendOutcome", "OutcomeKind", "Progress", "extend_many"]
 
@@ -193,6 +198,137 @@ class _Source:
         return position, key, request
 
 
+class _Waiting:
+    """One task of a bulk run between polls: all the poller keeps for it."""
+
+    __slots__ = ("base", "deadline", "grace_until", "handle", "key", "request")
+
+    def __init__(
+        self, key: str, request: ExtendRequest, handle: TaskHandle, policy: PollPolicy
+    ) -> None:
+        self.key = key
+        self.request = request
+        self.handle = handle
+        self.base = policy.interval
+        timeout = policy.timeout
+        self.deadline = time.monotonic() + timeout if timeout is not None else math.inf
+        self.grace_until = handle._grace_until(policy)
+
+
+class _Poller:
+    """Polls every task of a bulk run from one dispatcher instead of a coroutine per task.
+
+    A run holds thousands of tasks in flight for minutes. As a suspended chain of coroutines each
+    would cost kilobytes; here each is a :class:`_Waiting` in a heap ordered by its next poll, and
+    at most ``limit`` polls are on the wire at once. The schedule is :meth:`TaskHandle.wait`'s:
+    the first poll at once, then the policy's growing, jittered interval, transient failures
+    retried on the same schedule, and one last poll at the deadline.
+    """
+
+    def __init__(self, run: _Run, policy: PollPolicy, limit: int) -> None:
+        self._run = run
+        self._policy = policy
+        self._schedule = Schedule(
+            policy.interval,
+            policy.factor,
+            policy.max_interval,
+            policy.jitter,
+            retry_after_cap=policy.max_interval,
+        )
+        self._heap: list[tuple[float, int, _Waiting]] = []
+        self._order = itertools.count()
+        self._wake = asyncio.Event()
+        self._slots = asyncio.Semaphore(limit)
+        self._polls: set[asyncio.Future[None]] = set()
+
+    def add(self, waiting: _Waiting, delay: float = 0.0) -> None:
+        """Schedule the next poll of ``waiting`` in ``delay`` seconds."""
+        heapq.heappush(self._heap, (time.monotonic() + delay, next(self._order), waiting))
+        self._wake.set()
+
+    async def dispatch(self) -> None:
+        """Start each poll when it is due; runs until cancelled."""
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._heap:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            early = self._heap[0][0] - time.monotonic()
+            if early > 0:
+                self._wake.clear()
+                timer = loop.call_later(early, self._wake.set)
+                try:
+                    await self._wake.wait()
+                finally:
+                    timer.cancel()
+                continue
+            await self._slots.acquire()
+            _, _, waiting = heapq.heappop(self._heap)
+            poll = asyncio.ensure_future(self._poll(waiting))
+            self._polls.add(poll)
+            poll.add_done_callback(self._polled)
+
+    def _polled(self, poll: asyncio.Future[None]) -> None:
+        self._polls.discard(poll)
+        self._slots.release()
+
+    async def _poll(self, waiting: _Waiting) -> None:
+        run, handle = self._run, waiting.handle
+        try:
+            step = handle._poll_step(waiting.grace_until)
+            remaining = waiting.deadline - time.monotonic()
+            try:
+                if remaining < run.client.read_timeout:
+                    # A poll that hangs must not outlive the task's deadline. Only then is it
+                    # worth a task of its own to time it out.
+                    result = await within(step, max(remaining, 0.0))
+                    if result is None:
+                        raise self._expired(waiting)
+                    value = result
+                else:
+                    value = await step
+            except KieError as exc:
+                run.emit(run._wait_failed(waiting.key, waiting.request, handle, exc))
+                return
+            if finished(value):
+                assert isinstance(value, TaskRecord)
+                run.emit(run._ended(waiting.key, waiting.request, handle, value))
+                return
+            now = time.monotonic()
+            if now >= waiting.deadline:
+                run.emit(
+                    run._wait_failed(waiting.key, waiting.request, handle, self._expired(waiting))
+                )
+                return
+            delay = next_delay(self._schedule, waiting.base, value, rng)
+            if waiting.base < self._schedule.cap:
+                waiting.base *= self._schedule.factor
+            delay = min(delay, waiting.deadline - now)
+            if isinstance(value, KieError):
+                log.debug(
+                    "retrying poll of task %s in %.2fs after: %s", handle.task_id, delay, value
+                )
+            self.add(waiting, delay)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            run.fail(waiting.request, exc)
+
+    def _expired(self, waiting: _Waiting) -> TaskTimeoutError:
+        handle = waiting.handle
+        return TaskTimeoutError(
+            task_id=handle.task_id, record=handle.last_record, timeout=self._policy.timeout or 0.0
+        )
+
+    async def aclose(self) -> None:
+        """Cancel every poll in progress and wait for them to unwind."""
+        polls = list(self._polls)
+        for poll in polls:
+            poll.cancel()
+        await asyncio.gather(*polls, return_exceptions=True)
+
+
 class _Run:
     def __init__(
         self,
@@ -201,6 +337,7 @@ class _Run:
         poll: PollPolicy | None,
         counts: _Counts,
         resubmit_uncertain: bool,
+        concurrency: int,
     ) -> None:
         self.client = client
         self.journal = journal
@@ -211,6 +348,29 @@ class _Run:
         # Set when the run is being closed or cancelled: a worker whose cancellation was lost
         # (asyncio.wait_for before 3.12, async_timeout on 3.10) must still send nothing more.
         self.closing = False
+        self.outcomes: asyncio.Queue[ExtendOutcome | BaseException] = asyncio.Queue()
+        # A place for each request in flight: taken before a request is read from the input,
+        # given back when its outcome is out.
+        self.in_flight = asyncio.Semaphore(concurrency)
+        self.poller = _Poller(self, poll or client.poll_policy, client.max_connections)
+        # With a callback receiver, a task waits through TaskHandle.wait, which races the
+        # callback against a slow safety poll: one task per such wait.
+        self.waits: set[asyncio.Future[None]] = set()
+
+    def emit(self, outcome: ExtendOutcome) -> None:
+        """Hand ``outcome`` to the consumer and free its place."""
+        self.outcomes.put_nowait(outcome)
+        self.in_flight.release()
+
+    def fail(self, request: ExtendRequest, exc: BaseException) -> None:
+        """Report an unexpected error for ``request``; a journal that cannot be written, or
+        anything else that is not an ``Exception``, ends the run."""
+        if isinstance(exc, OSError) or not isinstance(exc, Exception):
+            self.outcomes.put_nowait(exc)
+            return
+        log.exception("unexpected error for %s", request.describe(), exc_info=exc)
+        self.counts.change(failed=1)
+        self.emit(ExtendOutcome(request, OutcomeKind.FAILED, error=exc))
 
     def _note_fatal(self, exc: BaseException) -> None:
         if isinstance(exc, FATAL_ERRORS) and self.fatal is None:
@@ -221,13 +381,15 @@ class _Run:
         if self.journal is not None:
             self.journal.record(event, key, durable=durable, **fields)
 
-    async def process(self, key: str, request: ExtendRequest) -> ExtendOutcome:
+    async def process(self, key: str, request: ExtendRequest) -> ExtendOutcome | None:
+        """Start ``request``: its outcome, or ``None`` once its task is being awaited."""
         entry = self.journal.entries.get(key) if self.journal is not None else None
         if entry is not None and entry.state == "done":
             return self._from_journal(request, entry)
         if entry is not None and entry.state == "submitted" and entry.task_id:
             self.counts.change(queued=-1, submitted=1, running=1)
-            return await self._await(key, request, self.client.task(entry.task_id))
+            self._await(key, request, self.client.task(entry.task_id))
+            return None
         if entry is not None and entry.state in ("intent", "uncertain"):
             reason = entry.reason or "the run stopped after sending it, before the reply was saved"
             if entry.state == "intent":
@@ -238,7 +400,7 @@ class _Run:
                 return ExtendOutcome(request, OutcomeKind.UNCERTAIN, error=error)
         return await self._submit(key, request)
 
-    async def _submit(self, key: str, request: ExtendRequest) -> ExtendOutcome:
+    async def _submit(self, key: str, request: ExtendRequest) -> ExtendOutcome | None:
         if self.fatal is not None:
             self.counts.change(queued=-1, failed=1)
             return ExtendOutcome(request, OutcomeKind.NOT_SUBMITTED, error=self.fatal)
@@ -264,33 +426,68 @@ class _Run:
             return ExtendOutcome(request, OutcomeKind.FAILED, error=exc)
         self._record("submitted", key, durable=True, task_id=handle.task_id)
         self.counts.change(queued=-1, submitted=1, running=1)
-        return await self._await(key, request, handle)
+        self._await(key, request, handle)
+        return None
 
-    async def _await(self, key: str, request: ExtendRequest, handle: TaskHandle) -> ExtendOutcome:
+    def _await(self, key: str, request: ExtendRequest, handle: TaskHandle) -> None:
+        """Await the task: through the shared poller, or, with a callback receiver, through
+        :meth:`TaskHandle.wait` in a task of its own."""
+        if self.client.callbacks is None:
+            self.poller.add(_Waiting(key, request, handle, self.poll or self.client.poll_policy))
+            return
+        wait = asyncio.ensure_future(self._wait(key, request, handle))
+        self.waits.add(wait)
+        wait.add_done_callback(self.waits.discard)
+
+    async def _wait(self, key: str, request: ExtendRequest, handle: TaskHandle) -> None:
+        try:
+            try:
+                record = await handle.wait(poll=self.poll)
+            except TaskFailedError as exc:
+                ended = exc.record if exc.record is not None else handle.last_record
+                if ended is None:
+                    raise
+                self.emit(self._ended(key, request, handle, ended))
+            except KieError as exc:
+                self.emit(self._wait_failed(key, request, handle, exc))
+            else:
+                self.emit(self._ended(key, request, handle, record))
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            self.fail(request, exc)
+
+    def _ended(
+        self, key: str, request: ExtendRequest, handle: TaskHandle, record: TaskRecord
+    ) -> ExtendOutcome:
+        """The outcome of a task kie.ai reports ended, recorded as final in the journal."""
         task_id = handle.task_id
         try:
-            record = await handle.wait(poll=self.poll)
+            handle._outcome(record)
         except TaskFailedError as exc:
             self._record(
                 "done",
                 key,
                 task_id=task_id,
                 status="failed",
-                record=dict(exc.record.data) if exc.record else None,
+                record=dict(record.data),
                 error=_exception_fields(exc),
             )
             self.counts.change(running=-1, failed=1)
-            return ExtendOutcome(request, OutcomeKind.FAILED, task_id, exc.record, exc)
-        except KieError as exc:
-            # A timeout or a lasting poll error: the task may still finish. The journal keeps it
-            # as submitted, so a rerun re-attaches to it.
-            self._note_fatal(exc)
-            last = exc.record if isinstance(exc, TaskTimeoutError) else handle.last_record
-            self.counts.change(running=-1, failed=1)
-            return ExtendOutcome(request, OutcomeKind.FAILED, task_id, last, exc)
+            return ExtendOutcome(request, OutcomeKind.FAILED, task_id, record, exc)
         self._record("done", key, task_id=task_id, status="succeeded", record=dict(record.data))
         self.counts.change(running=-1, succeeded=1)
         return ExtendOutcome(request, OutcomeKind.SUCCEEDED, task_id, record)
+
+    def _wait_failed(
+        self, key: str, request: ExtendRequest, handle: TaskHandle, exc: KieError
+    ) -> ExtendOutcome:
+        """A timeout or a lasting poll error: the task may still finish. The journal keeps it
+        as submitted, so a rerun re-attaches to it."""
+        self._note_fatal(exc)
+        last = exc.record if isinstance(exc, TaskTimeoutError) else handle.last_record
+        self.counts.change(running=-1, failed=1)
+        return ExtendOutcome(request, OutcomeKind.FAILED, handle.task_id, last, exc)
 
     def _from_journal(self, request: ExtendRequest, entry: Any) -> ExtendOutcome:
         record = None
@@ -359,48 +556,68 @@ async def extend_many(
         raise ValidationError("concurrency", f"must be an int >= 1, got {concurrency!r}")
     book = Journal(journal) if journal is not None else None
     counts = _Counts(callback=on_progress)
-    run = _Run(client, book, poll, counts, resubmit_uncertain)
+    run = _Run(client, book, poll, counts, resubmit_uncertain, concurrency)
     source = _Source(requests, keyed=book is not None)
-    outcomes: asyncio.Queue[ExtendOutcome | BaseException | None] = asyncio.Queue()
+    outcomes = run.outcomes
+    done_reading = object()
 
     async def worker() -> None:
+        # Workers only read and submit; waiting happens in the poller, so a few of them keep
+        # any number of tasks in flight.
         try:
-            while not run.closing and (item := await source.next()) is not None:
+            while not run.closing:
+                await run.in_flight.acquire()
+                item = await source.next()
+                if item is None:
+                    run.in_flight.release()
+                    break
                 _, key, request = item
                 counts.change(queued=1)
                 try:
                     outcome = await run.process(key, request)
-                except OSError:
-                    raise  # the journal cannot be written: no promise can be kept, stop
-                except Exception as exc:  # nothing may lose the request: report it
-                    log.exception("unexpected error for %s", request.describe())
-                    counts.change(queued=-1, failed=1)
-                    outcome = ExtendOutcome(request, OutcomeKind.FAILED, error=exc)
-                outcomes.put_nowait(outcome)
+                except asyncio.CancelledError:
+                    raise
+                except BaseException as exc:  # nothing may lose the request: report it
+                    counts.change(queued=-1)
+                    run.fail(request, exc)
+                    continue
+                if outcome is not None:
+                    run.emit(outcome)
         except asyncio.CancelledError:
             raise
         except BaseException as exc:
             outcomes.put_nowait(exc)
-        finally:
-            outcomes.put_nowait(None)
 
     if book is not None:
         book.open()
-    workers = [asyncio.ensure_future(worker()) for _ in range(concurrency)]
+    # Submitting is bounded by the connection pool (and the rate limit) long before it is by
+    # the number of workers: more than the pool's size would only queue.
+    submitters = min(concurrency, client.max_connections)
+    workers = [asyncio.ensure_future(worker()) for _ in range(submitters)]
+    dispatcher = asyncio.ensure_future(run.poller.dispatch())
+
+    async def all_read() -> None:
+        await asyncio.gather(*workers, return_exceptions=True)
+        # Every place back means every outcome is out.
+        for _ in range(concurrency):
+            await run.in_flight.acquire()
+        outcomes.put_nowait(done_reading)  # type: ignore[arg-type]
+
+    closer = asyncio.ensure_future(all_read())
     try:
-        running = len(workers)
-        while running:
+        while True:
             got = await outcomes.get()
-            if got is None:
-                running -= 1
-            elif isinstance(got, BaseException):
+            if got is done_reading:
+                break
+            if isinstance(got, BaseException):
                 raise got
-            else:
-                yield got
+            yield got
     finally:
         run.closing = True
-        for task in workers:
+        pending = [*workers, dispatcher, closer, *run.waits]
+        for task in pending:
             task.cancel()
-        await asyncio.gather(*workers, return_exceptions=True)
+        await asyncio.gather(*pending, return_exceptions=True)
+        await run.poller.aclose()
         if book is not None:
             book.close()

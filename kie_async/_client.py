@@ -275,7 +275,7 @@ class KieClient:
         if rate_limit is not None and not isinstance(rate_limit, RateLimit):
             raise ConfigurationError("rate_limit", "must be a RateLimit or None")
         self._limiter = Limiter(rate_limit)
-        self._read_timeout = _positive("timeout", timeout)
+        self._read_timeout: float = _positive("timeout", timeout) or 0.0
         self._connect_timeout = _positive("connect_timeout", connect_timeout)
         if (
             isinstance(max_connections, bool)
@@ -311,6 +311,11 @@ class KieClient:
     def rate_limit(self) -> RateLimit | None:
         """The client-side limit on creates, or ``None`` when switched off."""
         return self._limiter.limit
+
+    @property
+    def read_timeout(self) -> float:
+        """Seconds a request waits for each read of an answer (the ``timeout`` setting)."""
+        return self._read_timeout
 
     @property
     def max_connections(self) -> int:

@@ -151,26 +151,10 @@ class TaskHandle:
             policy.jitter,
             retry_after_cap=policy.max_interval,
         )
-        grace_until = (
-            None if self._fresh_until is None else self._fresh_until + policy.not_found_grace
-        )
+        grace_until = self._grace_until(policy)
 
-        async def poll_once() -> TaskRecord | KieError:
-            try:
-                record = await self._client.fetch_record(self.task_id)
-            except TaskNotFoundError as exc:
-                if grace_until is not None and time.monotonic() < grace_until:
-                    return exc
-                raise
-            except KieError as exc:
-                if not poll_is_transient(exc):
-                    raise
-                return exc
-            self._seen(record)
-            return record
-
-        def finished(value: TaskRecord | KieError) -> bool:
-            return isinstance(value, TaskRecord) and value.status.is_terminal
+        def poll_once() -> Awaitable[TaskRecord | KieError]:
+            return self._poll_step(grace_until)
 
         def waiting(value: TaskRecord | KieError, delay: float) -> None:
             if isinstance(value, KieError):
@@ -194,14 +178,39 @@ class TaskHandle:
         if result is None or not finished(result):
             raise TaskTimeoutError(task_id=self.task_id, record=self._last, timeout=deadline or 0)
         assert isinstance(result, TaskRecord)
-        if not result.status.ok:
+        return self._outcome(result)
+
+    def _grace_until(self, policy: PollPolicy) -> float | None:
+        """Until when "recordInfo is null" is not believed for this task (fresh tasks only)."""
+        if self._fresh_until is None:
+            return None
+        return self._fresh_until + policy.not_found_grace
+
+    async def _poll_step(self, grace_until: float | None) -> TaskRecord | KieError:
+        """One poll: the record, or a transient failure to retry later; anything else raises."""
+        try:
+            record = await self._client.fetch_record(self.task_id)
+        except TaskNotFoundError as exc:
+            if grace_until is not None and time.monotonic() < grace_until:
+                return exc
+            raise
+        except KieError as exc:
+            if not poll_is_transient(exc):
+                raise
+            return exc
+        self._seen(record)
+        return record
+
+    def _outcome(self, record: TaskRecord) -> TaskRecord:
+        """``record`` if the task succeeded; :class:`TaskFailedError` if it ended in failure."""
+        if not record.status.ok:
             raise TaskFailedError(
                 task_id=self.task_id,
-                record=result,
-                error_code=result.error_code,
-                error_message=result.error_message,
+                record=record,
+                error_code=record.error_code,
+                error_message=record.error_message,
             )
-        return result
+        return record
 
     async def _race_callback(
         self,
@@ -260,3 +269,8 @@ class TaskHandle:
                     self.task_id,
                 )
                 first_delay = resume_delay
+
+
+def finished(value: TaskRecord | KieError) -> bool:
+    """Whether a poll's value ends the wait: a record in a terminal state."""
+    return isinstance(value, TaskRecord) and value.status.is_terminal

@@ -76,7 +76,7 @@ def delays(schedule: Schedule, rng: random.Random) -> Generator[float, object, N
         sent = yield delay
 
 
-_rng = random.Random()
+rng = random.Random()
 
 
 async def retry_call(
@@ -125,7 +125,7 @@ async def retry_call(
             on_retry(exc, details["wait"])
 
     decorate = _bo.on_exception(
-        functools.partial(delays, schedule, _rng),
+        functools.partial(delays, schedule, rng),
         KieError,
         max_tries=max_retries + 1,
         giveup=lambda exc: not (isinstance(exc, KieError) and should_retry(exc)),
@@ -157,7 +157,7 @@ async def poll_until(
     # time is taken before each call, the delays come from ``schedule`` (sent each value), a
     # delay never runs past ``max_time``, and once a call starts past it its value is returned.
     started = time.monotonic()
-    waits = delays(schedule, _rng)
+    waits = delays(schedule, rng)
     next(waits)  # prime the generator, as backoff does
     while True:
         elapsed = time.monotonic() - started
