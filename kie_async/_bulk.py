@@ -37,7 +37,7 @@ from ._handle import TaskHandle, finished
 from ._journal import Journal
 from ._models import ExtendRequest, TaskRecord
 from ._polling import PollPolicy
-from ._retry import Schedule, next_delay, rng, within
+from ._retry import Schedule, next_delay, rng
 from ._wire import parse_record, request_to_json
 
 if TYPE_CHECKING:
@@ -201,7 +201,7 @@ class _Source:
 class _Waiting:
     """One task of a bulk run between polls: all the poller keeps for it."""
 
-    __slots__ = ("base", "deadline", "grace_until", "handle", "key", "request")
+    __slots__ = ("base", "cut_short", "deadline", "grace_until", "handle", "key", "request")
 
     def __init__(
         self, key: str, request: ExtendRequest, handle: TaskHandle, policy: PollPolicy
@@ -213,6 +213,7 @@ class _Waiting:
         timeout = policy.timeout
         self.deadline = time.monotonic() + timeout if timeout is not None else math.inf
         self.grace_until = handle._grace_until(policy)
+        self.cut_short = False
 
 
 class _Poller:
@@ -276,21 +277,34 @@ class _Poller:
     async def _poll(self, waiting: _Waiting) -> None:
         run, handle = self._run, waiting.handle
         try:
-            step = handle._poll_step(waiting.grace_until)
             remaining = waiting.deadline - time.monotonic()
+            timer = None
+            if remaining < run.client.read_timeout:
+                # A poll that hangs must not outlive the task's deadline (the read timeout
+                # would end it only later): cancel this poll when the deadline comes.
+                poll = asyncio.current_task()
+                assert poll is not None
+                timer = asyncio.get_running_loop().call_later(
+                    max(remaining, 0.0), self._cut_short, waiting, poll
+                )
             try:
-                if remaining < run.client.read_timeout:
-                    # A poll that hangs must not outlive the task's deadline. Only then is it
-                    # worth a task of its own to time it out.
-                    result = await within(step, max(remaining, 0.0))
-                    if result is None:
-                        raise self._expired(waiting)
-                    value = result
-                else:
-                    value = await step
+                value = await handle._poll_step(waiting.grace_until)
+            except asyncio.CancelledError:
+                if not waiting.cut_short:
+                    raise
+                uncancel = getattr(asyncio.current_task(), "uncancel", None)
+                if uncancel is not None:
+                    uncancel()
+                run.emit(
+                    run._wait_failed(waiting.key, waiting.request, handle, self._expired(waiting))
+                )
+                return
             except KieError as exc:
                 run.emit(run._wait_failed(waiting.key, waiting.request, handle, exc))
                 return
+            finally:
+                if timer is not None:
+                    timer.cancel()
             if finished(value):
                 assert isinstance(value, TaskRecord)
                 run.emit(run._ended(waiting.key, waiting.request, handle, value))
@@ -314,6 +328,11 @@ class _Poller:
             raise
         except BaseException as exc:
             run.fail(waiting.request, exc)
+
+    @staticmethod
+    def _cut_short(waiting: _Waiting, poll: asyncio.Task[Any]) -> None:
+        waiting.cut_short = True
+        poll.cancel()
 
     def _expired(self, waiting: _Waiting) -> TaskTimeoutError:
         handle = waiting.handle

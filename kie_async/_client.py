@@ -290,6 +290,7 @@ class KieClient:
         self._owns_session = session is None
         self._closed = False
         self._slots: asyncio.Semaphore | None = None
+        self._client_timeout: aiohttp.ClientTimeout | None = None
         self._headers = proto.auth_headers(self._api_key.reveal(), user_agent or proto.USER_AGENT)
         self._callback_url: str | None = None
         self._callbacks: CallbackReceiver | None = None
@@ -418,13 +419,16 @@ class KieClient:
 
     def _timeouts(self) -> aiohttp.ClientTimeout:
         # Waiting for a pooled connection is not bounded here: our own semaphore keeps requests
-        # out of aiohttp's pool queue, so only connecting and reading are timed.
-        return aiohttp.ClientTimeout(
-            total=None,
-            connect=None,
-            sock_connect=self._connect_timeout,
-            sock_read=self._read_timeout,
-        )
+        # out of aiohttp's pool queue, so only connecting and reading are timed. Built once:
+        # it is immutable, and every request passes it (a borrowed session has its own).
+        if self._client_timeout is None:
+            self._client_timeout = aiohttp.ClientTimeout(
+                total=None,
+                connect=None,
+                sock_connect=self._connect_timeout,
+                sock_read=self._read_timeout,
+            )
+        return self._client_timeout
 
     # -- one HTTP exchange: the only place aiohttp exceptions are seen -------------------------
 
@@ -439,9 +443,11 @@ class KieClient:
         session = self._ensure_session()
         assert self._slots is not None
         url = self._base_url + path
+        debug = log.isEnabledFor(logging.DEBUG)
         async with self._slots:
             started = time.monotonic()
-            log.debug("-> %s %s %s Authorization: Bearer ***", method, path, dict(params or {}))
+            if debug:
+                log.debug("-> %s %s %s Authorization: Bearer ***", method, path, dict(params or {}))
             try:
                 async with session.request(
                     method,
@@ -467,14 +473,15 @@ class KieClient:
                 raise TransportError(message=f"{type(exc).__name__}: {exc}", endpoint=path) from exc
             except OSError as exc:
                 raise TransportError(message=f"{type(exc).__name__}: {exc}", endpoint=path) from exc
-        log.debug(
-            "<- %s %s HTTP %d, %d bytes in %.0f ms",
-            method,
-            path,
-            status,
-            len(body),
-            (time.monotonic() - started) * 1000,
-        )
+        if debug:
+            log.debug(
+                "<- %s %s HTTP %d, %d bytes in %.0f ms",
+                method,
+                path,
+                status,
+                len(body),
+                (time.monotonic() - started) * 1000,
+            )
         return status, headers, body
 
     @contextlib.asynccontextmanager
@@ -590,12 +597,20 @@ class KieClient:
 
         async def attempt() -> str:
             nonlocal announce
-            async with self._limiter.slot():
-                if announce is not None:
-                    call = announce
-                    announce = None
+            if announce is not None:
+                call, announce = announce, None
+            else:
+                call = None
+            if self._limiter.open():
+                # No limit and no pause: nothing to hold, so skip the slot's bookkeeping.
+                if call is not None:
                     call()
                 data = await self._call("POST", proto.EXTEND_PATH, json=body)
+            else:
+                async with self._limiter.slot():
+                    if call is not None:
+                        call()
+                    data = await self._call("POST", proto.EXTEND_PATH, json=body)
             return proto.created_task_id(data)
 
         def refused(exc: KieError, wait: float) -> None:

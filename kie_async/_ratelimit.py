@@ -53,6 +53,10 @@ class Limiter:
         self._lock = asyncio.Lock()
         self._released = asyncio.Event()
 
+    def open(self) -> bool:
+        """True when a create may go at once without a slot: no limit and no pause."""
+        return self.limit is None and self._paused_until <= time.monotonic()
+
     def pause(self, seconds: float) -> None:
         """Hold every submission back for ``seconds`` (after kie.ai refused one with 429)."""
         self._paused_until = max(self._paused_until, time.monotonic() + max(0.0, seconds))
