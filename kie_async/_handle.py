@@ -153,8 +153,8 @@ class TaskHandle:
         )
         grace_until = self._grace_until(policy)
 
-        def poll_once() -> Awaitable[TaskRecord | KieError]:
-            return self._poll_step(grace_until)
+        async def poll_once() -> TaskRecord | KieError:
+            return await self._poll_step(grace_until)
 
         def waiting(value: TaskRecord | KieError, delay: float) -> None:
             if isinstance(value, KieError):

@@ -1,17 +1,17 @@
 """Sleeping between attempts: the only module that knows the ``backoff`` package.
 
-backoff is unmaintained upstream, so it stays behind :func:`retry_call` (:func:`poll_until` is a
-plain loop with the same semantics) and no backoff name appears anywhere else. Its loggers are
-switched off; we log retries ourselves at DEBUG.
+backoff is unmaintained upstream, so it stays behind :func:`retry_call` and :func:`poll_until`,
+and no backoff name appears anywhere else. Its loggers are switched off; we log retries ourselves
+at DEBUG.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 import logging
 import random
-import time
 from collections.abc import Awaitable, Callable, Generator
 from typing import TypeVar
 
@@ -151,25 +151,26 @@ async def poll_until(
     The first call is immediate. After ``max_time`` seconds the last value is returned even if
     not done: the caller decides what a give-up means.
     """
-    # A plain loop, not backoff's on_predicate: a bulk run holds one wait per task in flight,
-    # and backoff builds a decorator, wrapped handlers and a details dict per poll for each
-    # (about 3 KB per waiting task, partly cyclic garbage). The semantics are backoff's: the
-    # time is taken before each call, the delays come from ``schedule`` (sent each value), a
-    # delay never runs past ``max_time``, and once a call starts past it its value is returned.
-    started = time.monotonic()
-    waits = delays(schedule, rng)
-    next(waits)  # prime the generator, as backoff does
-    while True:
-        elapsed = time.monotonic() - started
-        value = await fetch()
-        if done(value) or (max_time is not None and elapsed >= max_time):
-            return value
-        delay = waits.send(value)
-        if max_time is not None:
-            delay = min(delay, max_time - elapsed)
+    # One wait per call: a bulk run does not come here (its poller schedules every task from
+    # one heap with next_delay), so building backoff's decorator per wait costs nothing that
+    # matters. backoff needs a coroutine function to await it.
+    if not inspect.iscoroutinefunction(fetch):
+        raise TypeError("poll_until() needs an async def function")
+
+    def backing_off(details: Details) -> None:
         if on_wait is not None:
-            on_wait(value, delay)
-        await asyncio.sleep(delay)
+            on_wait(details["value"], details["wait"])
+
+    decorate = _bo.on_predicate(
+        functools.partial(delays, schedule, rng),
+        lambda value: not done(value),
+        max_time=max_time,
+        on_backoff=backing_off,
+        jitter=None,
+        logger=None,
+    )
+    polling: Callable[[], Awaitable[R]] = decorate(fetch)
+    return await polling()
 
 
 async def within(awaitable: Awaitable[R], seconds: float | None) -> R | None:
