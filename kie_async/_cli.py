@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import collections
 import contextlib
-import json
 import logging
 import math
 import os
@@ -31,7 +30,9 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import attrs
 
-from ._bulk import ExtendOutcome, OutcomeKind, Progress
+from ._bulk import ExtendOutcome, OutcomeKind
+from ._cli_jobs import Job, Sink, _ResultsWriter, _status_name, parse_jobs
+from ._cli_progress import _is_terminal, _open_display
 from ._client import KieClient
 from ._errors import (
     ConfigurationError,
@@ -40,14 +41,12 @@ from ._errors import (
     TaskFailedError,
     TaskTimeoutError,
     ValidationError,
-    _exception_fields,
 )
 from ._handle import TaskHandle
 from ._models import ExtendRequest, TaskRecord
 from ._polling import PollPolicy
 from ._ratelimit import RateLimit
 from ._version import __version__
-from ._wire import request_to_json
 
 if TYPE_CHECKING:
     from .testing import TaskScript
@@ -59,11 +58,6 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
-INSTALL_HINT = "pip install 'kie-async[cli]'"
-
-#: The keys a jobs-file line may hold; ``task_id`` and ``index`` are required.
-JOB_FIELDS = ("task_id", "index", "prompt", "mode", "watermark", "callback_url", "key")
-_REQUIRED_FIELDS = ("task_id", "index")
 
 log = logging.getLogger("kie_async")
 
@@ -132,76 +126,6 @@ class _InputError(Exception):
 # -- jobs files ---------------------------------------------------------------------------------
 
 
-@attrs.frozen
-class Job:
-    """One request of a bulk run and where it came from (``label`` is e.g. ``"line 3"``)."""
-
-    number: int
-    request: ExtendRequest
-    label: str
-
-
-@attrs.frozen
-class LineError:
-    """Why one line of a jobs file was refused."""
-
-    line: int
-    field: str | None
-    reason: str
-
-    def __str__(self) -> str:
-        field = f"{self.field}: " if self.field else ""
-        return f"line {self.line}: {field}{self.reason}"
-
-
-def parse_jobs(text: str) -> tuple[list[Job], list[LineError]]:
-    """Every job of a jobs file (one JSON object per line) and every bad line, by line number.
-
-    Blank lines and lines starting with ``#`` are skipped. A line is bad when it is not JSON, not
-    an object, has a key outside :data:`JOB_FIELDS`, lacks ``task_id`` or ``index``, or is
-    refused by :class:`ExtendRequest` (the error names the field).
-    """
-    jobs: list[Job] = []
-    errors: list[LineError] = []
-    for number, raw in enumerate(text.splitlines(), 1):
-        stripped = raw.strip()
-        if not stripped or stripped.startswith("#"):
-            continue
-        try:
-            data = json.loads(stripped)
-        except ValueError as exc:
-            reason = getattr(exc, "msg", None) or str(exc)
-            column = getattr(exc, "colno", None)
-            where = f" at column {column}" if column else ""
-            errors.append(LineError(number, None, f"not valid JSON ({reason}{where})"))
-            continue
-        if not isinstance(data, dict):
-            kind = type(data).__name__
-            errors.append(LineError(number, None, f"must be a JSON object, not {kind}"))
-            continue
-        unknown = sorted(set(data) - set(JOB_FIELDS))
-        if unknown:
-            known = ", ".join(JOB_FIELDS)
-            for name in unknown:
-                errors.append(LineError(number, name, f"unknown field (known: {known})"))
-            continue
-        missing = [name for name in _REQUIRED_FIELDS if data.get(name) is None]
-        if missing:
-            errors.extend(LineError(number, name, "is required") for name in missing)
-            continue
-        fields = {name: value for name, value in data.items() if value is not None}
-        try:
-            request = ExtendRequest(**fields)
-        except ValidationError as exc:
-            errors.append(LineError(number, exc.field, exc.reason))
-            continue
-        except (TypeError, ValueError) as exc:  # a JSON type the model did not foresee
-            errors.append(LineError(number, None, str(exc)))
-            continue
-        jobs.append(Job(number, request, f"line {number}"))
-    return jobs, errors
-
-
 def _read_jobs(ctx: Context, path: str) -> list[Job] | None:
     """The jobs of ``path``; ``None`` after reporting every bad line (or an unreadable file)."""
     try:
@@ -219,196 +143,6 @@ def _read_jobs(ctx: Context, path: str) -> list[Job] | None:
     if not jobs:
         raise _InputError(f"{path} holds no jobs; nothing was submitted")
     return jobs
-
-
-def result_line(job: Job, outcome: ExtendOutcome) -> dict[str, Any]:
-    """One line of a results file: the request, how it ended, its task and result URLs."""
-    record = outcome.record
-    return {
-        "line": job.number,
-        "request": request_to_json(outcome.request),
-        "kind": outcome.kind.value,
-        "task_id": outcome.task_id,
-        "status": _status_name(record) if record is not None else None,
-        "result_urls": list(record.result_urls) if record is not None else [],
-        "created_at": record.created_at_raw if record is not None else None,
-        "completed_at": record.completed_at_raw if record is not None else None,
-        "from_journal": outcome.from_journal,
-        "error": _exception_fields(outcome.error) if outcome.error is not None else None,
-    }
-
-
-#: Something done with each outcome of a bulk run as it arrives (writing results, ...).
-Sink = Callable[[Job, ExtendOutcome], Awaitable[None]]
-
-
-class _ResultsWriter:
-    """A :data:`Sink` writing :func:`result_line` JSON lines, flushed one by one."""
-
-    def __init__(self, file: TextIO) -> None:
-        self._file = file
-
-    async def __call__(self, job: Job, outcome: ExtendOutcome) -> None:
-        line = json.dumps(result_line(job, outcome), ensure_ascii=False)
-        self._file.write(line + "\n")
-        self._file.flush()
-
-
-# -- progress -----------------------------------------------------------------------------------
-
-
-def _clock(seconds: float) -> str:
-    whole = int(seconds)
-    hours, rest = divmod(whole, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
-
-
-def _pace(progress: Progress, total: int, elapsed: float) -> tuple[str, str]:
-    """The finishing rate and the estimated time left, as text."""
-    if progress.done >= total:
-        return f"{total / elapsed:.1f}/s" if elapsed > 0 else "-", "0:00"
-    if progress.done == 0 or elapsed <= 0:
-        return "-", "?"
-    rate = progress.done / elapsed
-    return f"{rate:.1f}/s", _clock((total - progress.done) / rate)
-
-
-def progress_line(progress: Progress, total: int, elapsed: float) -> str:
-    """One plain progress line, e.g. ``[2.1s] done 12/36 · submitted 30 · ... · ETA 0:04``."""
-    rate, eta = _pace(progress, total, elapsed)
-    stamp = f"{elapsed:.1f}s" if elapsed < 60 else _clock(elapsed)
-    return (
-        f"[{stamp}] done {progress.done}/{total} · submitted {progress.submitted} · "
-        f"running {progress.running} · failed {progress.failed} · "
-        f"uncertain {progress.uncertain} · {rate} · ETA {eta}"
-    )
-
-
-class _Display:
-    """Shows a bulk run's progress while it runs; refreshed by a ticker every ``interval``."""
-
-    def __init__(self, stream: TextIO, total: int, interval: float) -> None:
-        self.stream = stream
-        self.total = total
-        self.interval = interval
-        self.latest = Progress()
-        self.started = time.monotonic()
-        self._ticker: asyncio.Future[None] | None = None
-
-    def update(self, progress: Progress) -> None:
-        self.latest = progress
-
-    @property
-    def elapsed(self) -> float:
-        return time.monotonic() - self.started
-
-    async def __aenter__(self) -> _Display:
-        self.started = time.monotonic()
-        self.begin()
-        self._ticker = asyncio.ensure_future(self._tick())
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        if self._ticker is not None:
-            self._ticker.cancel()
-            await asyncio.wait([self._ticker])
-        self.end()
-
-    async def _tick(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            self.refresh()
-
-    def begin(self) -> None:
-        """Called once before the run."""
-
-    def refresh(self) -> None:
-        """Called every ``interval`` seconds."""
-
-    def end(self) -> None:
-        """Called once after the run, even an interrupted one."""
-
-
-class _PlainDisplay(_Display):
-    """Plain lines, for logs and pipes: one per interval when something changed (and now and
-    then when nothing did, so a long wait does not look like a hang), and a last one."""
-
-    QUIET_INTERVALS = 6
-
-    def __init__(self, stream: TextIO, total: int, interval: float) -> None:
-        super().__init__(stream, total, interval)
-        self._shown: Progress | None = None
-        self._shown_at = time.monotonic()
-
-    def refresh(self) -> None:
-        quiet = time.monotonic() - self._shown_at
-        if self.latest != self._shown or quiet >= self.QUIET_INTERVALS * self.interval:
-            self._show()
-
-    def end(self) -> None:
-        self._show()
-
-    def _show(self) -> None:
-        self._shown = self.latest
-        self._shown_at = time.monotonic()
-        print(progress_line(self.latest, self.total, self.elapsed), file=self.stream, flush=True)
-
-
-class _BarDisplay(_Display):
-    """A live ``rich`` progress bar on a terminal. Raises ImportError without ``rich``."""
-
-    def __init__(self, stream: TextIO, total: int) -> None:
-        super().__init__(stream, total, interval=0.2)
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn
-        from rich.progress import Progress as Bar
-
-        self._bar = Bar(
-            BarColumn(bar_width=16),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[counts]}"),
-            TextColumn("{task.fields[pace]}"),
-            console=Console(file=stream),
-            auto_refresh=False,
-        )
-        self._task = self._bar.add_task("extending", total=total, counts="", pace="")
-
-    def begin(self) -> None:
-        self._bar.start()
-        self.refresh()
-
-    def refresh(self) -> None:
-        p = self.latest
-        rate, eta = _pace(p, self.total, self.elapsed)
-        failed = f"[red]failed {p.failed}[/]" if p.failed else "failed 0"
-        uncertain = f" · [yellow]uncertain {p.uncertain}[/]" if p.uncertain else ""
-        counts = f"submitted {p.submitted} · running {p.running} · {failed}{uncertain}"
-        pace = f"{rate} ETA {eta}"
-        self._bar.update(self._task, completed=p.done, counts=counts, pace=pace)
-        self._bar.refresh()
-
-    def end(self) -> None:
-        self.refresh()
-        self._bar.stop()
-
-
-def _is_terminal(stream: TextIO) -> bool:
-    isatty = getattr(stream, "isatty", None)
-    try:
-        return bool(isatty()) if isatty is not None else False
-    except (OSError, ValueError):
-        return False
-
-
-def _open_display(stream: TextIO, total: int, interval: float) -> _Display:
-    """A bar on a terminal (if ``rich`` is installed), plain lines otherwise."""
-    if _is_terminal(stream):
-        try:
-            return _BarDisplay(stream, total)
-        except ImportError:
-            print(f"(for a live progress bar: {INSTALL_HINT})", file=stream, flush=True)
-    return _PlainDisplay(stream, total, interval)
 
 
 # -- the bulk run, shared by `bulk` and `demo` ---------------------------------------------------
@@ -561,10 +295,6 @@ def _rich_table(stream: TextIO, rows: list[tuple[str, int]]) -> bool:
 
 
 # -- commands -----------------------------------------------------------------------------------
-
-
-def _status_name(record: TaskRecord) -> str:
-    return record.status.name.lower().replace("_", " ")
 
 
 def _show_record(ctx: Context, record: TaskRecord) -> None:

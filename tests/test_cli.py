@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 
 from kie_async import PollPolicy, RetryPolicy
-from kie_async._cli import INSTALL_HINT, main, parse_jobs, run
+from kie_async._cli import main, parse_jobs, run
+from kie_async._cli_progress import INSTALL_HINT
 from kie_async.testing import FakeKieServer, TaskScript
 
 KEY = "kie-sk-7f3c9a1e-DISTINCTIVE-0042"
