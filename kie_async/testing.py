@@ -425,15 +425,7 @@ class FakeKieServer:
             headers = {"Retry-After": str(self.faults.retry_after)}
         return web.json_response(envelope, status=status, headers=headers)
 
-    async def _admit(self, request: web.Request, endpoint: str) -> tuple[Any, web.Response | None]:
-        """Record the request and apply what kie's edge checks: user agent and bearer key."""
-        body: Any = None
-        raw = await request.read()
-        if raw:
-            try:
-                body = json.loads(raw)
-            except ValueError:
-                body = raw.decode("utf-8", "replace")
+    def _remember(self, request: web.Request, body: Any) -> None:
         if self.record_requests:
             self.requests.append(
                 RecordedRequest(
@@ -445,6 +437,17 @@ class FakeKieServer:
                     at=time.monotonic(),
                 )
             )
+
+    async def _admit(self, request: web.Request, endpoint: str) -> tuple[Any, web.Response | None]:
+        """Record the request and apply what kie's edge checks: user agent and bearer key."""
+        body: Any = None
+        raw = await request.read()
+        if raw:
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                body = raw.decode("utf-8", "replace")
+        self._remember(request, body)
         self.counts[f"request:{endpoint}"] += 1
         agent = request.headers.get("User-Agent", "")
         if not agent or agent.startswith(("Python/", "python-requests/", "python-httpx/")):
@@ -742,17 +745,7 @@ class FakeKieServer:
     async def _file(self, request: web.Request) -> web.StreamResponse:
         task_id = request.match_info["task_id"]
         name = request.match_info["name"]
-        if self.record_requests:
-            self.requests.append(
-                RecordedRequest(
-                    method=request.method,
-                    path=request.path,
-                    query=dict(request.query),
-                    headers=dict(request.headers),
-                    json=None,
-                    at=time.monotonic(),
-                )
-            )
+        self._remember(request, None)
         self.counts["request:file"] += 1
         if task_id not in self.tasks:
             return web.Response(status=404, text="Not Found")
