@@ -291,7 +291,9 @@ class KieClient:
         self._closed = False
         self._slots: asyncio.Semaphore | None = None
         self._client_timeout: aiohttp.ClientTimeout | None = None
-        self._headers = proto.auth_headers(self._api_key.reveal(), user_agent or proto.USER_AGENT)
+        # The key joins the headers only per request, so no attribute of the client holds it
+        # in the clear (an error reporter dumping vars(client) shows the _Secret's '***').
+        self._user_agent = user_agent or proto.USER_AGENT
         self._callback_url: str | None = None
         self._callbacks: CallbackReceiver | None = None
         self.safety_poll: PollPolicy = attrs.evolve(SAFETY_POLL, timeout=self.poll_policy.timeout)
@@ -454,7 +456,7 @@ class KieClient:
                     url,
                     json=json,
                     params=params,
-                    headers=self._headers,
+                    headers=proto.auth_headers(self._api_key.reveal(), self._user_agent),
                     timeout=self._timeouts(),
                     raise_for_status=False,
                     allow_redirects=False,
@@ -493,7 +495,7 @@ class KieClient:
         session = self._ensure_session()
         assert self._slots is not None
         where = url.split("?", 1)[0]
-        headers = {"User-Agent": self._headers["User-Agent"], "Accept-Encoding": "identity"}
+        headers = {"User-Agent": self._user_agent, "Accept-Encoding": "identity"}
         async with self._slots:
             log.debug("-> GET %s (result file)", where)
             try:

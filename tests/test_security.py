@@ -699,3 +699,11 @@ async def test_borrowed_session_is_left_open(server: FakeKieServer) -> None:
         async with fast_client(server, session=session) as kie:
             assert await kie.credits() > 0
         assert not session.closed
+
+
+def test_no_attribute_of_the_client_holds_the_key_in_clear() -> None:
+    """vars(client), as an error reporter would dump it, never shows the key."""
+    key = "attr-secret-5b1d9e"
+    client = KieClient(key, base_url="http://127.0.0.1:9")
+    assert key not in repr(vars(client))
+    assert key not in str(vars(client))
