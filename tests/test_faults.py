@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import gc
 import json
 import logging
-import os
 import random
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -24,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import established as _established
 
 from kie_async import (
     ExtendOutcome,
@@ -72,25 +71,6 @@ def _script_for(body: Mapping[str, Any]) -> TaskScript:
     if roll < 0.05:
         return TaskScript.failed("content policy violation", flag=rng.choice((2, 3)))
     return TaskScript(polls=rng.randint(0, 3))
-
-
-def _established(port: int) -> int:
-    """How many TCP connections of this process to ``port`` on loopback are established."""
-    inodes = set()
-    for fd in os.listdir("/proc/self/fd"):
-        with contextlib.suppress(OSError):
-            target = os.readlink(f"/proc/self/fd/{fd}")
-            if target.startswith("socket:["):
-                inodes.add(target[8:-1])
-    count = 0
-    with open("/proc/net/tcp", encoding="ascii") as table:
-        next(table)
-        for line in table:
-            fields = line.split()
-            remote_port = int(fields[2].split(":")[1], 16)
-            if remote_port == port and fields[3] == "01" and fields[9] in inodes:
-                count += 1
-    return count
 
 
 def _port(server: FakeKieServer) -> int:

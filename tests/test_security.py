@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import established as _established
 
 from kie_async import (
     ClientClosedError,
@@ -462,25 +463,6 @@ def _far_server() -> Iterator[FakeKieServer]:
     """A fake kie.ai served from another thread's event loop."""
     with _server_in_thread() as server:
         yield server
-
-
-def _established(port: int) -> int:
-    """How many TCP connections of this process to ``port`` on loopback are established."""
-    inodes = set()
-    for fd in os.listdir("/proc/self/fd"):
-        with contextlib.suppress(OSError):
-            target = os.readlink(f"/proc/self/fd/{fd}")
-            if target.startswith("socket:["):
-                inodes.add(target[8:-1])
-    count = 0
-    with open("/proc/net/tcp", encoding="ascii") as table:
-        next(table)
-        for line in table:
-            fields = line.split()
-            remote_port = int(fields[2].split(":")[1], 16)
-            if remote_port == port and fields[3] == "01" and fields[9] in inodes:
-                count += 1
-    return count
 
 
 def _open_files(path: Path) -> int:
