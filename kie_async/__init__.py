@@ -1,4 +1,4 @@
-"""kie_async: an asyncio SDK for kie.ai's Midjourney video extension API.
+"""kie_async: an asyncio SDK for kie.ai's Midjourney API: generate, upscale, vary, extend.
 
 Example::
 
@@ -39,9 +39,17 @@ from ._errors import (
 )
 from ._handle import TaskHandle
 from ._logging import configure_from_env as _configure_logging
-from ._models import ExtendMode, ExtendRequest, TaskRecord, TaskStatus
+from ._models import TaskRecord, TaskStatus
 from ._polling import PollPolicy, RetryPolicy
 from ._ratelimit import RateLimit
+from ._requests import (
+    ExtendMode,
+    ExtendRequest,
+    GenerateRequest,
+    TaskKind,
+    UpscaleRequest,
+    VaryRequest,
+)
 from ._version import __version__
 
 __all__ = [
@@ -55,6 +63,7 @@ __all__ = [
     "ExtendOutcome",
     "ExtendRequest",
     "FeatureDisabledError",
+    "GenerateRequest",
     "GenerationFailedError",
     "InsufficientCreditsError",
     "KieClient",
@@ -72,6 +81,7 @@ __all__ = [
     "TaskError",
     "TaskFailedError",
     "TaskHandle",
+    "TaskKind",
     "TaskNotFoundError",
     "TaskRecord",
     "TaskStatus",
@@ -79,7 +89,9 @@ __all__ = [
     "TransportError",
     "UnexpectedResponseError",
     "UnprocessableError",
+    "UpscaleRequest",
     "ValidationError",
+    "VaryRequest",
     "__version__",
 ]
 

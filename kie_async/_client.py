@@ -21,7 +21,7 @@ from collections.abc import (
 )
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -46,8 +46,9 @@ from ._polling import (
     poll_is_transient,
 )
 from ._ratelimit import Limiter, RateLimit
+from ._requests import REQUEST_TYPES, GenerateRequest, TaskRequest, UpscaleRequest, VaryRequest
 from ._retry import Schedule, retry_call
-from ._wire import parse_record, request_body
+from ._wire import parse_record
 
 if TYPE_CHECKING:
     from ._bulk import ExtendOutcome, Progress
@@ -58,6 +59,8 @@ __all__ = ["KieClient"]
 log = logging.getLogger("kie_async")
 
 _DEFAULT_RATE_LIMIT = RateLimit()
+
+_ImageAction = TypeVar("_ImageAction", UpscaleRequest, VaryRequest)
 
 #: The default safety poll of a client wired to a callback receiver: the callback normally ends
 #: the wait, so polls are rare (after 2 minutes, then 3, then every 5) and only catch lost ones.
@@ -187,6 +190,24 @@ class _FileAnswer:
             if not chunk:
                 return
             yield chunk
+
+
+def _image_action(
+    cls: type[_ImageAction],
+    task_id: str | _ImageAction,
+    index: int | None,
+    watermark: str | None,
+    callback_url: str | None,
+) -> _ImageAction:
+    """``task_id`` if it is already a request of ``cls``, else the request built from the
+    arguments (an index is required then)."""
+    if isinstance(task_id, cls):
+        if index is not None or watermark is not None or callback_url is not None:
+            raise TypeError(f"pass either a {cls.__name__} or its fields, not both")
+        return task_id
+    if index is None:
+        raise ValidationError(field="index", reason="which image (0-3) is required")
+    return cls(task_id, index, watermark=watermark, callback_url=callback_url)  # type: ignore[arg-type]
 
 
 class KieClient:
@@ -571,8 +592,10 @@ class KieClient:
         check_task_id(task_id)
         return TaskHandle(self, task_id)
 
-    async def submit(self, request: ExtendRequest) -> TaskHandle:
-        """Submit one :class:`ExtendRequest` and return the :class:`TaskHandle` of the new task.
+    async def submit(self, request: TaskRequest) -> TaskHandle:
+        """Submit one request of any kind (:class:`GenerateRequest`, :class:`UpscaleRequest`,
+        :class:`VaryRequest`, :class:`ExtendRequest`) and return the new task's
+        :class:`TaskHandle`.
 
         The create is held to the client's rate limit. It is retried only when kie.ai certainly
         created nothing (429, 455, or no connection); see the reliability docs.
@@ -586,13 +609,17 @@ class KieClient:
         return await self._submit(request)
 
     async def _submit(
-        self, request: ExtendRequest, before_send: Callable[[], None] | None = None
+        self, request: TaskRequest, before_send: Callable[[], None] | None = None
     ) -> TaskHandle:
         """:meth:`submit`, calling ``before_send()`` once, right before the first attempt goes
         out (after the rate limiter let it through): bulk journals record intent there."""
-        if not isinstance(request, ExtendRequest):
-            raise TypeError(f"submit() takes an ExtendRequest, not {type(request).__name__}")
-        body = request_body(request)
+        if not isinstance(request, REQUEST_TYPES):
+            raise TypeError(
+                "submit() takes a GenerateRequest, UpscaleRequest, VaryRequest or ExtendRequest, "
+                f"not {type(request).__name__}"
+            )
+        path = request.endpoint
+        body = request.body()
         if self._callback_url is not None and "callBackUrl" not in body:
             body["callBackUrl"] = self._callback_url
         announce = before_send
@@ -607,13 +634,13 @@ class KieClient:
                 # No limit and no pause: nothing to hold, so skip the slot's bookkeeping.
                 if call is not None:
                     call()
-                data = await self._call("POST", proto.EXTEND_PATH, json=body)
+                data = await self._call("POST", path, json=body)
             else:
                 async with self._limiter.slot():
                     if call is not None:
                         call()
-                    data = await self._call("POST", proto.EXTEND_PATH, json=body)
-            return proto.created_task_id(data)
+                    data = await self._call("POST", path, json=body)
+            return proto.created_task_id(data, path)
 
         def refused(exc: KieError, wait: float) -> None:
             if getattr(exc, "code", None) == 429:
@@ -663,6 +690,70 @@ class KieClient:
         request = ExtendRequest(
             task_id, index, prompt, mode=mode, watermark=watermark, callback_url=callback_url
         )
+        return await self.submit(request)
+
+    async def generate(self, request: GenerateRequest) -> TaskHandle:
+        """Start a Midjourney generation (images, or a video from an image); returns the new
+        task's handle. Build the request with :meth:`GenerateRequest.image`,
+        :meth:`~GenerateRequest.video` and the other constructors.
+
+        Raises:
+            TypeError: ``request`` is not a :class:`GenerateRequest`.
+            SubmissionUncertainError, APIError, TransportError: see :meth:`submit`.
+
+        Example::
+
+            handle = await kie.generate(GenerateRequest.image("a lighthouse in a storm"))
+            record = await handle           # record.result_urls: 4 images
+        """
+        if not isinstance(request, GenerateRequest):
+            raise TypeError(f"generate() takes a GenerateRequest, not {type(request).__name__}")
+        return await self.submit(request)
+
+    async def upscale(
+        self,
+        task_id: str | UpscaleRequest,
+        index: int | None = None,
+        *,
+        watermark: str | None = None,
+        callback_url: str | None = None,
+    ) -> TaskHandle:
+        """Upscale image ``index`` (0-3) of an image task; returns the new task's handle.
+        Pass an :class:`UpscaleRequest` instead of ``task_id`` and ``index`` if you have one.
+
+        Raises:
+            ValidationError: an argument is invalid (nothing was sent).
+            SubmissionUncertainError, APIError, TransportError: see :meth:`submit`.
+
+        Example::
+
+            record = await (await kie.upscale(image_task_id, index=2)).wait()
+        """
+        return await self.submit(
+            _image_action(UpscaleRequest, task_id, index, watermark, callback_url)
+        )
+
+    async def vary(
+        self,
+        task_id: str | VaryRequest,
+        index: int | None = None,
+        *,
+        watermark: str | None = None,
+        callback_url: str | None = None,
+    ) -> TaskHandle:
+        """Make variations of image ``index`` (0-3) of an image task; returns the new task's
+        handle. Pass a :class:`VaryRequest` instead of ``task_id`` and ``index`` if you have
+        one.
+
+        Raises:
+            ValidationError: an argument is invalid (nothing was sent).
+            SubmissionUncertainError, APIError, TransportError: see :meth:`submit`.
+
+        Example::
+
+            record = await (await kie.vary(image_task_id, index=0)).wait()
+        """
+        request = _image_action(VaryRequest, task_id, index, watermark, callback_url)
         return await self.submit(request)
 
     # -- account and results ---------------------------------------------------------------------

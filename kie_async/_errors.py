@@ -37,7 +37,8 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 if TYPE_CHECKING:
-    from ._models import ExtendRequest, TaskRecord
+    from ._models import TaskRecord
+    from ._requests import TaskRequest
 
 __all__ = [
     "APIError",
@@ -235,11 +236,12 @@ class SubmissionUncertainError(KieError):
     resubmit explicitly if you accept the risk.
 
     Attributes:
-        request: the :class:`~kie_async.ExtendRequest` whose fate is unknown.
+        request: the request (any kind, e.g. :class:`~kie_async.ExtendRequest`) whose fate is
+            unknown.
         reason: what was lost (e.g. the connection dropped after the request was sent).
     """
 
-    request: ExtendRequest
+    request: TaskRequest
     reason: str
 
     def __str__(self) -> str:

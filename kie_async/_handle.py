@@ -15,12 +15,13 @@ from ._errors import (
     TaskTimeoutError,
     ValidationError,
 )
-from ._models import ExtendRequest, TaskRecord, TaskStatus
+from ._models import TaskRecord, TaskStatus
 from ._polling import PollPolicy, poll_is_transient
 from ._retry import Schedule, poll_until, within
 
 if TYPE_CHECKING:
     from ._client import KieClient
+    from ._requests import TaskRequest
     from .callbacks import CallbackReceiver
 
 __all__ = ["TaskHandle"]
@@ -46,7 +47,7 @@ class TaskHandle:
 
     Attributes:
         task_id: the kie.ai task id. Keep it: it is all you need to re-attach later.
-        request: the :class:`ExtendRequest` that created the task, when this process sent it.
+        request: the request (any kind) that created the task, when this process sent it.
 
     Example::
 
@@ -62,7 +63,7 @@ class TaskHandle:
         client: KieClient,
         task_id: str,
         *,
-        request: ExtendRequest | None = None,
+        request: TaskRequest | None = None,
         fresh: bool = False,
     ) -> None:
         self._client = client

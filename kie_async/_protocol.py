@@ -184,11 +184,11 @@ def unexpected(message: str, data: object, endpoint: str) -> UnexpectedResponseE
     )
 
 
-def created_task_id(data: object) -> str:
-    """The new task id from a create's ``data`` (``{"taskId": ...}``)."""
+def created_task_id(data: object, endpoint: str = EXTEND_PATH) -> str:
+    """The new task id from a create's ``data`` (``{"taskId": ...}``), for any kind."""
     task_id = nullable_str(data.get("taskId")) if isinstance(data, Mapping) else None
     if task_id is None:
-        raise unexpected("the create answer carries no taskId", data, EXTEND_PATH)
+        raise unexpected("the create answer carries no taskId", data, endpoint)
     return task_id
 
 

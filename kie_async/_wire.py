@@ -1,5 +1,9 @@
 """The one cattrs converter: kie's camelCase on the wire, and every quirk of its payloads.
 
+Request bodies are built by the request kinds themselves (``_requests``, from the same
+``metadata["wire"]`` names: a flat dict needs no converter, and the requests layer stays free of
+it); this module reads what kie.ai answers.
+
 Wire names come from each attrs field's ``metadata["wire"]`` (camelCase of the field name when
 absent), applied by hook factories, so models never carry aliases. Leniency lives in type hooks:
 
@@ -20,10 +24,11 @@ from typing import Any, TypeVar
 
 import attrs
 import cattrs
-from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+from cattrs.gen import make_dict_structure_fn, override
 
 from ._errors import UnexpectedResponseError
 from ._models import ExtendMode, ExtendRequest, TaskRecord
+from ._requests import TaskRequest
 
 T = TypeVar("T")
 
@@ -126,14 +131,6 @@ def _structure_with_wire_names(cls: type[Any], conv: cattrs.Converter) -> Callab
     return make_dict_structure_fn(cls, conv, **overrides)  # type: ignore[arg-type]
 
 
-def _unstructure_with_wire_names(cls: type[Any], conv: cattrs.Converter) -> Callable[..., Any]:
-    overrides = {}
-    for f in attrs.fields(cls):
-        name = wire_name(f)
-        overrides[f.name] = override(omit=True) if name is None else override(rename=name)
-    return make_dict_unstructure_fn(cls, conv, **overrides)  # type: ignore[arg-type]
-
-
 def _make_converter() -> cattrs.Converter:
     conv = cattrs.Converter(forbid_extra_keys=False)
     conv.register_structure_hook(str, _required_str)
@@ -146,23 +143,17 @@ def _make_converter() -> cattrs.Converter:
     conv.register_structure_hook_factory(
         lambda t: t is TaskRecord, lambda t: _structure_with_wire_names(t, conv)
     )
-    conv.register_unstructure_hook_factory(
-        lambda t: t is ExtendRequest, lambda t: _unstructure_with_wire_names(t, conv)
-    )
-    conv.register_unstructure_hook(ExtendMode, lambda m: m.value)
     return conv
 
 
 _converter = _make_converter()
 
 
-def request_body(request: ExtendRequest) -> dict[str, Any]:
-    """The JSON body of ``POST /api/v1/mj/generateVideoExtend`` for ``request``.
-
-    Fields that are not set are omitted, as kie's docs show.
-    """
-    body: dict[str, Any] = _converter.unstructure(request)
-    return {key: value for key, value in body.items() if value is not None}
+def request_body(request: TaskRequest) -> dict[str, Any]:
+    """The JSON body of ``request``'s create (any kind): :meth:`body` of the request, which
+    builds it from its fields' wire names. Fields that are not set are omitted, as kie's docs
+    show."""
+    return request.body()
 
 
 def parse_record(data: object, *, task_id: str = "", endpoint: str = "") -> TaskRecord:

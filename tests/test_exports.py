@@ -22,6 +22,7 @@ EXPECTED = {
     "ExtendOutcome",
     "ExtendRequest",
     "FeatureDisabledError",
+    "GenerateRequest",
     "GenerationFailedError",
     "InsufficientCreditsError",
     "KieClient",
@@ -39,6 +40,7 @@ EXPECTED = {
     "TaskError",
     "TaskFailedError",
     "TaskHandle",
+    "TaskKind",
     "TaskNotFoundError",
     "TaskRecord",
     "TaskStatus",
@@ -46,7 +48,9 @@ EXPECTED = {
     "TransportError",
     "UnexpectedResponseError",
     "UnprocessableError",
+    "UpscaleRequest",
     "ValidationError",
+    "VaryRequest",
     "__version__",
 }
 

@@ -19,6 +19,7 @@ from kie_async import (
     ExtendMode,
     ExtendOutcome,
     ExtendRequest,
+    GenerateRequest,
     KieClient,
     KieError,
     PollPolicy,
@@ -32,7 +33,9 @@ from kie_async import (
     TaskTimeoutError,
     TransportError,
     UnexpectedResponseError,
+    UpscaleRequest,
     ValidationError,
+    VaryRequest,
 )
 from kie_async.testing import FakeKieServer, Faults, RecordedRequest, TaskScript, fast_client
 
@@ -80,7 +83,7 @@ def describe_error(exc: KieError) -> str:
         seconds: float = exc.timeout
         return f"{as_builtin} {seconds}"
     if isinstance(exc, SubmissionUncertainError):
-        request: ExtendRequest = exc.request
+        request: ExtendRequest | GenerateRequest | UpscaleRequest | VaryRequest = exc.request
         return request.describe()
     if isinstance(exc, TransportError):
         sent: bool = exc.sent
