@@ -29,6 +29,7 @@ import asyncio
 import base64
 import collections
 import contextlib
+import functools
 import hashlib
 import hmac
 import itertools
@@ -46,6 +47,7 @@ import aiohttp
 import attrs
 from aiohttp import web
 
+from . import _fake_kinds as kinds
 from ._client import KieClient
 from ._polling import PollPolicy, RetryPolicy
 
@@ -74,7 +76,7 @@ FAULT_KINDS = (
 )
 _AFTER_ACTING = frozenset({"drop_after", "truncated", "slow"})
 
-_CREATE_ENDPOINTS = frozenset({"create", "generate"})
+_CREATE_ENDPOINTS = frozenset({"create", "generate", "upscale", "vary"})
 _UTC8 = timezone(timedelta(hours=8))
 
 
@@ -87,7 +89,9 @@ class TaskScript:
             is served as is, to test undocumented flags).
         polls: how many ``record-info`` polls answer "generating" (flag 0) before the end.
         seconds: how long after creation the task ends (both conditions must hold).
-        videos: how many result URLs a success carries.
+        videos: how many result URLs an extension's success carries (generations, upscales
+            and variations carry their kind's count: 4 images, ``videoBatchSize`` videos,
+            1 upscaled image, 4 variations).
         error_code / error_message: what a failure reports.
     """
 
@@ -108,8 +112,9 @@ class TaskScript:
 class Faults:
     """Probabilities (0 to 1) of injecting each fault into an answer; see :data:`FAULT_KINDS`.
 
-    Only the endpoints named in ``endpoints`` are affected (``"create"``, ``"record"``,
-    ``"credit"``, ``"download_url"``, ``"generate"``). The draw is seeded, so a run repeats.
+    Only the endpoints named in ``endpoints`` are affected (``"create"`` (extend),
+    ``"generate"``, ``"upscale"``, ``"vary"``, ``"record"``, ``"credit"``,
+    ``"download_url"``). The draw is seeded, so a run repeats.
 
     Attributes:
         slow_seconds: how long a ``slow`` answer takes (make it longer than the client's
@@ -196,8 +201,16 @@ class FakeKieServer:
         http_errors: send error answers with the error's HTTP status (as kie's docs describe);
             by default they come as HTTP 200 with the code in the body (as kie.ai really does).
         credits: the account's starting balance; each accepted create costs ``task_cost``.
-        strict_sources: refuse extensions of source tasks not added with
-            :meth:`add_source_video`, or an index beyond their videos (code 422).
+        strict_sources: refuse extensions, upscales and variations of source tasks the server
+            does not know (created on it, or added with :meth:`add_source_video` /
+            :meth:`add_source_image`), of the wrong kind, or with an index beyond their
+            results (code 422).
+        extend_extensions: accept an extension of a video that is itself an extension's
+            result (the default); ``False`` refuses it with code 422. kie.ai does not document
+            which it does.
+        max_extensions: refuse (code 422) an extension that would make a chain of more than
+            this many extensions from one generated video (other Midjourney resellers allow
+            4); ``None``, the default, sets no limit.
         record_requests: keep every request in :attr:`requests` (turn off for long benchmarks).
         file_size: the size in bytes of each served result file.
         seed: seeds fault draws and quirk choices, so a run repeats.
@@ -260,6 +273,8 @@ class FakeKieServer:
         callback_duplicates: int = 0,
         callback_drop_rate: float = 0.0,
         callback_retry_delay: float = 0.05,
+        extend_extensions: bool = True,
+        max_extensions: int | None = None,
     ) -> None:
         self.api_key = api_key
         self.rate_limit = rate_limit
@@ -267,6 +282,8 @@ class FakeKieServer:
         self.credits = Decimal(credits)
         self.task_cost = Decimal(task_cost)
         self.strict_sources = strict_sources
+        self.extend_extensions = extend_extensions
+        self.max_extensions = max_extensions
         self.record_requests = record_requests
         self.file_size = file_size
         self.default_script = TaskScript()
@@ -274,6 +291,7 @@ class FakeKieServer:
         self.faults = Faults()
         self.requests: list[RecordedRequest] = []
         self.creates: list[dict[str, Any]] = []
+        self._create_kinds: list[str] = []
         self.counts: collections.Counter[str] = collections.Counter()
         self.tasks: dict[str, dict[str, Any]] = {}
         self.injected: list[tuple[str, str, Any, dict[str, str]]] = []
@@ -317,6 +335,8 @@ class FakeKieServer:
         app = web.Application(client_max_size=1024 * 1024)
         app.router.add_post("/api/v1/mj/generateVideoExtend", self._create)
         app.router.add_post("/api/v1/mj/generate", self._generate)
+        app.router.add_post("/api/v1/mj/generateUpscale", self._upscale)
+        app.router.add_post("/api/v1/mj/generateVary", self._vary)
         app.router.add_get("/api/v1/mj/record-info", self._record_info)
         app.router.add_get("/api/v1/chat/credit", self._credit)
         app.router.add_post("/api/v1/common/download-url", self._download_url)
@@ -384,6 +404,17 @@ class FakeKieServer:
         self._new_task(task_id, "mj_video", body, TaskScript(videos=videos), finished=True)
         return task_id
 
+    def add_source_image(
+        self, images: int = 4, task_id: str | None = None, task_type: str = "mj_txt2img"
+    ) -> str:
+        """Add a finished Midjourney image record (the kind you upscale or vary); returns its
+        task id."""
+        task_id = task_id or uuid.uuid4().hex
+        body = {"taskType": task_type, "prompt": "a source image"}
+        task = self._new_task(task_id, task_type, body, TaskScript(videos=images), finished=True)
+        task["ext"] = "jpeg"
+        return task_id
+
     def set_record(self, task_id: str, data: Mapping[str, Any]) -> None:
         """Serve ``data`` verbatim as the ``record-info`` data of ``task_id`` (sample payloads)."""
         self.tasks[task_id] = {"raw": dict(data)}
@@ -398,10 +429,12 @@ class FakeKieServer:
         """How many accepted creates repeated an earlier one's content (the money lost twice)."""
         seen: set[str] = set()
         dupes = 0
-        for body in self.creates:
-            key = json.dumps(
-                [body.get(k) for k in ("taskId", "index", "taskType", "prompt")], sort_keys=True
-            )
+        for kind, body in zip(self._create_kinds, self.creates, strict=False):
+            # The content, without what does not change what is made (the watermark text and
+            # where the result is reported): for an extension, its taskId, index, taskType
+            # and prompt.
+            content = {k: v for k, v in body.items() if k not in ("waterMark", "callBackUrl")}
+            key = json.dumps([kind, content], sort_keys=True)
             dupes += key in seen
             seen.add(key)
         return dupes
@@ -576,6 +609,10 @@ class FakeKieServer:
         # Empty values arrive as null, "" or the string "null".
         return (None, "", "null")[task["serial"] % 3]
 
+    def _result_urls(self, task: Mapping[str, Any]) -> list[str]:
+        ext = task.get("ext", "mp4")
+        return [f"{self.url}/files/{task['task_id']}/{i}.{ext}" for i in range(task["videos"])]
+
     def _record_data(self, task: dict[str, Any]) -> dict[str, Any]:
         if "raw" in task:
             return dict(task["raw"])
@@ -588,12 +625,7 @@ class FakeKieServer:
             task["completed_wall"] = datetime.now(timezone.utc)
         urls = None
         if flag == 1:
-            urls = {
-                "resultUrls": [
-                    {"resultUrl": f"{self.url}/files/{task['task_id']}/{i}.mp4"}
-                    for i in range(task["videos"])
-                ]
-            }
+            urls = {"resultUrls": [{"resultUrl": url} for url in self._result_urls(task)]}
         failed = flag in (2, 3)
         return {
             "taskId": task["task_id"],
@@ -645,25 +677,47 @@ class FakeKieServer:
             isinstance(callback, str) and callback.startswith(("http://", "https://"))
         ):
             return _envelope(422, "callBackUrl must be a URL")
-        if self.strict_sources:
-            source = self.tasks.get(str(body["taskId"]))
-            if source is None or source.get("task_type") not in ("mj_video", "mj_video_hd"):
-                return _envelope(422, "The original task does not exist")
-            if index >= source["videos"]:
-                return _envelope(422, f"index {index} is out of range")
-        return None
+        return kinds.check_extend_source(
+            body,
+            self.tasks,
+            strict=self.strict_sources,
+            extend_extensions=self.extend_extensions,
+            max_extensions=self.max_extensions,
+        )
 
     def _extend(self, body: Any) -> dict[str, Any]:
         problem = self._check_extend(body)
-        if problem is None:
-            problem = self._charge()
+        if problem is not None:
+            return problem
+        depth = kinds.extension_depth(body, self.tasks)
+        return self._accept("extend", body, body["taskType"], extensions=depth)
+
+    def _accept(
+        self,
+        kind: str,
+        body: dict[str, Any],
+        task_type: str,
+        *,
+        results: int | None = None,
+        ext: str = "mp4",
+        extensions: int = 0,
+    ) -> dict[str, Any]:
+        """Charge for a valid create of any kind, make its task, and schedule its callback."""
+        problem = self._charge()
         if problem is not None:
             return problem
         self.creates.append(body)
+        self._create_kinds.append(kind)
         self.counts["create"] += 1
+        self.counts[f"create:{kind}"] += 1
         task_id = uuid.uuid4().hex
-        self._new_task(task_id, body["taskType"], body, self._next_script(body))
-        if isinstance(body.get("callBackUrl"), str):
+        script = self._next_script(body)
+        if results is not None:
+            script = attrs.evolve(script, videos=results)
+        task = self._new_task(task_id, task_type, body, script)
+        task["ext"] = ext
+        task["extensions"] = extensions
+        if isinstance(body.get("callBackUrl"), str) and body["callBackUrl"]:
             self._schedule_callback(task_id, body["callBackUrl"])
         return _envelope(200, "success", {"taskId": task_id})
 
@@ -671,30 +725,35 @@ class FakeKieServer:
         return await self._serve(request, "create", self._extend)
 
     def _original(self, body: Any) -> dict[str, Any]:
-        if not isinstance(body, dict):
-            return _envelope(400, "Request body must be JSON")
-        if body.get("taskType") not in ("mj_video", "mj_video_hd"):
-            return _envelope(422, "taskType must be mj_video or mj_video_hd here")
-        if (
-            not body.get("prompt")
-            or not isinstance(body.get("fileUrls"), list)
-            or len(body["fileUrls"]) != 1
-        ):
-            return _envelope(500, "prompt and exactly one fileUrls entry are required")
-        videos = body.get("videoBatchSize", 1)
-        if videos not in (1, 2, 4):
-            return _envelope(422, "videoBatchSize must be 1, 2 or 4")
-        problem = self._charge()
+        problem = kinds.check_generate(body)
         if problem is not None:
             return problem
-        self.counts["generate"] += 1
-        task_id = uuid.uuid4().hex
-        script = attrs.evolve(self._next_script(body), videos=videos)
-        self._new_task(task_id, body["taskType"], body, script)
-        return _envelope(200, "success", {"taskId": task_id})
+        results, ext = kinds.generate_results(body)
+        return self._accept("generate", body, body["taskType"], results=results, ext=ext)
 
     async def _generate(self, request: web.Request) -> web.StreamResponse:
         return await self._serve(request, "generate", self._original)
+
+    def _image_action(self, kind: str, body: Any) -> dict[str, Any]:
+        upscale = kind == "upscale"
+        problem = kinds.check_image_action(
+            body,
+            self.tasks,
+            sources=kinds.UPSCALE_SOURCES if upscale else kinds.VARY_SOURCES,
+            strict=self.strict_sources,
+        )
+        if problem is not None:
+            return problem
+        task_type = kinds.UPSCALE_TYPE if upscale else kinds.VARY_TYPE
+        return self._accept(kind, body, task_type, results=1 if upscale else 4, ext="jpeg")
+
+    async def _upscale(self, request: web.Request) -> web.StreamResponse:
+        return await self._serve(
+            request, "upscale", lambda body: self._image_action("upscale", body)
+        )
+
+    async def _vary(self, request: web.Request) -> web.StreamResponse:
+        return await self._serve(request, "vary", functools.partial(self._image_action, "vary"))
 
     async def _record_info(self, request: web.Request) -> web.StreamResponse:
         task_id = request.query.get("taskId", "")
@@ -770,7 +829,8 @@ class FakeKieServer:
                 assert self._closing is not None
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._closing.wait(), self.faults.slow_seconds)
-            response = web.StreamResponse(headers={"Content-Type": "video/mp4"})
+            kind = "image/jpeg" if name.endswith(".jpeg") else "video/mp4"
+            response = web.StreamResponse(headers={"Content-Type": kind})
             response.content_length = self.file_size
             await response.prepare(request)
             size = self.file_size // 2 if cut else self.file_size
@@ -797,7 +857,7 @@ class FakeKieServer:
         task = self.tasks[task_id]
         script: TaskScript = task["script"]
         ok = script.flag == 1
-        urls = [f"{self.url}/files/{task_id}/{i}.mp4" for i in range(task["videos"])]
+        urls = self._result_urls(task)
         return _envelope(
             200 if ok else 500,
             "success" if ok else (script.error_message or "generation failed"),
