@@ -1,6 +1,8 @@
 """A fake kie.ai to test against: a real aiohttp server on loopback that speaks kie's API.
 
-It behaves like the real service as far as it is known, quirks included: errors inside HTTP 200
+It serves every Midjourney create (generate, upscale, vary, extend) with kie's documented
+validation, ``record-info`` and callbacks for all of them, and the account endpoints. It behaves
+like the real service as far as it is known, quirks included: errors inside HTTP 200
 answers, result URLs as ``{"resultUrl": ...}`` objects, string timestamps in changing formats,
 ``"null"`` strings, ``{"code": 422, "msg": "recordInfo is null"}`` for unknown tasks, a bearer key
 check, a 403 for library-default user agents, and a rate limit that *rejects* creates.
