@@ -211,7 +211,7 @@ def _image_action(
 
 
 class KieClient:
-    """An async client for kie.ai's Midjourney video extension API.
+    """An async client for kie.ai's Midjourney API: generate, upscale, vary and extend.
 
     Use it as an async context manager (or call :meth:`aclose`). It creates its own
     ``aiohttp.ClientSession`` on first use, or borrows ``session`` (and then never closes it).

@@ -42,7 +42,8 @@ _NO_FLAGS: frozenset[int | None] = frozenset()
 class TaskHandle:
     """A kie.ai task you can poll or await.
 
-    Get one from :meth:`KieClient.extend_video` / :meth:`KieClient.submit`, or re-attach to any
+    Get one from :meth:`KieClient.generate`, :meth:`~KieClient.upscale`, :meth:`~KieClient.vary`,
+    :meth:`~KieClient.extend_video` or :meth:`~KieClient.submit`, or re-attach to any
     task by id with :meth:`KieClient.task`. ``await handle`` is ``await handle.wait()``.
 
     Attributes:

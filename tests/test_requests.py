@@ -457,3 +457,74 @@ def test_docstring_examples_hold(module: ModuleType) -> None:
     failures, tried = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert failures == 0
     assert tried > 0 or module is _request_core
+
+
+def test_extend_request_keeps_its_import_paths() -> None:
+    """ExtendRequest and the shared checks are still importable where 0.1.0 had them."""
+    from kie_async import _models
+
+    assert _models.ExtendRequest is ExtendRequest
+    assert _models.check_task_id("abc") == "abc"
+    assert _models.MAX_PROMPT_LENGTH == 2000
+
+
+WIRE_KEYS = {
+    "taskType",
+    "prompt",
+    "speed",
+    "fileUrls",
+    "aspectRatio",
+    "version",
+    "variety",
+    "stylization",
+    "weirdness",
+    "ow",
+    "waterMark",
+    "enableTranslation",
+    "callBackUrl",
+    "videoBatchSize",
+    "motion",
+}
+
+
+def _maybe(values: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.one_of(st.none(), values)
+
+
+@given(
+    task_type=st.sampled_from(
+        ["mj_txt2img", "mj_img2img", "mj_style_reference", "mj_omni_reference", "mj_video"]
+    ),
+    images=st.integers(min_value=0, max_value=2),
+    options=st.fixed_dictionaries(
+        {},
+        optional={
+            "speed": _maybe(st.sampled_from(["relaxed", "fast", "turbo", "Relax"])),
+            "aspect_ratio": _maybe(st.sampled_from(["16:9", "1:1", "2:1", "21:9"])),
+            "version": _maybe(st.sampled_from(["7", "6.1", "niji6", "8"])),
+            "variety": _maybe(st.integers(min_value=-5, max_value=105)),
+            "stylization": _maybe(st.integers(min_value=-1, max_value=1001)),
+            "weirdness": _maybe(st.integers(min_value=-1, max_value=3001)),
+            "ow": _maybe(st.integers(min_value=0, max_value=1001)),
+            "video_batch_size": _maybe(st.integers(min_value=0, max_value=5)),
+            "motion": _maybe(st.sampled_from(["high", "low", "wild"])),
+            "watermark": _maybe(st.sampled_from(["acme", " "])),
+            "enable_translation": _maybe(st.booleans()),
+        },
+    ),
+)
+def test_what_the_sdk_accepts_kie_accepts(
+    task_type: str, images: int, options: dict[str, Any]
+) -> None:
+    """Any generation the SDK lets through has only documented keys, no nulls, and passes the
+    fake server's independent copy of kie's rules: validation is never looser than kie's."""
+    from kie_async import _fake_kinds
+
+    try:
+        request = GenerateRequest(task_type, "go", file_urls=[IMAGE] * images, **options)
+    except ValidationError:
+        return
+    body = request.body()
+    assert set(body) <= WIRE_KEYS
+    assert None not in body.values()
+    assert _fake_kinds.check_generate(body) is None

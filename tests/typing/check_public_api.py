@@ -28,6 +28,7 @@ from kie_async import (
     SubmissionUncertainError,
     TaskFailedError,
     TaskHandle,
+    TaskKind,
     TaskRecord,
     TaskStatus,
     TaskTimeoutError,
@@ -148,3 +149,26 @@ async def use_fake_server() -> int:
                 describe_error(exc)
         requests: list[RecordedRequest] = server.requests
         return len(requests) + server.counts["create"] + server.polls_for("t1") + len(url)
+
+
+async def use_kinds(kie: KieClient) -> list[str]:
+    images: GenerateRequest = GenerateRequest.image("a fox", version=7, speed="fast")
+    video = GenerateRequest.video("waves", image_url="https://x/f.png", batch_size=2, hd=True)
+    styled = GenerateRequest.style_reference("a harbour", ["https://x/s.png"], stylization=100)
+    omni = GenerateRequest.omni_reference("a cat", "https://x/c.png", ow=250)
+    full = GenerateRequest("mj_img2img", "go", file_urls=["https://x/a.png"], variety=5)
+    body: dict[str, Any] = full.body()
+    batch: int | None = video.video_batch_size
+    urls: tuple[str, ...] = styled.file_urls
+    handle: TaskHandle = await kie.generate(images)
+    record: TaskRecord = await handle
+    kind: TaskKind = record.kind
+    media: str | None = record.media
+    up: TaskHandle = await kie.upscale(record.task_id, index=2, watermark="w")
+    up = await kie.upscale(UpscaleRequest(record.task_id, 2))
+    varied: TaskHandle = await kie.vary(VaryRequest(record.task_id, 0, key="k"))
+    varied = await kie.vary(record.task_id, 1)
+    any_kind: TaskHandle = await kie.submit(omni)
+    described: str = UpscaleRequest("t", 0).describe() + VaryRequest("t", 0).fingerprint()
+    assert body and batch and urls and kind and media and up and varied and any_kind
+    return [described, TaskKind.GENERATE.value]
