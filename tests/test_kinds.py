@@ -3,6 +3,7 @@ the fake kie.ai, records of every kind, and the create rules shared with extend.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from kie_async import (
     TaskFailedError,
     TaskKind,
     TaskStatus,
+    UnexpectedResponseError,
     UnprocessableError,
     UpscaleRequest,
     ValidationError,
@@ -259,3 +261,42 @@ async def test_faults_can_target_the_new_endpoints() -> None:
             with pytest.raises(ServerError):
                 await kie.upscale("src", 0)
         assert server.counts["create"] == 1
+
+
+@pytest.mark.parametrize(
+    ("request_", "path"),
+    [
+        (GenerateRequest.image("go"), "/api/v1/mj/generate"),
+        (UpscaleRequest("src", 0), "/api/v1/mj/generateUpscale"),
+        (VaryRequest("src", 0), "/api/v1/mj/generateVary"),
+    ],
+    ids=["generate", "upscale", "vary"],
+)
+async def test_a_success_without_a_task_id_is_uncertain(request_: Any, path: str) -> None:
+    """A create answered "success" without a taskId may have made a paid task: it raises
+    SubmissionUncertainError (sent once, never retried), whose cause names the kind's endpoint."""
+    seen: list[bytes] = []
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.append(await reader.readuntil(b"\r\n"))
+        body = b'{"code": 200, "msg": "success", "data": {}}'
+        head = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(body)}"
+        writer.write(head.encode() + b"\r\nConnection: close\r\n\r\n" + body)
+        await writer.drain()
+        writer.close()
+
+    listener = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = listener.sockets[0].getsockname()[1]
+    try:
+        async with KieClient(
+            "k", base_url=f"http://127.0.0.1:{port}", rate_limit=None, timeout=2.0
+        ) as kie:
+            with pytest.raises(SubmissionUncertainError) as info:
+                await kie.submit(request_)
+    finally:
+        listener.close()
+        await listener.wait_closed()
+    cause = info.value.__cause__
+    assert isinstance(cause, UnexpectedResponseError)
+    assert cause.endpoint == path
+    assert seen == [f"POST {path} HTTP/1.1\r\n".encode()]
