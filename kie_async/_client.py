@@ -21,7 +21,7 @@ from collections.abc import (
 )
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -46,7 +46,14 @@ from ._polling import (
     poll_is_transient,
 )
 from ._ratelimit import Limiter, RateLimit
-from ._requests import REQUEST_TYPES, GenerateRequest, TaskRequest, UpscaleRequest, VaryRequest
+from ._requests import (
+    REQUEST_TYPES,
+    GenerateRequest,
+    TaskRequest,
+    UpscaleRequest,
+    VaryRequest,
+    image_action,
+)
 from ._retry import Schedule, retry_call
 from ._wire import parse_record
 
@@ -59,8 +66,6 @@ __all__ = ["KieClient"]
 log = logging.getLogger("kie_async")
 
 _DEFAULT_RATE_LIMIT = RateLimit()
-
-_ImageAction = TypeVar("_ImageAction", UpscaleRequest, VaryRequest)
 
 #: The default safety poll of a client wired to a callback receiver: the callback normally ends
 #: the wait, so polls are rare (after 2 minutes, then 3, then every 5) and only catch lost ones.
@@ -190,24 +195,6 @@ class _FileAnswer:
             if not chunk:
                 return
             yield chunk
-
-
-def _image_action(
-    cls: type[_ImageAction],
-    task_id: str | _ImageAction,
-    index: int | None,
-    watermark: str | None,
-    callback_url: str | None,
-) -> _ImageAction:
-    """``task_id`` if it is already a request of ``cls``, else the request built from the
-    arguments (an index is required then)."""
-    if isinstance(task_id, cls):
-        if index is not None or watermark is not None or callback_url is not None:
-            raise TypeError(f"pass either a {cls.__name__} or its fields, not both")
-        return task_id
-    if index is None:
-        raise ValidationError(field="index", reason="which image (0-3) is required")
-    return cls(task_id, index, watermark=watermark, callback_url=callback_url)  # type: ignore[arg-type]
 
 
 class KieClient:
@@ -614,10 +601,8 @@ class KieClient:
         """:meth:`submit`, calling ``before_send()`` once, right before the first attempt goes
         out (after the rate limiter let it through): bulk journals record intent there."""
         if not isinstance(request, REQUEST_TYPES):
-            raise TypeError(
-                "submit() takes a GenerateRequest, UpscaleRequest, VaryRequest or ExtendRequest, "
-                f"not {type(request).__name__}"
-            )
+            kinds = ", ".join(kind.__name__ for kind in REQUEST_TYPES)
+            raise TypeError(f"submit() takes one of {kinds}, not {type(request).__name__}")
         path = request.endpoint
         body = request.body()
         if self._callback_url is not None and "callBackUrl" not in body:
@@ -730,7 +715,7 @@ class KieClient:
             record = await (await kie.upscale(image_task_id, index=2)).wait()
         """
         return await self.submit(
-            _image_action(UpscaleRequest, task_id, index, watermark, callback_url)
+            image_action(UpscaleRequest, task_id, index, watermark, callback_url)
         )
 
     async def vary(
@@ -753,7 +738,7 @@ class KieClient:
 
             record = await (await kie.vary(image_task_id, index=0)).wait()
         """
-        request = _image_action(VaryRequest, task_id, index, watermark, callback_url)
+        request = image_action(VaryRequest, task_id, index, watermark, callback_url)
         return await self.submit(request)
 
     # -- account and results ---------------------------------------------------------------------

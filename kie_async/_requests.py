@@ -17,7 +17,7 @@ naming it in :data:`TaskRequest`.
 from __future__ import annotations
 
 import enum
-from typing import Any, ClassVar, Literal, Union, get_args
+from typing import Any, ClassVar, Literal, TypeVar, Union, get_args
 
 import attrs
 
@@ -53,6 +53,7 @@ __all__ = [
     "VaryRequest",
     "check_http_url",
     "check_task_id",
+    "image_action",
     "kind_of",
     "media_of",
 ]
@@ -151,6 +152,27 @@ class VaryRequest(_ImageActionRequest):
     endpoint: ClassVar[str] = "/api/v1/mj/generateVary"
     # kie.ai does not document the taskType of variation records; this is our guess.
     task_types: ClassVar[frozenset[str]] = frozenset({"mj_vary"})
+
+
+_ImageAction = TypeVar("_ImageAction", UpscaleRequest, VaryRequest)
+
+
+def image_action(
+    cls: type[_ImageAction],
+    task_id: str | _ImageAction,
+    index: int | None,
+    watermark: str | None,
+    callback_url: str | None,
+) -> _ImageAction:
+    """``task_id`` if it is already a request of ``cls``, else the request built from the
+    arguments (an index is required then): how ``KieClient.upscale``/``vary`` take either."""
+    if isinstance(task_id, cls):
+        if index is not None or watermark is not None or callback_url is not None:
+            raise TypeError(f"pass either a {cls.__name__} or its fields, not both")
+        return task_id
+    if index is None:
+        raise invalid("index", "which image (0-3) is required")
+    return cls(task_id, index, watermark=watermark, callback_url=callback_url)  # type: ignore[arg-type]
 
 
 # -- extend ---------------------------------------------------------------------------------------
