@@ -955,6 +955,8 @@ async def _serve_forever(args: argparse.Namespace) -> None:
         record_requests=False,
         host=args.host,
         port=args.port,
+        extend_extensions=not args.refuse_reextend,
+        max_extensions=args.max_extensions,
     )
     server.default_script = TaskScript(polls=args.polls, seconds=args.seconds)
     stop = asyncio.Event()
@@ -981,6 +983,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rate-limit", help="e.g. 20/10 for 20 creates per 10 seconds")
     parser.add_argument("--polls", type=int, default=0, help="polls before each task ends")
     parser.add_argument("--seconds", type=float, default=0.0, help="seconds before a task ends")
+    parser.add_argument(
+        "--refuse-reextend", action="store_true", help="refuse to extend an extension's result"
+    )
+    parser.add_argument("--max-extensions", type=int, help="refuse longer chains of extensions")
     args = parser.parse_args(argv)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_serve_forever(args))

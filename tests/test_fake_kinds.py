@@ -4,13 +4,18 @@ type and size, and the knobs for extending extensions."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import signal
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest
 
-from kie_async.testing import FakeKieServer
+from kie_async import GenerateRequest, KieClient, PollPolicy, UnprocessableError
+from kie_async.testing import DEFAULT_API_KEY, FakeKieServer
 
 FRAME = "https://example.com/frame.png"
 
@@ -250,3 +255,34 @@ async def test_duplicates_are_counted_per_kind(server: FakeKieServer, post: Raw)
     await post("generate", {"taskType": "mj_txt2img", "prompt": "go"})
     await post("generate", {"taskType": "mj_txt2img", "prompt": "go", "aspectRatio": "1:1"})
     assert server.duplicate_creates() == 1
+
+
+async def test_the_standalone_server_serves_every_kind() -> None:
+    """`python -m kie_async.testing --max-extensions 1` serves generate and extend, refuses a
+    second extension in a chain, and prints its counts on SIGTERM."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "kie_async.testing",
+        "--max-extensions",
+        "1",
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    try:
+        url = (await asyncio.wait_for(proc.stdout.readline(), 20)).decode().strip()
+        async with KieClient(
+            DEFAULT_API_KEY, base_url=url, rate_limit=None, poll=PollPolicy.zero_wait()
+        ) as kie:
+            video = GenerateRequest.video("waves", image_url=FRAME, batch_size=2)
+            source = await (await kie.generate(video)).wait()
+            assert len(source.result_urls) == 2
+            once = await (await kie.extend_video(source.task_id, index=1)).wait()
+            with pytest.raises(UnprocessableError, match="at most 1"):
+                await kie.extend_video(once.task_id)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = await asyncio.wait_for(proc.communicate(), 20)
+    counts = json.loads(out.decode().strip().splitlines()[-1])
+    assert counts["create:generate"] == 1 and counts["create:extend"] == 1
+    assert proc.returncode == 0
