@@ -50,6 +50,7 @@ def envelope(code: int, msg: str, data: Any = None) -> Envelope:
 
 
 def _missing(body: Mapping[str, Any], *names: str) -> Envelope | None:
+    """kie's "This field is required" for the first of ``names`` absent or empty."""
     for name in names:
         if body.get(name) in (None, ""):
             return envelope(500, f"{name}: This field is required")
@@ -57,10 +58,12 @@ def _missing(body: Mapping[str, Any], *names: str) -> Envelope | None:
 
 
 def _is_int(value: object) -> bool:
+    """An int that is not a bool."""
     return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _bad_int(body: Mapping[str, Any], name: str, low: int, high: int, step: int = 1) -> bool:
+    """Whether ``body[name]`` is given and not an int in ``low..high`` on ``step``."""
     value = body.get(name)
     if value is None:
         return False
@@ -68,10 +71,12 @@ def _bad_int(body: Mapping[str, Any], name: str, low: int, high: int, step: int 
 
 
 def _is_url(value: object) -> bool:
+    """An http(s) URL string."""
     return isinstance(value, str) and value.startswith(("http://", "https://"))
 
 
 def _common(body: Mapping[str, Any]) -> Envelope | None:
+    """The fields every create has: ``callBackUrl`` and ``waterMark``."""
     callback = body.get("callBackUrl")
     if callback not in (None, "") and not _is_url(callback):
         return envelope(422, "callBackUrl must be a URL")

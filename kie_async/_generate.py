@@ -47,6 +47,7 @@ _NO_SPEED_TYPES = VIDEO_TYPES | {"mj_omni_reference"}
 
 
 def _file_urls(value: object) -> tuple[str, ...]:
+    """``file_urls`` as a tuple: ``None`` is none, one string is one URL."""
     if value is None:
         return ()
     if isinstance(value, str):
@@ -57,7 +58,7 @@ def _file_urls(value: object) -> tuple[str, ...]:
 
 
 def _version(value: object) -> Any:
-    # 7 and 6.1 read naturally as numbers; kie wants the text.
+    """Numbers as kie's version text (7 and 6.1 read naturally as numbers); else unchanged."""
     if isinstance(value, bool):
         return value
     if isinstance(value, int):

@@ -63,6 +63,7 @@ class TaskKind(str, enum.Enum):
 
 
 def invalid(field: str, reason: str) -> ValidationError:
+    """The ValidationError for ``field``, saying ``reason``."""
     return ValidationError(field=field, reason=reason)
 
 
@@ -94,6 +95,7 @@ def check_http_url(value: object, field: str) -> str:
 
 
 def check_int(field: str, value: object, low: int, high: int, step: int = 1) -> None:
+    """Raise unless ``value`` is an int in ``low..high`` on a multiple of ``step``."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise invalid(field, f"must be an int, not {type(value).__name__}")
     if not low <= value <= high:
@@ -103,6 +105,7 @@ def check_int(field: str, value: object, low: int, high: int, step: int = 1) -> 
 
 
 def check_choice(field: str, value: object, choices: Iterable[str]) -> None:
+    """Raise unless ``value`` is one of ``choices`` (the error lists them)."""
     options = tuple(choices)
     if value not in options:
         listed = ", ".join(repr(o) for o in options)
@@ -110,6 +113,7 @@ def check_choice(field: str, value: object, choices: Iterable[str]) -> None:
 
 
 def check_prompt(value: object, field: str = "prompt") -> None:
+    """Raise unless ``value`` is a non-blank prompt within kie's length limit."""
     if not isinstance(value, str):
         raise invalid(field, f"must be a string, not {type(value).__name__}")
     if not value.strip():
@@ -154,6 +158,7 @@ def wire_body(request: attrs.AttrsInstance) -> dict[str, Any]:
 
 
 def digest(content: Mapping[str, Any]) -> str:
+    """A short, stable sha256 of ``content`` as canonical JSON."""
     blob = json.dumps(content, sort_keys=True, ensure_ascii=False).encode()
     return "sha256:" + hashlib.sha256(blob).hexdigest()[:32]
 
@@ -166,6 +171,7 @@ def fingerprint_of(request: Any) -> str:
 
 
 def short(text: str, width: int = 40) -> str:
+    """``text`` quoted and cut to ``width`` characters, for descriptions."""
     return repr(text if len(text) <= width else text[: width - 1] + "…")
 
 
