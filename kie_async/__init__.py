@@ -12,6 +12,7 @@ Example::
 
 from ._bulk import ExtendOutcome, OutcomeKind, Progress
 from ._client import KieClient
+from ._download import DownloadPolicy
 from ._errors import (
     APIError,
     AuthenticationError,
@@ -59,6 +60,7 @@ __all__ = [
     "ClientClosedError",
     "ConfigurationError",
     "DownloadError",
+    "DownloadPolicy",
     "ExtendMode",
     "ExtendOutcome",
     "ExtendRequest",

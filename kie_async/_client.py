@@ -28,6 +28,7 @@ import aiohttp
 import attrs
 
 from . import _protocol as proto
+from ._download import DownloadPolicy
 from ._errors import (
     ClientClosedError,
     ConfigurationError,
@@ -54,7 +55,7 @@ from ._requests import (
     VaryRequest,
     image_action,
 )
-from ._retry import Schedule, retry_call
+from ._retry import Schedule, retry_call, within
 from ._wire import parse_record
 
 if TYPE_CHECKING:
@@ -228,6 +229,8 @@ class KieClient:
         safety_poll: the :class:`PollPolicy` of that safety poll (default: a first poll of a
             task created here after 2 minutes, then after 3, then every 5, within this
             client's poll ``timeout``).
+        download: the :class:`DownloadPolicy` bounding result-file downloads (the time to
+            the headers, each read, a minimum speed, redirects).
 
     Raises:
         ConfigurationError: no API key, or an invalid setting.
@@ -258,6 +261,7 @@ class KieClient:
         callback_url: str | None = None,
         callbacks: CallbackReceiver | None = None,
         safety_poll: PollPolicy | None = None,
+        download: DownloadPolicy | None = None,
     ) -> None:
         self._api_key = _resolve_key(api_key)
         url = base_url or os.environ.get("KIE_BASE_URL") or proto.DEFAULT_BASE_URL
@@ -305,6 +309,10 @@ class KieClient:
         self._callback_url: str | None = None
         self._callbacks: CallbackReceiver | None = None
         self.safety_poll: PollPolicy = attrs.evolve(SAFETY_POLL, timeout=self.poll_policy.timeout)
+        if download is not None and not isinstance(download, DownloadPolicy):
+            raise ConfigurationError("download", "must be a DownloadPolicy")
+        #: The :class:`DownloadPolicy` of :meth:`download` and :meth:`download_many`.
+        self.download_policy: DownloadPolicy = download or DownloadPolicy()
         if callback_url is not None or callbacks is not None or safety_poll is not None:
             self.attach_callbacks(callbacks, callback_url, safety_poll=safety_poll)
 
@@ -496,28 +504,41 @@ class KieClient:
 
     @contextlib.asynccontextmanager
     async def _open_file(self, url: str) -> AsyncIterator[_FileAnswer]:
-        """GET a result file: a plain GET with the User-Agent and never the API key (result
-        files live on other hosts), redirects followed, no compression (so ``Content-Length``
-        is the size on disk). aiohttp failures become :class:`TransportError` here and in
-        :meth:`_FileAnswer.chunks`, as in :meth:`_exchange`."""
+        """GET a result file, one hop: a plain GET with the User-Agent and never the API key
+        (result files live on other hosts), no compression (so ``Content-Length`` is the size
+        on disk), and redirects not followed (the caller checks each hop). Bounded by
+        :attr:`download_policy`: the connection and headers within ``connect_timeout`` plus its
+        ``read_timeout``, and each read of the body within its ``read_timeout``. aiohttp
+        failures become :class:`TransportError` here and in :meth:`_FileAnswer.chunks`, as in
+        :meth:`_exchange`."""
         session = self._ensure_session()
         assert self._slots is not None
         where = url.split("?", 1)[0]
         headers = {"User-Agent": self._user_agent, "Accept-Encoding": "identity"}
+        read_timeout = self.download_policy.read_timeout
+        timeout = aiohttp.ClientTimeout(
+            total=None, connect=None, sock_connect=self._connect_timeout, sock_read=read_timeout
+        )
+
+        async def get() -> aiohttp.ClientResponse:
+            return await session.get(
+                url, headers=headers, timeout=timeout, raise_for_status=False, allow_redirects=False
+            )
+
+        # A per-read timeout never trips on headers trickled a byte at a time: bound them all.
+        head_timeout = (self._connect_timeout or 0) + read_timeout
         async with self._slots:
             log.debug("-> GET %s (result file)", where)
             try:
-                response = await session.get(
-                    url,
-                    headers=headers,
-                    timeout=self._timeouts(),
-                    raise_for_status=False,
-                    allow_redirects=True,
-                )
+                response = await within(get(), head_timeout)
             except _FILE_ERRORS as exc:
-                raise _file_transport_error(exc, where, self._read_timeout) from exc
+                raise _file_transport_error(exc, where, read_timeout) from exc
+            if response is None:
+                raise TransportError(
+                    message=f"no complete answer headers within {head_timeout:g}s", endpoint=where
+                )
             try:
-                yield _FileAnswer(response, where, self._read_timeout)
+                yield _FileAnswer(response, where, read_timeout)
             finally:
                 response.release()
 

@@ -51,10 +51,53 @@ async def _no_retry(server: FakeKieServer) -> AsyncIterator[KieClient]:
 def test_file_names_are_safe_and_keep_the_extension() -> None:
     """Names are <task>_<i><ext>, with unsafe characters replaced and .mp4 as the fallback."""
     assert file_name("abc123", 0, "https://cdn.x/r/v.MP4?sig=1") == "abc123_0.mp4"
-    assert file_name("a:b/c", 2, "https://cdn.x/r/v.webm") == "a_b_c_2.webm"
-    assert file_name("..", 1, "https://cdn.x/r/noext") == "task_1.mp4"
+    assert file_name("a:b/c", 2, "https://cdn.x/r/v.webm").startswith("a_b_c~")
+    assert file_name("a:b/c", 2, "https://cdn.x/r/v.webm").endswith("_2.webm")
+    assert file_name("..", 1, "https://cdn.x/r/noext").startswith("task~")
     assert file_name("t", 0, "https://cdn.x/r/v.tar.gz%2F..%2Fx") == "t_0.mp4"
     assert file_name("t", 3, "http://[bad") == "t_3.mp4"
+
+
+@pytest.mark.parametrize(
+    "ids",
+    [
+        ("a:b", "a_b"),
+        ("a/b", "a_b", "a:b", "a b"),
+        ("AB", "ab"),
+        (".x", "x"),
+        ("x" * 130, "x" * 120),
+        ("x" * 130, "x" * 131),
+    ],
+)
+def test_file_names_are_unique_per_task_id(ids: tuple[str, ...]) -> None:
+    """Distinct task ids never share a file name (not even case-insensitively), and the same
+    id always gets the same name, so reruns still find their complete files."""
+    names = [file_name(task_id, 0, "https://cdn.x/v.mp4") for task_id in ids]
+    assert len({name.lower() for name in names}) == len(ids)
+    assert names == [file_name(task_id, 0, "https://cdn.x/v.mp4") for task_id in ids]
+    assert all(len(name) < 160 and "/" not in name for name in names)
+
+
+async def test_ids_that_sanitise_alike_get_separate_files(
+    server: FakeKieServer, kie: KieClient, tmp_path: Path
+) -> None:
+    """Two finished tasks "a:b" and "a_b" both get their own file with their own bytes, and a
+    rerun skips both."""
+    first = await finished(kie, server, videos=1)
+    urls = {"a:b": first.result_urls[0]}
+    second = await finished(kie, server, videos=1)
+    urls["a_b"] = second.result_urls[0]
+    records = [
+        parse_record({"taskId": tid, "successFlag": 1, "resultInfoJson": [url]})
+        for tid, url in urls.items()
+    ]
+    paths = await kie.download_many(records, tmp_path)
+    assert len(set(paths)) == 2
+    assert paths[0].read_bytes() == server.file_bytes(first.task_id, "0.mp4")
+    assert paths[1].read_bytes() == server.file_bytes(second.task_id, "0.mp4")
+    gets = server.counts["request:file"]
+    assert await kie.download_many(records, tmp_path) == paths
+    assert server.counts["request:file"] == gets
 
 
 async def test_download_saves_every_result_file(

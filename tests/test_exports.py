@@ -18,6 +18,7 @@ EXPECTED = {
     "ClientClosedError",
     "ConfigurationError",
     "DownloadError",
+    "DownloadPolicy",
     "ExtendMode",
     "ExtendOutcome",
     "ExtendRequest",
