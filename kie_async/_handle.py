@@ -8,6 +8,7 @@ import time
 from collections.abc import Awaitable, Callable, Generator
 from typing import TYPE_CHECKING, Any
 
+from . import _retry
 from ._errors import (
     KieError,
     TaskFailedError,
@@ -17,7 +18,7 @@ from ._errors import (
 )
 from ._models import TaskRecord, TaskStatus
 from ._polling import PollPolicy, poll_is_transient
-from ._retry import Schedule, poll_until, within
+from ._retry import Schedule, next_delay, poll_until, within
 
 if TYPE_CHECKING:
     from ._client import KieClient
@@ -134,8 +135,10 @@ class TaskHandle:
 
         With a callback receiver attached to the client (:meth:`KieClient.attach_callbacks`), the
         wait also listens for the task's callback, and ``poll`` defaults to the client's slower
-        ``safety_poll``: when the callback arrives, polling stops, one ``record-info`` call
-        confirms it, and the wait ends (or polls on if the record is not final yet).
+        ``safety_poll``: when the callback arrives, polling stops, a ``record-info`` call
+        confirms it, and the wait ends. If that record is not final yet (``record-info`` may
+        lag the callback), the wait checks again after about 1 s, 2 s, 4 s... (up to the
+        policy's ``max_interval``), and at once when another callback for the task arrives.
         """
         receiver = self._client.callbacks
         if poll is None and receiver is not None:
@@ -172,7 +175,7 @@ class TaskHandle:
             # A task this process just created cannot be done yet: let the callback speak first.
             first_delay = policy.interval if self._fresh_until is not None else 0.0
             result = await self._race_callback(
-                receiver, polling, poll_once, finished, deadline, first_delay, policy.interval
+                receiver, polling, poll_once, finished, deadline, first_delay, policy
             )
         else:
             # Not asyncio.wait_for: before Python 3.12 it can swallow a cancellation.
@@ -222,15 +225,21 @@ class TaskHandle:
         finished: Callable[[TaskRecord | KieError], bool],
         deadline: float | None,
         first_delay: float,
-        resume_delay: float,
+        policy: PollPolicy,
     ) -> TaskRecord | KieError | None:
         """Race the poll loop against the task's callback; ``None`` when the deadline passed.
 
-        When the callback wins, the poll loop is cancelled and one poll confirms it (the
-        signature does not cover the body); an unconfirmed callback resumes polling alone.
+        When the callback wins, the poll loop is cancelled and ``record-info`` confirms it (the
+        signature does not cover the body). A callback not confirmed yet (``record-info`` can
+        lag its own callback, and a body can lie) is re-checked soon: after about a second,
+        then twice as long each time up to the policy's ``max_interval``, and at once when
+        another callback for the task arrives. The confirmed record is kept on the event.
         """
         loop = asyncio.get_running_loop()
         end = None if deadline is None else loop.time() + deadline
+
+        def left() -> float | None:
+            return None if end is None else end - loop.time()
 
         async def delayed(delay: float, remaining: float | None) -> TaskRecord | KieError:
             if delay > 0:
@@ -238,39 +247,62 @@ class TaskHandle:
                 remaining = None if remaining is None else max(remaining - delay, 0.001)
             return await polling(remaining)
 
-        listening = True
         with receiver.watch(self.task_id) as arrived:
-            while True:
-                remaining = None if end is None else end - loop.time()
-                if remaining is not None and remaining <= 0:
+            if not arrived.is_set():
+                remaining = left()
+                poller = asyncio.ensure_future(delayed(first_delay, remaining))
+                listener = asyncio.ensure_future(arrived.wait())
+                try:
+                    done, _ = await asyncio.wait(
+                        {poller, listener}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+                    )
+                finally:
+                    for racer in (poller, listener):
+                        racer.cancel()
+                    await asyncio.gather(poller, listener, return_exceptions=True)
+                if poller in done:
+                    return self._confirmed(receiver, poller.result(), finished)
+                if not done:
                     return None
-                if not (listening and arrived.is_set()):
-                    poller = asyncio.ensure_future(delayed(first_delay, remaining))
-                    racers: set[asyncio.Future[Any]] = {poller}
-                    if listening:
-                        racers.add(asyncio.ensure_future(arrived.wait()))
-                    try:
-                        done, _ = await asyncio.wait(
-                            racers, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
-                        )
-                    finally:
-                        for racer in racers:
-                            racer.cancel()
-                        await asyncio.gather(*racers, return_exceptions=True)
-                    if poller in done:
-                        return poller.result()
-                    if not done:
-                        return None
-                listening = False
+            recheck = Schedule(
+                min(1.0, policy.max_interval),
+                2.0,
+                policy.max_interval,
+                policy.jitter,
+                retry_after_cap=0,
+            )
+            base = recheck.initial
+            while True:
+                arrived.clear()
                 value = await poll_once()
                 if finished(value):
                     log.debug("task %s ended, as its callback said", self.task_id)
-                    return value
+                    return self._confirmed(receiver, value, finished)
+                delay = next_delay(recheck, base, None, _retry.rng)
+                base = min(base * recheck.factor, recheck.cap)
+                remaining = left()
+                if remaining is not None and remaining <= 0:
+                    return None
                 log.info(
-                    "task %s: callback not confirmed by record-info yet; polling on",
+                    "task %s: callback not confirmed by record-info yet; checking again in %.1fs",
                     self.task_id,
+                    delay,
                 )
-                first_delay = resume_delay
+                if await within(
+                    arrived.wait(), delay if remaining is None else min(delay, remaining)
+                ):
+                    base = recheck.initial  # another body came: check it now, and soon again
+
+    @staticmethod
+    def _confirmed(
+        receiver: CallbackReceiver,
+        value: TaskRecord | KieError,
+        finished: Callable[[TaskRecord | KieError], bool],
+    ) -> TaskRecord | KieError:
+        """``value``, first kept on the task's callback event when it is a final record."""
+        if isinstance(value, TaskRecord) and finished(value):
+            receiver._confirm(value)
+        return value
 
 
 def finished(value: TaskRecord | KieError) -> bool:

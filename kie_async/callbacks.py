@@ -7,12 +7,14 @@ When a create carries ``callBackUrl``, kie.ai POSTs the task's outcome there onc
 
 A :class:`CallbackReceiver` turns each POST into a :class:`CallbackEvent` and hands it to your
 code (a function, an async iterator, or a :class:`~kie_async.KieClient` waiting on the task). It
-answers at once, ignores repeated deliveries of the same task, caps the body size and, given the
-account's webhook HMAC key, rejects unsigned, forged and stale callbacks with HTTP 401.
+answers at once, ignores repeated deliveries of the same body, caps the body size and the time
+to send it and, given the account's webhook HMAC key, rejects unsigned, forged and stale
+callbacks with HTTP 401.
 
 The signature covers only ``taskId`` and the timestamp, not the body, so never trust a callback's
-result URLs on their own: a client wired to a receiver confirms each callback with one
-``record-info`` call before it reports the task finished.
+result URLs on their own: ``event.signature_valid`` says only who sent it and when. A client
+wired to a receiver confirms each callback with ``record-info`` before it reports the task
+finished, and the receiver then keeps that record on the event (``event.record``).
 
 Example::
 
@@ -43,9 +45,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mappin
 from typing import Any
 
 import attrs
-from aiohttp import web
+from aiohttp import ClientPayloadError, web
 
 from ._errors import ConfigurationError, UnexpectedResponseError
+from ._models import TaskRecord
+from ._retry import within
 from ._wire import json_object, lenient_int, nullable_str, result_urls
 
 __all__ = [
@@ -64,27 +68,37 @@ TIMESTAMP_HEADER = "X-Webhook-Timestamp"
 SIGNATURE_HEADER = "X-Webhook-Signature"
 
 _ENDPOINT = "callback"
+#: The most different bodies passed on for one task (a replayed signature cannot flood).
+_MAX_BODIES = 8
 
 
 @attrs.frozen
 class CallbackEvent:
-    """One callback from kie.ai: a task ended.
+    """One callback from kie.ai: a task ended, or so the body says.
+
+    The body is not signed (the signature covers only the task id and the time), so none of
+    ``code``, ``result_urls`` or ``params`` is verified by anything here: ``record`` is, once a
+    client confirmed the callback with ``record-info``.
 
     Attributes:
-        task_id: the task that ended.
+        task_id: the task that ended (covered by the signature).
         code: kie's ``code`` (200 success, 500 failure), ``None`` if unreadable.
         message: kie's ``msg``, if any.
-        result_urls: the result video URLs, as plain strings (empty on failure).
+        result_urls: the result video URLs the body names, as plain strings (empty on failure).
         params: the parsed ``promptJson`` (the original request), or ``None`` if absent or
             unreadable.
-        verified: whether the signature was checked and valid (``False`` when the receiver has
-            no key).
+        signature_valid: whether the signature headers were checked and valid: kie.ai sent a
+            callback for ``task_id`` within the freshness window. It says nothing about the
+            body (``False`` when the receiver has no key).
         data: the raw ``data`` object of the callback.
+        record: the :class:`~kie_async.TaskRecord` that ``record-info`` answered when a waiting
+            client confirmed this callback (see :meth:`CallbackReceiver.get`); ``None`` until
+            then. Trust it over the body.
 
     Example::
 
         async for event in receiver:
-            print(event.task_id, event.ok, event.result_urls)
+            print(event.task_id, event.ok, event.result_urls, event.signature_valid)
     """
 
     task_id: str
@@ -92,13 +106,48 @@ class CallbackEvent:
     message: str | None = None
     result_urls: tuple[str, ...] = ()
     params: Mapping[str, Any] | None = attrs.field(default=None, eq=False, repr=False)
-    verified: bool = False
+    signature_valid: bool = False
     data: Mapping[str, Any] = attrs.field(factory=dict, eq=False, repr=False)
+    record: TaskRecord | None = attrs.field(default=None, eq=False, repr=False)
 
     @property
     def ok(self) -> bool:
-        """True when kie.ai reports success (``code`` 200)."""
+        """True when the body reports success (``code`` 200)."""
         return self.code == 200
+
+    @property
+    def verified(self) -> bool:
+        """The same as :attr:`signature_valid` (its name in 0.1; the body is never verified)."""
+        return self.signature_valid
+
+    @property
+    def confirmed(self) -> bool:
+        """Whether ``record-info`` confirmed this body: :attr:`record` is final and agrees with
+        it (the same outcome and, on success, the same result URLs)."""
+        return self.record is not None and _agrees(self, self.record)
+
+
+def _agrees(event: CallbackEvent, record: TaskRecord) -> bool:
+    if not record.status.is_terminal or event.ok != record.status.ok:
+        return False
+    return not event.ok or event.result_urls == record.result_urls
+
+
+def _digest(event: CallbackEvent) -> str:
+    """What identifies a body: deliveries with the same one are duplicates."""
+    canonical = json.dumps(
+        [event.code, event.message, event.data], sort_keys=True, default=str, ensure_ascii=True
+    )
+    return hashlib.sha256(canonical.encode("ascii")).hexdigest()
+
+
+@attrs.define
+class _Seen:
+    """The distinct bodies received for one task, and the one its record confirmed."""
+
+    bodies: dict[str, CallbackEvent] = attrs.Factory(dict)
+    latest: CallbackEvent | None = None
+    confirmed: CallbackEvent | None = None
 
 
 def parse_callback(payload: bytes | str | Mapping[str, Any]) -> CallbackEvent:
@@ -106,7 +155,7 @@ def parse_callback(payload: bytes | str | Mapping[str, Any]) -> CallbackEvent:
 
     Lenient like the rest of the SDK: result URLs may be strings or ``{"resultUrl": ...}``
     objects, ``promptJson`` may be an object or a JSON string, ``"null"`` means no value. The
-    event is not marked verified: check the signature with :func:`verify_signature`.
+    event's ``signature_valid`` is ``False``: check the signature with :func:`verify_signature`.
 
     Raises:
         UnexpectedResponseError: the body is not JSON, not an object, or names no task.
@@ -268,34 +317,44 @@ class _EventStream:
 
 
 class CallbackReceiver:
-    """Receives kie.ai's callback POSTs and hands each finished task to your code, once.
+    """Receives kie.ai's callback POSTs and hands each finished task to your code, once per
+    distinct body.
 
     Mount :meth:`handler` in your own aiohttp app, or use :meth:`make_app`, or let the receiver
     serve itself with :meth:`start`. For every POST it:
 
-    1. refuses bodies over ``max_body`` bytes (HTTP 413) and unreadable ones (HTTP 400);
+    1. refuses bodies over ``max_body`` bytes (HTTP 413), bodies not sent within
+       ``body_timeout`` seconds (HTTP 408, and the connection is closed) and unreadable ones
+       (HTTP 400); a client that disconnects mid-body is logged in one line;
     2. with a ``key``, checks ``X-Webhook-Signature`` and the ``X-Webhook-Timestamp`` freshness
        window; unsigned, forged and stale callbacks are logged and answered HTTP 401, and never
        passed on;
-    3. answers HTTP 200 at once; a task already seen (kie.ai may deliver more than once) is
-       acknowledged and dropped;
+    3. answers HTTP 200 at once; a delivery with the same body as one already seen for its
+       task (kie.ai may deliver more than once) is acknowledged and dropped. A different body
+       for the same task is passed on too, with a warning: the signature does not cover the
+       body, so a replayed signature with an altered body must not shut out the real one.
+       Waiting clients confirm with ``record-info`` whichever arrives;
     4. passes the :class:`CallbackEvent` on: to ``on_event`` (sync or async, run in the
        background; its exceptions are logged), to every open iterator (``async for event in
        receiver``), and to clients waiting on the task (``KieClient(callbacks=receiver, ...)``).
 
     Args:
         key: the account's webhook HMAC key; without it every well-formed callback is accepted
-            (``event.verified`` is ``False``), which is only safe on a private network.
+            (``event.signature_valid`` is ``False``), which is only safe on a private network.
         on_event: called with each new :class:`CallbackEvent`.
         max_age: the signature freshness window in seconds, both directions (default 300).
         max_body: the largest body accepted, in bytes (default 64 KiB).
+        body_timeout: seconds a client has to send its whole body (default 10; kie.ai waits
+            15 s for the answer), so slow or stalled clients cannot pile up.
         remember: how many task ids are remembered to drop repeated deliveries.
         queue_size: how many events an iterator may fall behind before new ones are dropped
             for it (with a warning; :meth:`get` still has them).
 
     Attributes:
-        counts: what happened: ``"accepted"``, ``"duplicate"``, ``"rejected:401"``,
-            ``"rejected:400"``, ``"rejected:413"``, ``"rejected:503"``.
+        counts: what happened: ``"accepted"``, ``"duplicate"``, ``"conflicting"`` (accepted
+            with another body than an earlier delivery of its task), ``"rejected:401"``,
+            ``"rejected:400"``, ``"rejected:408"``, ``"rejected:413"``, ``"rejected:503"``,
+            ``"disconnected"`` (the client left mid-body).
 
     Raises:
         ConfigurationError: an invalid setting.
@@ -316,6 +375,7 @@ class CallbackReceiver:
         on_event: Callable[[CallbackEvent], Awaitable[None] | None] | None = None,
         max_age: float = 300.0,
         max_body: int = 64 * 1024,
+        body_timeout: float = 10.0,
         remember: int = 10_000,
         queue_size: int = 1000,
     ) -> None:
@@ -323,6 +383,14 @@ class CallbackReceiver:
             raise ConfigurationError("key", "must be a non-empty str or bytes, or None")
         if isinstance(max_age, bool) or not isinstance(max_age, int | float) or not max_age > 0:
             raise ConfigurationError("max_age", f"must be a number > 0, got {max_age!r}")
+        if (
+            isinstance(body_timeout, bool)
+            or not isinstance(body_timeout, int | float)
+            or not 0 < body_timeout < math.inf
+        ):
+            raise ConfigurationError(
+                "body_timeout", f"must be a finite number > 0, got {body_timeout!r}"
+            )
         for name, value in (
             ("max_body", max_body),
             ("remember", remember),
@@ -336,10 +404,11 @@ class CallbackReceiver:
         self._on_event = on_event
         self.max_age = float(max_age)
         self.max_body = max_body
+        self.body_timeout = float(body_timeout)
         self._remember = remember
         self._queue_size = queue_size
-        self._seen: collections.OrderedDict[str, CallbackEvent] = collections.OrderedDict()
-        self._watchers: dict[str, tuple[asyncio.Event, list[int]]] = {}
+        self._seen: collections.OrderedDict[str, _Seen] = collections.OrderedDict()
+        self._watchers: dict[str, list[asyncio.Event]] = {}
         self._streams: set[_EventStream] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._runner: web.AppRunner | None = None
@@ -438,11 +507,22 @@ class CallbackReceiver:
         if length is not None and length > self.max_body:
             return self._reject(413, f"a {length}-byte body is over the limit", peer)
         body = bytearray()
-        while len(body) <= self.max_body:
-            chunk = await request.content.read(self.max_body + 1 - len(body))
-            if not chunk:
-                break
-            body += chunk
+        try:
+            complete = await within(self._read_body(request, body), self.body_timeout)
+        except (OSError, ClientPayloadError) as exc:
+            # The client went away: nobody is left to answer, and it is no server error.
+            self.counts["disconnected"] += 1
+            announced = f" of {length}" if length is not None else ""
+            log.warning(
+                "a callback from %s ended mid-body after %d%s bytes (%s)",
+                peer,
+                len(body),
+                announced,
+                type(exc).__name__,
+            )
+            return web.Response(status=400)
+        if complete is None:
+            return await self._cut(request, peer, len(body))
         if len(body) > self.max_body:
             return self._reject(413, f"the body is over {self.max_body} bytes", peer)
         try:
@@ -460,9 +540,36 @@ class CallbackReceiver:
             )
             if problem is not None:
                 return self._reject(401, f"task {event.task_id}: {problem}", peer)
-            event = attrs.evolve(event, verified=True)
+            event = attrs.evolve(event, signature_valid=True)
         self.accept(event)
         return web.json_response({"code": 200, "msg": "success"})
+
+    async def _read_body(self, request: web.Request, body: bytearray) -> bool:
+        """Read the body into ``body``, stopping once it is over ``max_body``."""
+        while len(body) <= self.max_body:
+            chunk = await request.content.read(self.max_body + 1 - len(body))
+            if not chunk:
+                break
+            body += chunk
+        return True
+
+    async def _cut(self, request: web.Request, peer: str, received: int) -> web.StreamResponse:
+        """Answer 408 to a client too slow to send its body, and close its connection (aiohttp
+        would otherwise keep reading the rest of it for a while)."""
+        self.counts["rejected:408"] += 1
+        log.warning(
+            "rejected a callback from %s with HTTP 408: %d bytes of body in %gs, too slow",
+            peer,
+            received,
+            self.body_timeout,
+        )
+        response = web.json_response({"code": 408, "msg": "request timeout"}, status=408)
+        response.force_close()
+        await response.prepare(request)
+        await response.write_eof()
+        if request.transport is not None:
+            request.transport.close()
+        return response
 
     def _reject(self, status: int, reason: str, peer: str) -> web.Response:
         self.counts[f"rejected:{status}"] += 1
@@ -471,21 +578,40 @@ class CallbackReceiver:
 
     def accept(self, event: CallbackEvent) -> bool:
         """Pass ``event`` on as if it had arrived (for receivers on other frameworks, after
-        :func:`parse_callback` and :func:`verify_signature`). Returns ``False`` for a task
-        already seen, which is dropped."""
-        if event.task_id in self._seen:
+        :func:`parse_callback` and :func:`verify_signature`). Returns ``False`` for a body
+        already seen for its task, which is dropped."""
+        digest = _digest(event)
+        seen = self._seen.get(event.task_id)
+        if seen is not None:
             self._seen.move_to_end(event.task_id)
-            self.counts["duplicate"] += 1
-            log.debug("dropped a repeated callback for task %s", event.task_id)
-            return False
+            if digest in seen.bodies:
+                self.counts["duplicate"] += 1
+                log.debug("dropped a repeated callback for task %s", event.task_id)
+                return False
+            if len(seen.bodies) >= _MAX_BODIES:
+                self.counts["duplicate"] += 1
+                log.warning(
+                    "dropped a callback for task %s: %d different bodies came already",
+                    event.task_id,
+                    len(seen.bodies),
+                )
+                return False
+            self.counts["conflicting"] += 1
+            log.warning(
+                "callback for task %s has another body than an earlier one; passing it on "
+                "as well (the signature does not cover the body: confirm with record-info)",
+                event.task_id,
+            )
+        else:
+            seen = self._seen[event.task_id] = _Seen()
+            while len(self._seen) > self._remember:
+                self._seen.popitem(last=False)
+        seen.bodies[digest] = event
+        seen.latest = event
         self.counts["accepted"] += 1
-        self._seen[event.task_id] = event
-        while len(self._seen) > self._remember:
-            self._seen.popitem(last=False)
         log.debug("callback for task %s: code %s", event.task_id, event.code)
-        watcher = self._watchers.get(event.task_id)
-        if watcher is not None:
-            watcher[0].set()
+        for arrived in self._watchers.get(event.task_id, ()):
+            arrived.set()
         for stream in list(self._streams):
             stream.offer(event)
         if self._on_event is not None:
@@ -493,6 +619,23 @@ class CallbackReceiver:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         return True
+
+    def _confirm(self, record: TaskRecord) -> None:
+        """Keep ``record`` (a final ``record-info`` answer) on the task's event: the body that
+        agrees with it, or else the latest one (whose :attr:`~CallbackEvent.confirmed` is then
+        ``False``)."""
+        seen = self._seen.get(record.task_id)
+        if seen is None or seen.latest is None:
+            return
+        for digest, event in seen.bodies.items():
+            if _agrees(event, record):
+                seen.confirmed = seen.bodies[digest] = attrs.evolve(event, record=record)
+                return
+        log.warning(
+            "the callback for task %s does not agree with record-info; record-info wins",
+            record.task_id,
+        )
+        seen.confirmed = attrs.evolve(seen.latest, record=record)
 
     @staticmethod
     async def _run_user_code(
@@ -518,29 +661,33 @@ class CallbackReceiver:
         return self.events()
 
     def get(self, task_id: str) -> CallbackEvent | None:
-        """The event received for ``task_id``, if it is among the remembered ones."""
-        return self._seen.get(task_id)
+        """The event received for ``task_id``, if it is among the remembered ones: once a
+        waiting client confirmed it, the event whose body agrees with ``record-info``, with
+        that record in :attr:`~CallbackEvent.record`; before, the latest one received."""
+        seen = self._seen.get(task_id)
+        if seen is None:
+            return None
+        return seen.confirmed or seen.latest
 
     @contextlib.contextmanager
     def watch(self, task_id: str) -> Iterator[asyncio.Event]:
-        """A context manager giving an ``asyncio.Event`` that is set once a callback for
-        ``task_id`` is accepted (at once, if it already was). This is what waiting clients use.
+        """A context manager giving an ``asyncio.Event`` of your own that is set when a
+        callback for ``task_id`` is accepted (at once, if one already was). Clear it to hear
+        of the next one (another body for the same task). This is what waiting clients use.
 
         Example::
 
             with receiver.watch(handle.task_id) as arrived:
                 await arrived.wait()
         """
-        entry = self._watchers.get(task_id)
-        if entry is None:
-            event = asyncio.Event()
-            if task_id in self._seen:
-                event.set()
-            entry = self._watchers[task_id] = (event, [0])
-        entry[1][0] += 1
+        arrived = asyncio.Event()
+        if task_id in self._seen:
+            arrived.set()
+        watchers = self._watchers.setdefault(task_id, [])
+        watchers.append(arrived)
         try:
-            yield entry[0]
+            yield arrived
         finally:
-            entry[1][0] -= 1
-            if entry[1][0] == 0 and self._watchers.get(task_id) is entry:
+            watchers.remove(arrived)
+            if not watchers and self._watchers.get(task_id) is watchers:
                 del self._watchers[task_id]

@@ -224,13 +224,16 @@ class FakeKieServer:
             sent, as when kie.ai gives up on a receiver.
         callback_retry_delay: seconds between the up to 3 retries of a callback that was not
             answered HTTP 200.
+        callback_lead: seconds by which a task's callback comes before ``record-info`` reports
+            the task ended (kie.ai's record-info can lag its own callback); ``0`` agrees at once.
 
     Callbacks: a create with a ``callBackUrl`` gets a background delivery that waits until the
     task's ``TaskScript.seconds`` have passed, ends the task (its ``polls`` no longer count, so
-    ``record-info`` agrees with the callback), and POSTs kie's callback body (see
-    :meth:`callback_payload`) from the server's own HTTP session. :meth:`close` cancels every
-    delivery still pending. ``counts`` gains ``"callback:delivered"``, ``"callback:failed"``
-    (an answer other than 200, retried) and ``"callback:dropped"``.
+    ``record-info`` agrees with the callback, ``callback_lead`` seconds later if set), and
+    POSTs kie's callback body (see :meth:`callback_payload`) from the server's own HTTP
+    session. :meth:`close` cancels every delivery still pending. ``counts`` gains
+    ``"callback:delivered"``, ``"callback:failed"`` (an answer other than 200, retried) and
+    ``"callback:dropped"``.
 
     Result files (``/files/{task_id}/{name}``) are streamed in 64 KiB chunks, never need the
     API key, and can be faulted with ``fail_next("file", ...)``: ``"truncated"`` (the full
@@ -277,6 +280,7 @@ class FakeKieServer:
         callback_retry_delay: float = 0.05,
         extend_extensions: bool = True,
         max_extensions: int | None = None,
+        callback_lead: float = 0.0,
     ) -> None:
         self.api_key = api_key
         self.rate_limit = rate_limit
@@ -316,6 +320,7 @@ class FakeKieServer:
         self.callback_duplicates = callback_duplicates
         self.callback_drop_rate = callback_drop_rate
         self.callback_retry_delay = callback_retry_delay
+        self.callback_lead = callback_lead
         self.files_expired = False
         self.peak_file_streams = 0
         self._file_streams = 0
@@ -883,6 +888,8 @@ class FakeKieServer:
         if delay > 0:
             await asyncio.sleep(delay)
         task["polls_left"] = 0
+        if self.callback_lead > 0:
+            task["ends_at"] = time.monotonic() + self.callback_lead
         if task["completed_wall"] is None:
             task["completed_wall"] = datetime.now(timezone.utc)
         if self._rng.random() < self.callback_drop_rate:
