@@ -793,14 +793,17 @@ class KieClient:
         """Save a finished task's result files in ``dest_dir``; returns their paths in order.
 
         Each file is named ``<task_id>_<i>.<ext>`` (``i`` its position in
-        ``record.result_urls``, the extension from the URL, ``.mp4`` by default) and streamed
-        in 64 KiB chunks to a temporary file in the same directory, checked against
-        ``Content-Length``, then renamed into place: a file under its final name is always
-        complete, and one that exists already is skipped without a request. A link that
-        answers 403, 404 or 410 (expired) is replaced once by a fresh one from
-        :meth:`download_url`; dropped connections and 5xx answers are retried by the client's
-        :class:`RetryPolicy`. Files are fetched with a plain GET: the API key goes only to the
-        API's base URL, never to a file host.
+        ``record.result_urls``, the extension from the URL, ``.mp4`` by default; an id that is
+        not a safe file name as it is gets a short hash, so distinct ids never share a file)
+        and streamed to a temporary file in the same directory (created exclusively, never
+        through a symlink; written off the event loop), checked against ``Content-Length``,
+        then renamed into place: a file under its final name is always complete, and one that
+        exists already is skipped without a request. A link that answers 403, 404 or 410
+        (expired) is replaced once by a fresh one from :meth:`download_url`; dropped
+        connections, 5xx answers and hosts too slow for the client's :class:`DownloadPolicy`
+        are retried by its :class:`RetryPolicy`. Redirects are followed, but never from https
+        to http nor to another scheme. Files are fetched with a plain GET: the API key goes
+        only to the API's base URL, never to a file host.
 
         Raises:
             DownloadError: the record has no result URLs, or a file could not be saved (after
