@@ -565,8 +565,9 @@ class CallbackReceiver:
         )
         response = web.json_response({"code": 408, "msg": "request timeout"}, status=408)
         response.force_close()
-        await response.prepare(request)
-        await response.write_eof()
+        with contextlib.suppress(ConnectionError):  # it may be gone already: nothing to tell
+            await response.prepare(request)
+            await response.write_eof()
         if request.transport is not None:
             request.transport.close()
         return response
