@@ -51,6 +51,7 @@ from aiohttp import web
 
 from . import _fake_kinds as kinds
 from ._client import KieClient
+from ._download import DownloadPolicy
 from ._polling import PollPolicy, RetryPolicy
 
 __all__ = [
@@ -945,6 +946,7 @@ def fast_client(server: FakeKieServer, **kwargs: Any) -> KieClient:
         "rate_limit": None,
         "timeout": 5.0,
         "connect_timeout": 5.0,
+        "download": DownloadPolicy(read_timeout=5.0),
     }
     settings.update(kwargs)
     return KieClient(**settings)
