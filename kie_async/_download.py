@@ -380,10 +380,16 @@ class _PartFile:
             try:
                 await asyncio.wait({pending})
             except asyncio.CancelledError:
-                pending.add_done_callback(lambda _: self._discard_now())
+                pending.add_done_callback(self._discard_after)
                 raise
-        if pending is not None and pending.done() and not pending.cancelled():
-            pending.exception()  # retrieved: a failure here was already raised to the caller
+        if pending is not None:
+            self._discard_after(pending)
+        else:
+            self._discard_now()
+
+    def _discard_after(self, done: asyncio.Future[Any]) -> None:
+        if not done.cancelled():
+            done.exception()  # retrieved: a failure there was raised to the caller, if any
         self._discard_now()
 
 
