@@ -41,3 +41,21 @@ def test_runtime_dependencies_are_the_four_agreed_ones() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     names = {re.split(r"[<>=!~ \[]", dep, maxsplit=1)[0] for dep in project["dependencies"]}
     assert names == {"aiohttp", "attrs", "cattrs", "backoff"}
+
+
+def test_ci_runs_every_check_after_the_tests() -> None:
+    """.ci/run runs ruff (lint and format), mypy --strict and both Sphinx builds after the tests,
+    and treats pytest's exit status 5 (no tests) as a failure."""
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    test_command = next(c for c in _readme_commands() if "pytest" in c)
+    after = ci[ci.index(test_command) + len(test_command) :]
+    for check in (
+        "ruff check .",
+        "ruff format --check .",
+        "mypy --strict",
+        "sphinx-build -W --keep-going -q -b html docs",
+        "sphinx-build -W -q -b doctest docs",
+    ):
+        assert check in after, check
+    assert '"$status" -eq 5' in after
+    assert "exit 1" in after
