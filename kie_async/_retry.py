@@ -1,25 +1,30 @@
 """Sleeping between attempts: the only module that knows the ``backoff`` package.
 
 backoff is unmaintained upstream, so it stays behind :func:`retry_call` and :func:`poll_until`,
-and no backoff name appears anywhere else. Its loggers are switched off; we log retries ourselves
-at DEBUG.
+and no backoff name appears anywhere else. Only its wait generator ``backoff.expo`` is used,
+for the exponential growth of a :class:`Schedule`; the loops that retry and poll are our own.
+backoff's decorators (``on_exception``, ``on_predicate``) are not used: they call
+``asyncio.iscoroutinefunction``, which Python 3.14 deprecates, so under warnings-as-errors every
+retry and every wait would fail there (docs/reliability.md says more).
+
+Retries are logged here: at DEBUG, and the first retry after a connection failure also as a WARNING
+that says what failed and when the next try is.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
-import inspect
+import itertools
 import logging
 import random
-from collections.abc import Awaitable, Callable, Generator
+import time
+from collections.abc import Awaitable, Callable, Generator, Iterator
 from typing import TypeVar
 
 import attrs
 import backoff as _bo
-from backoff.types import Details
 
-from ._errors import KieError
+from ._errors import KieError, TransportError
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -65,18 +70,40 @@ def next_delay(schedule: Schedule, base: float, failure: object, rng: random.Ran
     return delay
 
 
+def _bases(schedule: Schedule) -> Iterator[float]:
+    """The un-jittered delays: ``initial`` times ``factor`` per step, then ``cap`` for ever.
+
+    backoff's ``expo`` computes ``factor ** n`` at every step, which overflows a float after a
+    few thousand steps (a long wait): it is only asked until it reaches the cap.
+    """
+    if schedule.initial <= 0 or schedule.cap <= 0:
+        return itertools.repeat(0.0)
+    expo = _bo.expo(base=schedule.factor, factor=schedule.initial, max_value=schedule.cap)
+    next(expo)  # backoff's wait generators are primed with one send(None)
+    if schedule.factor <= 1:
+        # Never grows (factor 1): the first value for ever, without computing powers.
+        return itertools.repeat(float(next(expo)))
+    growing = itertools.takewhile(lambda base: base < schedule.cap, expo)
+    return itertools.chain(growing, itertools.repeat(float(schedule.cap)))
+
+
 def delays(schedule: Schedule, rng: random.Random) -> Generator[float, object, None]:
-    """A backoff wait generator; backoff sends it each failure (or polled value) in turn."""
-    sent = yield 0.0  # backoff primes the generator with send(None) and ignores this value
-    base = schedule.initial
-    while True:
-        delay = next_delay(schedule, base, sent, rng)
-        if base < schedule.cap:
-            base *= schedule.factor
-        sent = yield delay
+    """The delays of ``schedule``, jittered; send each failure (or polled value) to get the
+    delay after it. Prime it with ``send(None)`` first (its answer means nothing)."""
+    sent = yield 0.0
+    for base in _bases(schedule):
+        sent = yield next_delay(schedule, base, sent, rng)
 
 
 rng = random.Random()
+
+
+def _warn_unreachable(exc: KieError, wait: float, what: str, retry: str) -> None:
+    log.warning("kie.ai unreachable, %s in %s s (%s: %s)", retry, _seconds(wait), what, exc)
+
+
+def _seconds(wait: float) -> str:
+    return f"{wait:.2g}" if wait < 10 else f"{wait:.0f}"
 
 
 async def retry_call(
@@ -90,52 +117,38 @@ async def retry_call(
 ) -> T:
     """Await ``attempt()``, retrying a :class:`KieError` that ``should_retry`` accepts.
 
-    At most ``max_retries`` retries; the last failure is raised as it is.
+    At most ``max_retries`` retries; the last failure is raised as it is. The first retry of a
+    network failure is logged as a WARNING (``kie.ai unreachable, retry 1/5 in 2 s (...)``),
+    the others at DEBUG.
     """
-    if max_retries <= 0:
-        return await attempt()
-    # Most calls succeed at once, and building backoff's decorator costs about as much as a
-    # loopback request: try once without it. A failure worth retrying is replayed into backoff
-    # as its first attempt, so the delays, the retry count and the logging are unchanged.
-    try:
-        return await attempt()
-    except KieError as exc:
-        if not should_retry(exc):
-            raise
-        first_failure: KieError | None = exc
-
-    async def replay() -> T:
-        nonlocal first_failure
-        if first_failure is not None:
-            failure, first_failure = first_failure, None
-            raise failure
-        return await attempt()
-
-    def backing_off(details: Details) -> None:
-        exc = details["exception"]  # type: ignore[typeddict-item]
-        log.debug(
-            "retrying %s in %.2fs (attempt %d of %d) after: %s",
-            what,
-            details["wait"],
-            details["tries"],
-            max_retries + 1,
-            exc,
-        )
-        if on_retry is not None:
-            on_retry(exc, details["wait"])
-
-    decorate = _bo.on_exception(
-        functools.partial(delays, schedule, rng),
-        KieError,
-        max_tries=max_retries + 1,
-        giveup=lambda exc: not (isinstance(exc, KieError) and should_retry(exc)),
-        on_backoff=backing_off,
-        jitter=None,
-        logger=None,
-        raise_on_giveup=True,
-    )
-    retrying: Callable[[], Awaitable[T]] = decorate(replay)
-    return await retrying()
+    waits: Generator[float, object, None] | None = None  # built on the first failure only
+    warned = False
+    tries = 0
+    while True:
+        tries += 1
+        try:
+            return await attempt()
+        except KieError as exc:
+            if tries > max_retries or not should_retry(exc):
+                raise
+            if waits is None:
+                waits = delays(schedule, rng)
+                waits.send(None)
+            wait = waits.send(exc)
+            if isinstance(exc, TransportError) and not warned:
+                warned = True
+                _warn_unreachable(exc, wait, what, f"retry {tries}/{max_retries}")
+            log.debug(
+                "retrying %s in %.2fs (attempt %d of %d) after: %s",
+                what,
+                wait,
+                tries,
+                max_retries + 1,
+                exc,
+            )
+            if on_retry is not None:
+                on_retry(exc, wait)
+            await asyncio.sleep(wait)
 
 
 async def poll_until(
@@ -149,28 +162,27 @@ async def poll_until(
     """Await ``fetch()`` until ``done(value)``, sleeping per ``schedule`` between calls.
 
     The first call is immediate. After ``max_time`` seconds the last value is returned even if
-    not done: the caller decides what a give-up means.
+    not done: the caller decides what a give-up means. No sleep runs past ``max_time``. The
+    first value that is a network failure (:class:`TransportError`) is logged as a WARNING.
     """
-    # One wait per call: a bulk run does not come here (its poller schedules every task from
-    # one heap with next_delay), so building backoff's decorator per wait costs nothing that
-    # matters. backoff needs a coroutine function to await it.
-    if not inspect.iscoroutinefunction(fetch):
-        raise TypeError("poll_until() needs an async def function")
-
-    def backing_off(details: Details) -> None:
+    start = time.monotonic()
+    waits = delays(schedule, rng)
+    waits.send(None)
+    warned = False
+    while True:
+        elapsed = time.monotonic() - start
+        value = await fetch()
+        if done(value) or (max_time is not None and elapsed >= max_time):
+            return value
+        wait = waits.send(value)
+        if max_time is not None:
+            wait = min(wait, max_time - elapsed)
+        if isinstance(value, TransportError) and not warned:
+            warned = True
+            _warn_unreachable(value, wait, "poll", "polling again")
         if on_wait is not None:
-            on_wait(details["value"], details["wait"])
-
-    decorate = _bo.on_predicate(
-        functools.partial(delays, schedule, rng),
-        lambda value: not done(value),
-        max_time=max_time,
-        on_backoff=backing_off,
-        jitter=None,
-        logger=None,
-    )
-    polling: Callable[[], Awaitable[R]] = decorate(fetch)
-    return await polling()
+            on_wait(value, wait)
+        await asyncio.sleep(wait)
 
 
 async def within(awaitable: Awaitable[R], seconds: float | None) -> R | None:
