@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -59,3 +63,71 @@ def test_ci_runs_every_check_after_the_tests() -> None:
         assert check in after, check
     assert '"$status" -eq 5' in after
     assert "exit 1" in after
+
+
+def _pyproject() -> dict[str, Any]:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+
+
+def test_developer_tools_are_dependency_groups_not_extras() -> None:
+    """Users see only the cli and redis extras; test, typecheck, lint, docs and bench are PEP 735
+    dependency groups."""
+    pyproject = _pyproject()
+    assert set(pyproject["project"]["optional-dependencies"]) <= {"cli", "redis"}
+    assert {"test", "typecheck", "lint", "docs", "bench"} <= set(pyproject["dependency-groups"])
+
+
+def test_project_urls_name_source_issues_changelog_and_docs() -> None:
+    """PyPI's sidebar links to the source, the issues, the changelog and the documentation."""
+    urls = _pyproject()["project"]["urls"]
+    assert {"Source", "Issues", "Changelog", "Documentation"} <= set(urls)
+
+
+def test_sdist_manifest_ships_what_the_tests_need() -> None:
+    """MANIFEST.in puts the tests (all of tests/), the docs, the noxfile and CI's scripts in the
+    sdist (.ci/sdist-tests runs the suite from one), and the wheel still holds only kie_async."""
+    manifest = (ROOT / "MANIFEST.in").read_text(encoding="utf-8").splitlines()
+    for line in ("graft tests", "graft docs", "include noxfile.py", "graft .ci"):
+        assert line in manifest, line
+    assert _pyproject()["tool"]["setuptools"]["packages"]["find"]["include"] == ["kie_async*"]
+
+
+_NOX_PROBE = """
+import importlib.util, json, sys
+spec = importlib.util.spec_from_file_location("noxfile", "noxfile.py")
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+import nox
+print(json.dumps({
+    "error_on_missing": nox.options.error_on_missing_interpreters,
+    "pythons": module.PYTHONS,
+    "newest": module.NEWEST,
+    "oldest": module.OLDEST,
+}))
+"""
+
+
+@pytest.mark.parametrize(("ci", "errors"), [("true", True), ("1", True), (None, False)])
+def test_nox_fails_missing_interpreters_under_ci_only(ci: str | None, errors: bool) -> None:
+    """Under CI a nox session without its interpreter fails the run instead of being skipped,
+    and the one-interpreter sessions pick a Python that is installed (this one, at least)."""
+    env = {k: v for k, v in os.environ.items() if k != "CI"}
+    if ci is not None:
+        env["CI"] = ci
+    probe = subprocess.run(
+        [sys.executable, "-c", _NOX_PROBE],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    facts = json.loads(probe.stdout)
+    assert facts["error_on_missing"] is errors
+    here = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    assert here in facts["pythons"]
+    assert facts["newest"] in facts["pythons"] and facts["oldest"] in facts["pythons"]
+    # The running Python is installed, so neither may be newer/older than it and missing.
+    versions = [tuple(map(int, v.split("."))) for v in (facts["oldest"], here, facts["newest"])]
+    assert versions == sorted(versions)
