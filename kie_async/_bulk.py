@@ -72,7 +72,9 @@ class ExtendOutcome:
         request: the :class:`ExtendRequest`.
         kind: how it ended (:class:`OutcomeKind`).
         task_id: the kie.ai task id, if a task was created (keep it: you can re-attach).
-        record: the final :class:`TaskRecord`, if known.
+        record: the final :class:`TaskRecord`, if known (``None`` for a create that failed;
+            a failed or timed-out task's last record otherwise). Use :attr:`result` for the
+            record of a success, typed without ``None``.
         error: why it did not succeed.
         from_journal: ``True`` when the journal already held this final outcome and nothing
             was sent this run.
@@ -87,8 +89,30 @@ class ExtendOutcome:
 
     @property
     def ok(self) -> bool:
-        """True when the task succeeded."""
+        """True when the task succeeded (then :attr:`result` is its record)."""
         return self.kind is OutcomeKind.SUCCEEDED
+
+    @property
+    def result(self) -> TaskRecord:
+        """The final :class:`TaskRecord` of a request that succeeded; typed, unlike
+        :attr:`record`, without ``None``.
+
+        Raises:
+            KieError: the outcome's :attr:`error`, as ``concurrent.futures.Future.result()``
+                does, when the request did not succeed.
+            LookupError: no record is known (a success read back from a journal whose record
+                was unreadable).
+
+        Example::
+
+            if outcome.ok:
+                print(outcome.task_id, outcome.result.result_urls)
+        """
+        if self.ok and self.record is not None:
+            return self.record
+        if self.error is not None:
+            raise self.error
+        raise LookupError(f"no task record for {self.request.describe()} ({self.kind.value})")
 
 
 @attrs.frozen

@@ -21,7 +21,7 @@ from collections.abc import (
 )
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -196,6 +196,10 @@ class _FileAnswer:
             if not chunk:
                 return
             yield chunk
+
+
+# Self for subclasses (typing.Self is 3.11+, and typing_extensions is no dependency).
+_KieClientT = TypeVar("_KieClientT", bound="KieClient")
 
 
 class KieClient:
@@ -405,7 +409,7 @@ class KieClient:
         self._callbacks = receiver
         self._callback_url = callback_url
 
-    async def __aenter__(self) -> KieClient:
+    async def __aenter__(self: _KieClientT) -> _KieClientT:
         self._ensure_session()
         return self
 

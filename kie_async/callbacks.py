@@ -42,7 +42,7 @@ import logging
 import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 from aiohttp import ClientPayloadError, web
@@ -316,6 +316,10 @@ class _EventStream:
         self._owner._streams.discard(self)
 
 
+# Self for subclasses (typing.Self is 3.11+, and typing_extensions is no dependency).
+_CallbackReceiverT = TypeVar("_CallbackReceiverT", bound="CallbackReceiver")
+
+
 class CallbackReceiver:
     """Receives kie.ai's callback POSTs and hands each finished task to your code, once per
     distinct body.
@@ -489,7 +493,7 @@ class CallbackReceiver:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
 
-    async def __aenter__(self) -> CallbackReceiver:
+    async def __aenter__(self: _CallbackReceiverT) -> _CallbackReceiverT:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:

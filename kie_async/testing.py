@@ -43,7 +43,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import attrs
@@ -194,6 +194,10 @@ def _envelope(code: int, msg: str, data: Any = None) -> dict[str, Any]:
     return {"code": code, "msg": msg, "data": data}
 
 
+# Self for subclasses (typing.Self is 3.11+, and typing_extensions is no dependency).
+_FakeKieServerT = TypeVar("_FakeKieServerT", bound="FakeKieServer")
+
+
 class FakeKieServer:
     """A fake kie.ai on ``127.0.0.1`` (an ephemeral port); an async context manager.
 
@@ -330,7 +334,7 @@ class FakeKieServer:
 
     # -- lifecycle -----------------------------------------------------------------------------
 
-    async def __aenter__(self) -> FakeKieServer:
+    async def __aenter__(self: _FakeKieServerT) -> _FakeKieServerT:
         await self.start()
         return self
 

@@ -345,3 +345,18 @@ async def test_credits_are_an_exact_decimal(kie: KieClient, server: FakeKieServe
     """The balance keeps its fractional digits exactly (60.62 stays 60.62)."""
     server.credits = Decimal("60.62")
     assert await kie.credits() == Decimal("60.62")
+
+
+async def test_outcome_result_is_the_record_or_raises_the_error(
+    kie: KieClient, server: FakeKieServer
+) -> None:
+    """outcome.result is the record of a success, and raises the outcome's error otherwise."""
+    server.answer_next("create", 400, "bad prompt")
+    outcomes = await collect(kie, make_requests(2), concurrency=1)
+    good = next(o for o in outcomes if o.ok)
+    bad = next(o for o in outcomes if not o.ok)
+    assert good.result is good.record and good.result.task_id == good.task_id
+    assert bad.error is not None
+    with pytest.raises(type(bad.error)) as caught:
+        bad.result  # noqa: B018
+    assert caught.value is bad.error

@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -131,3 +132,14 @@ def test_nox_fails_missing_interpreters_under_ci_only(ci: str | None, errors: bo
     # The running Python is installed, so neither may be newer/older than it and missing.
     versions = [tuple(map(int, v.split("."))) for v in (facts["oldest"], here, facts["newest"])]
     assert versions == sorted(versions)
+
+
+def test_readme_python_examples_are_the_ones_mypy_checks() -> None:
+    """Every python block of the README appears unchanged (indented as a function body) in
+    tests/typing/readme_examples.py, which mypy --strict checks."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"^```python\n(.*?)^```", readme, flags=re.S | re.M)
+    checked = (ROOT / "tests" / "typing" / "readme_examples.py").read_text(encoding="utf-8")
+    assert len(blocks) >= 2
+    for block in blocks:
+        assert textwrap.indent(block, "    ") in checked, block

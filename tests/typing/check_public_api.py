@@ -128,6 +128,9 @@ async def use_client(session: aiohttp.ClientSession) -> list[str]:
         async for outcome in stream:
             ok: bool = outcome.ok
             request: ExtendRequest = outcome.request
+            if outcome.ok:
+                succeeded: TaskRecord = outcome.result
+                assert succeeded.result_urls
             assert ok or request
         assert last or again or balance or link or base or limit
     await kie.aclose()
@@ -172,3 +175,16 @@ async def use_kinds(kie: KieClient) -> list[str]:
     described: str = UpscaleRequest("t", 0).describe() + VaryRequest("t", 0).fingerprint()
     assert body and batch and urls and kind and media and up and varied and any_kind
     return [described, TaskKind.GENERATE.value]
+
+
+class MyClient(KieClient):
+    """A subclass keeps its type through ``async with`` (``__aenter__`` returns Self)."""
+
+
+async def subclass_keeps_its_type(server: FakeKieServer) -> None:
+    async with MyClient(server.api_key, base_url=server.url) as mine:
+        kept: MyClient = mine
+        assert kept
+    async with FakeKieServer() as fake:
+        same: FakeKieServer = fake
+        assert same
