@@ -32,13 +32,14 @@ import attrs
 
 from ._bulk import ExtendOutcome, OutcomeKind
 from ._cli_jobs import Job, Sink, _ResultsWriter, _status_name, parse_jobs
-from ._cli_progress import _is_terminal, _open_display
+from ._cli_progress import _is_terminal, _open_display, first_estimate
 from ._client import KieClient
 from ._errors import (
     ConfigurationError,
     DownloadError,
     KieError,
     TaskFailedError,
+    TaskNotFoundError,
     TaskTimeoutError,
     ValidationError,
 )
@@ -96,6 +97,8 @@ class Context:
             "api_key": _api_key(self.args.api_key_file),
             "base_url": self.args.base_url,
         }
+        if self.args.allow_insecure_http:
+            options["allow_insecure_http"] = True
         options.update(self.client_options)
         options.update(settings)
         return KieClient(**options)
@@ -121,6 +124,47 @@ def _api_key(path: str | None) -> str:
 
 class _InputError(Exception):
     """Bad input to a command (a file that cannot be read or written): exit status 2."""
+
+
+#: How the library's settings and arguments are spelled on the command line.
+_FLAGS = {
+    "base_url": "--base-url",
+    "task_id": "TASK_ID",
+    "index": "--index",
+    "prompt": "--prompt",
+    "mode": "--mode",
+    "watermark": "--watermark",
+    "callback_url": "--callback-url",
+    "rate_limit": "--rate-limit",
+    "concurrency": "--concurrency",
+    "timeout": "--timeout",
+}
+
+#: Python spellings in the library's messages, and what a command-line user types instead.
+_PYTHON_WORDS = {
+    "allow_insecure_http=True": "--allow-insecure-http",
+    "KieClient(api_key=...)": "--api-key-file PATH",
+    "KieClient(base_url=...)": "--base-url URL",
+}
+
+
+def _in_cli_words(exc: ConfigurationError | ValidationError) -> str:
+    """A configuration or input error as a command-line user reads it: flags, not Python
+    arguments, and the setting named once (``--base-url: ...``; nothing for the API key, whose
+    message says what to do)."""
+    name, reason = (
+        (exc.setting, exc.reason)
+        if isinstance(exc, ConfigurationError)
+        else (
+            exc.field,
+            exc.reason,
+        )
+    )
+    for python, flag in _PYTHON_WORDS.items():
+        reason = reason.replace(python, flag)
+    if name == "api_key":
+        return reason
+    return f"{_FLAGS.get(name, name)}: {reason}"
 
 
 # -- jobs files ---------------------------------------------------------------------------------
@@ -193,7 +237,11 @@ async def execute_bulk(
     """
     by_request = {id(job.request): job for job in jobs}
     tally = Tally(total=len(jobs))
-    display = _open_display(ctx.err, len(jobs), interval)
+    limit = client.rate_limit
+    estimate = first_estimate(
+        limit.requests / limit.per if limit is not None else None, client.poll_policy.interval
+    )
+    display = _open_display(ctx.err, len(jobs), interval, estimate)
     started = time.monotonic()
     try:
         async with display:
@@ -334,7 +382,7 @@ async def _await_task(
 def _add_extend(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("task_id", metavar="TASK_ID", help="the original video record's task id")
     parser.add_argument(
-        "--index", type=int, required=True, help="which video of the record, 0-based (0..3)"
+        "--index", type=int, default=0, help="which video of the record, 0 to 3 (0)"
     )
     parser.add_argument("--prompt", help="what happens next (manual mode); at most 2000 chars")
     parser.add_argument(
@@ -632,7 +680,25 @@ class Command:
     help: str
     configure: Callable[[argparse.ArgumentParser], None]
     run: Callable[[Context, argparse.Namespace], Awaitable[int]]
+    #: The longer text of ``COMMAND --help`` (default: ``help``).
+    description: str | None = None
+    #: False for a command that never calls kie.ai: its help shows no key or URL options.
+    talks_to_kie: bool = True
 
+
+_BULK_HELP = """\
+Extend every job of a jobs file, at most --concurrency at once and within kie.ai's rate
+limit, and print a summary. Exit status 1 unless every job succeeded.
+
+The jobs file (JOBS.jsonl) holds one JSON object per line; blank lines and lines starting
+with # are skipped. A line:
+
+  {"task_id": "ee603959", "index": 0, "prompt": "The camera pulls back", "key": "shot-1"}
+
+task_id (the original video record) and index (0 to 3) are required. Optional: prompt (what
+happens next; without one the model continues), mode ("manual" or "auto"), watermark,
+callback_url, and key (your own name for the job, kept in the journal and the results).
+Every line is checked before anything is sent."""
 
 #: The subcommands, in the order ``--help`` lists them.
 COMMANDS: dict[str, Command] = {
@@ -640,9 +706,13 @@ COMMANDS: dict[str, Command] = {
     "status": Command("show a task's current status (one query)", _add_task_id, _status),
     "wait": Command("wait for a task to finish and show its result", _add_wait, _wait),
     "credits": Command("show the account's remaining credits", _add_nothing, _credits),
-    "bulk": Command("extend every job of a JSON-lines file", _add_bulk, _bulk),
+    "bulk": Command(
+        "extend every job of a JSON-lines file", _add_bulk, _bulk, description=_BULK_HELP
+    ),
     "download": Command("save a finished task's videos in a directory", _add_download, _download),
-    "demo": Command("a bulk run against a local fake kie.ai (no key)", _add_demo, _demo),
+    "demo": Command(
+        "a bulk run against a local fake kie.ai (no key)", _add_demo, _demo, talks_to_kie=False
+    ),
 }
 
 
@@ -687,10 +757,23 @@ configuration error (nothing was sent); 130 interrupted.
 The API key comes from --api-key-file or the KIE_API_KEY environment variable."""
 
 
-def _add_global_options(parser: argparse.ArgumentParser) -> None:
+def _add_global_options(parser: argparse.ArgumentParser, *, talks_to_kie: bool = True) -> None:
     # Accepted before and after the subcommand. SUPPRESS keeps a subparser from overwriting a
     # value given before it; each parser gets its own actions, as argparse shares defaults
-    # between a parent parser's actions and its children.
+    # between a parent parser's actions and its children. A command that never calls kie.ai
+    # (the demo) shows only -v.
+    if talks_to_kie:
+        _add_connection_options(parser)
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="log every request (DEBUG) to stderr",
+    )
+
+
+def _add_connection_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--api-key-file",
         metavar="PATH",
@@ -704,11 +787,10 @@ def _add_global_options(parser: argparse.ArgumentParser) -> None:
         help="the API root (default: KIE_BASE_URL or https://api.kie.ai)",
     )
     parser.add_argument(
-        "-v",
-        "--verbose",
+        "--allow-insecure-http",
         action="store_true",
         default=argparse.SUPPRESS,
-        help="log every request (DEBUG) to stderr",
+        help="accept a plain http:// --base-url that is not loopback (sends the key in clear)",
     )
 
 
@@ -722,12 +804,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_global_options(parser)
     parser.add_argument("--version", action="version", version=f"kie-async {__version__}")
-    parser.set_defaults(api_key_file=None, base_url=None, verbose=False)
+    parser.set_defaults(api_key_file=None, base_url=None, allow_insecure_http=False, verbose=False)
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", dest="command")
     commands.required = True
     for name, command in COMMANDS.items():
-        sub = commands.add_parser(name, help=command.help, description=command.help)
-        _add_global_options(sub)
+        sub = commands.add_parser(
+            name,
+            help=command.help,
+            description=command.description or command.help,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        _add_global_options(sub, talks_to_kie=command.talks_to_kie)
         command.configure(sub)
         sub.set_defaults(run=command.run)
     return parser
@@ -790,9 +877,16 @@ async def run(
     with _logging(args.verbose):
         try:
             result: int = await args.run(ctx, args)
-        except (ConfigurationError, ValidationError, _InputError) as exc:
+        except (ConfigurationError, ValidationError) as exc:
+            ctx.error(_in_cli_words(exc))
+            return EXIT_USAGE
+        except _InputError as exc:
             ctx.error(str(exc))
             return EXIT_USAGE
+        except TaskNotFoundError:
+            task_id = getattr(args, "task_id", None)
+            ctx.error(f"no such task: kie.ai knows no task with the id {task_id}")
+            return EXIT_FAILED
         except TaskTimeoutError as exc:
             ctx.error(str(exc))
             ctx.note(f"the task may still finish: kie-async wait {exc.task_id}")

@@ -4,11 +4,28 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import TextIO
 
 from ._bulk import Progress
 
 INSTALL_HINT = "pip install 'kie-async[cli]'"
+
+#: Seconds left at the earliest, before any task has finished: from the rate limit and the
+#: poll schedule (:func:`first_estimate`).
+Estimate = Callable[[Progress, int], float]
+
+
+def first_estimate(creates_per_second: float | None, first_poll: float) -> Estimate:
+    """The earliest the run can end, before any task has finished: the creates still to send
+    at the rate limit (``None``: no limit), then one poll interval for the last of them."""
+
+    def estimate(progress: Progress, total: int) -> float:
+        unsent = max(total - progress.submitted - progress.failed - progress.uncertain, 0)
+        sending = unsent / creates_per_second if creates_per_second else 0.0
+        return sending + first_poll
+
+    return estimate
 
 
 def _clock(seconds: float) -> str:
@@ -18,19 +35,24 @@ def _clock(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
-def _pace(progress: Progress, total: int, elapsed: float) -> tuple[str, str]:
-    """The finishing rate and the estimated time left, as text."""
+def _pace(
+    progress: Progress, total: int, elapsed: float, estimate: Estimate | None = None
+) -> tuple[str, str]:
+    """The finishing rate and the estimated time left, as text; before the first task ends,
+    the earliest end from ``estimate`` (``>=0:18``), when there is one."""
     if progress.done >= total:
         return f"{total / elapsed:.1f}/s" if elapsed > 0 else "-", "0:00"
     if progress.done == 0 or elapsed <= 0:
-        return "-", "?"
+        return "-", ">=" + _clock(estimate(progress, total)) if estimate is not None else "?"
     rate = progress.done / elapsed
     return f"{rate:.1f}/s", _clock((total - progress.done) / rate)
 
 
-def progress_line(progress: Progress, total: int, elapsed: float) -> str:
+def progress_line(
+    progress: Progress, total: int, elapsed: float, estimate: Estimate | None = None
+) -> str:
     """One plain progress line, e.g. ``[2.1s] done 12/36 · submitted 30 · ... · ETA 0:04``."""
-    rate, eta = _pace(progress, total, elapsed)
+    rate, eta = _pace(progress, total, elapsed, estimate)
     stamp = f"{elapsed:.1f}s" if elapsed < 60 else _clock(elapsed)
     return (
         f"[{stamp}] done {progress.done}/{total} · submitted {progress.submitted} · "
@@ -42,10 +64,13 @@ def progress_line(progress: Progress, total: int, elapsed: float) -> str:
 class _Display:
     """Shows a bulk run's progress while it runs; refreshed by a ticker every ``interval``."""
 
-    def __init__(self, stream: TextIO, total: int, interval: float) -> None:
+    def __init__(
+        self, stream: TextIO, total: int, interval: float, estimate: Estimate | None = None
+    ) -> None:
         self.stream = stream
         self.total = total
         self.interval = interval
+        self.estimate = estimate
         self.latest = Progress()
         self.started = time.monotonic()
         self._ticker: asyncio.Future[None] | None = None
@@ -90,8 +115,10 @@ class _PlainDisplay(_Display):
 
     QUIET_INTERVALS = 6
 
-    def __init__(self, stream: TextIO, total: int, interval: float) -> None:
-        super().__init__(stream, total, interval)
+    def __init__(
+        self, stream: TextIO, total: int, interval: float, estimate: Estimate | None = None
+    ) -> None:
+        super().__init__(stream, total, interval, estimate)
         self._shown: Progress | None = None
         self._shown_at = time.monotonic()
 
@@ -106,14 +133,15 @@ class _PlainDisplay(_Display):
     def _show(self) -> None:
         self._shown = self.latest
         self._shown_at = time.monotonic()
-        print(progress_line(self.latest, self.total, self.elapsed), file=self.stream, flush=True)
+        line = progress_line(self.latest, self.total, self.elapsed, self.estimate)
+        print(line, file=self.stream, flush=True)
 
 
 class _BarDisplay(_Display):
     """A live ``rich`` progress bar on a terminal. Raises ImportError without ``rich``."""
 
-    def __init__(self, stream: TextIO, total: int) -> None:
-        super().__init__(stream, total, interval=0.2)
+    def __init__(self, stream: TextIO, total: int, estimate: Estimate | None = None) -> None:
+        super().__init__(stream, total, interval=0.2, estimate=estimate)
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, TextColumn
         from rich.progress import Progress as Bar
@@ -134,7 +162,7 @@ class _BarDisplay(_Display):
 
     def refresh(self) -> None:
         p = self.latest
-        rate, eta = _pace(p, self.total, self.elapsed)
+        rate, eta = _pace(p, self.total, self.elapsed, self.estimate)
         failed = f"[red]failed {p.failed}[/]" if p.failed else "failed 0"
         uncertain = f" · [yellow]uncertain {p.uncertain}[/]" if p.uncertain else ""
         counts = f"submitted {p.submitted} · running {p.running} · {failed}{uncertain}"
@@ -155,11 +183,13 @@ def _is_terminal(stream: TextIO) -> bool:
         return False
 
 
-def _open_display(stream: TextIO, total: int, interval: float) -> _Display:
+def _open_display(
+    stream: TextIO, total: int, interval: float, estimate: Estimate | None = None
+) -> _Display:
     """A bar on a terminal (if ``rich`` is installed), plain lines otherwise."""
     if _is_terminal(stream):
         try:
-            return _BarDisplay(stream, total)
+            return _BarDisplay(stream, total, estimate)
         except ImportError:
             print(f"(for a live progress bar: {INSTALL_HINT})", file=stream, flush=True)
-    return _PlainDisplay(stream, total, interval)
+    return _PlainDisplay(stream, total, interval, estimate)

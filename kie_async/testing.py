@@ -983,24 +983,75 @@ async def _serve_forever(args: argparse.Namespace) -> None:
     print(json.dumps(dict(server.counts), sort_keys=True), flush=True)  # noqa: T201
 
 
+_MAIN_HELP = """\
+Run a fake kie.ai on this machine until interrupted, for trying a client without a key:
+
+  python -m kie_async.testing --port 8765
+
+The first line on standard output is the server's URL (pass it as the client's base URL).
+On SIGTERM it stops and prints its counts ("create", "poll", "rejected:429", ...) as one
+JSON object on a last line; Ctrl-C just stops it."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m kie_async.testing",
+        description=_MAIN_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="the address to listen on (127.0.0.1: loopback)"
+    )
+    parser.add_argument(
+        "--port", type=int, default=0, help="the port to listen on (0: a free one, printed)"
+    )
+    parser.add_argument(
+        "--api-key",
+        default=DEFAULT_API_KEY,
+        metavar="KEY",
+        help=f"the key clients must send as 'Authorization: Bearer KEY' ({DEFAULT_API_KEY})",
+    )
+    parser.add_argument(
+        "--rate-limit",
+        metavar="N/SECONDS",
+        help="refuse creates beyond N per SECONDS with 429, as kie.ai does, e.g. 20/10 "
+        "(default: no limit)",
+    )
+    parser.add_argument(
+        "--polls",
+        type=int,
+        default=0,
+        metavar="N",
+        help="polls that answer 'generating' before each task ends (0)",
+    )
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="seconds after its creation before each task ends (0)",
+    )
+    parser.add_argument(
+        "--refuse-reextend",
+        action="store_true",
+        help="refuse (422) to extend a video that is itself an extension's result",
+    )
+    parser.add_argument(
+        "--max-extensions",
+        type=int,
+        metavar="N",
+        help="refuse (422) an extension making a chain of more than N (default: no limit)",
+    )
+    return parser
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run a fake kie.ai until interrupted: ``python -m kie_async.testing --port 8765``.
 
     The first line on stdout is the server's URL. On SIGTERM it stops and prints its counts
     (``"create"``, ``"poll"``, ``"rejected:429"``, ...) as one JSON object on a last line.
     """
-    parser = argparse.ArgumentParser(prog="python -m kie_async.testing", description=main.__doc__)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--api-key", default=DEFAULT_API_KEY)
-    parser.add_argument("--rate-limit", help="e.g. 20/10 for 20 creates per 10 seconds")
-    parser.add_argument("--polls", type=int, default=0, help="polls before each task ends")
-    parser.add_argument("--seconds", type=float, default=0.0, help="seconds before a task ends")
-    parser.add_argument(
-        "--refuse-reextend", action="store_true", help="refuse to extend an extension's result"
-    )
-    parser.add_argument("--max-extensions", type=int, help="refuse longer chains of extensions")
-    args = parser.parse_args(argv)
+    args = _parser().parse_args(argv)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_serve_forever(args))
 

@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from kie_async import PollPolicy, RetryPolicy
-from kie_async._cli import main, parse_jobs, run
-from kie_async._cli_progress import INSTALL_HINT
+from kie_async import PollPolicy, Progress, RetryPolicy
+from kie_async._cli import Context, build_parser, main, parse_jobs, run
+from kie_async._cli_progress import INSTALL_HINT, first_estimate, progress_line
 from kie_async.testing import FakeKieServer, TaskScript
 
 KEY = "kie-sk-7f3c9a1e-DISTINCTIVE-0042"
@@ -303,8 +303,8 @@ async def test_extend_rejects_bad_input_with_exit_2(
     assert await cli(server, "extend", "src", "--index", "7", "--prompt", "x") == 2
     assert await cli(server, "extend", "src", "--index", "0", "--mode", "manual") == 2
     err = capsys.readouterr().err
-    assert "error: index: 7 is out of range" in err
-    assert "error: prompt: manual extension needs a non-blank prompt" in err
+    assert "error: --index: 7 is out of range" in err
+    assert "error: --prompt: manual extension needs a non-blank prompt" in err
     assert server.requests == []
 
 
@@ -349,10 +349,12 @@ async def test_wait_timeout_exits_1_with_a_hint(
 async def test_sdk_errors_are_one_line_without_traceback(
     server: FakeKieServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """An unknown task is one 'error:' line (exit 1), no traceback."""
+    """An unknown task is one 'error:' line (exit 1) saying there is no such task, no
+    traceback and no raw kie.ai code."""
     assert await cli(server, "status", "no-such-task") == 1
     err = capsys.readouterr().err
-    assert err.startswith("error: kie.ai error 422")
+    assert err.startswith("error: no such task: kie.ai knows no task with the id no-such-task")
+    assert "422" not in err and "recordInfo" not in err
     assert err.count("\n") == 1
     assert "Traceback" not in err
 
@@ -523,3 +525,114 @@ async def test_ctrl_c_stops_bulk_and_the_journal_lets_a_rerun_finish(
         assert await cli(server, "bulk", str(jobs), "--journal", str(journal)) == 0
     assert server.counts["create"] == 4
     assert re.search(r"^succeeded\s+4$", capsys.readouterr().out, re.MULTILINE)
+
+
+# -- a newcomer's first steps -------------------------------------------------------------------
+
+
+async def test_missing_key_message_says_it_once(capsys: pytest.CaptureFixture[str]) -> None:
+    """Without a key the command prints one line that says so once and names what to set."""
+    assert await run(["status", "abc123"]) == 2
+    err = capsys.readouterr().err
+    assert err == "error: no API key: set KIE_API_KEY or pass --api-key-file PATH\n"
+
+
+@pytest.mark.usefixtures("key_env")
+async def test_messages_name_flags_not_python_arguments(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A refused http:// base URL is explained with the command's flags (--base-url,
+    --allow-insecure-http), not with Python arguments, and --allow-insecure-http works."""
+    assert await run(["--base-url", "http://example.com", "status", "abc123"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --base-url: 'http://example.com' would send your API key")
+    assert "--allow-insecure-http" in err
+    assert "allow_insecure_http" not in err and "base_url" not in err
+    args = build_parser().parse_args(
+        ["--base-url", "http://example.com", "--allow-insecure-http", "status", "abc123"]
+    )
+    client = Context(io.StringIO(), io.StringIO(), args, {}).client()  # sends nothing
+    assert client.base_url == "http://example.com"
+    await client.aclose()
+
+
+@pytest.mark.usefixtures("key_env")
+async def test_extend_index_defaults_to_zero(
+    server: FakeKieServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """extend without --index extends video 0, as the library's extend_video does."""
+    assert await cli(server, "extend", "src", "--prompt", "Into a nebula") == 0
+    [created] = [r for r in server.requests if r.method == "POST"]
+    assert created.json is not None and created.json["index"] == 0
+    assert "which video of the record, 0 to 3 (0)" in _help_text(capsys, ["extend"])
+
+
+def _help_text(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([*argv, "--help"])
+    return capsys.readouterr().out
+
+
+def test_demo_help_shows_only_what_the_demo_uses(capsys: pytest.CaptureFixture[str]) -> None:
+    """demo --help lists its own options and -v, not the key or URL options it never uses."""
+    text = _help_text(capsys, ["demo"])
+    assert "--videos" in text and "--concurrency" in text and "--verbose" in text
+    for unused in ("--api-key-file", "--base-url", "--allow-insecure-http"):
+        assert unused not in text
+
+
+def test_bulk_help_describes_the_jobs_file_with_an_example_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """bulk --help describes the jobs file and shows an example line the parser accepts."""
+    text = _help_text(capsys, ["bulk"])
+    examples = [line.strip() for line in text.splitlines() if line.strip().startswith("{")]
+    assert examples, text
+    jobs, errors = parse_jobs("\n".join(examples))
+    assert errors == [] and len(jobs) == len(examples)
+    for field in ("task_id", "index", "prompt", "mode", "key"):
+        assert field in text
+
+
+def test_fake_server_help_is_plain_text_with_help_for_every_option() -> None:
+    """python -m kie_async.testing --help has no reST markup, and every option has a help."""
+    from kie_async.testing import _parser
+
+    parser = _parser()
+    assert all(action.help for action in parser._actions)
+    done = subprocess.run(
+        [sys.executable, "-m", "kie_async.testing", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert "``" not in done.stdout and ":class:" not in done.stdout
+    assert "--rate-limit N/SECONDS" in done.stdout
+
+
+def test_progress_shows_an_estimate_before_the_first_task_ends() -> None:
+    """Before any task has finished, the ETA is the earliest end from the rate limit and the
+    poll schedule (36 creates at 2/s plus a 5 s poll: at least 0:23), not '?'."""
+    estimate = first_estimate(2.0, 5.0)
+    line = progress_line(Progress(queued=36), 36, 0.5, estimate)
+    assert line.endswith("ETA >=0:23"), line
+    half_sent = progress_line(Progress(queued=18, submitted=18, running=18), 36, 9.0, estimate)
+    assert half_sent.endswith("ETA >=0:14"), half_sent
+    assert progress_line(Progress(queued=36), 36, 0.5, first_estimate(None, 5.0)).endswith(
+        "ETA >=0:05"
+    )
+
+
+@pytest.mark.usefixtures("key_env")
+async def test_bulk_progress_lines_carry_the_estimate(
+    server: FakeKieServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bulk run's progress lines show an estimate while no task has finished yet."""
+    server.default_script = TaskScript(seconds=0.6)
+    jobs = write_jobs(tmp_path / "jobs.jsonl", good_jobs(4))
+    assert await cli(server, "bulk", str(jobs), "--progress-interval", "0.1") == 0
+    lines = [line for line in capsys.readouterr().err.splitlines() if PLAIN_LINE.match(line)]
+    early = [line for line in lines if " done 0/4 " in line]
+    assert early and all("ETA >=" in line for line in early), lines
