@@ -5,6 +5,7 @@ Built with warnings as errors by ``nox -s docs`` (HTML, then the doctest builder
 
 from __future__ import annotations
 
+import doctest
 import importlib
 import sys
 from pathlib import Path
@@ -51,6 +52,14 @@ napoleon_use_rtype = False
 # -- doctest -------------------------------------------------------------------------------
 # Examples run against kie_async.testing.FakeKieServer on loopback: no key, no network.
 doctest_test_doctest_blocks = ""
+# Sphinx's default flags, plus NORMALIZE_WHITESPACE: a long expected output may be wrapped to
+# fit the page width.
+doctest_default_flags = (
+    doctest.ELLIPSIS
+    | doctest.IGNORE_EXCEPTION_DETAIL
+    | doctest.DONT_ACCEPT_TRUE_FOR_1
+    | doctest.NORMALIZE_WHITESPACE
+)
 
 # -- HTML ----------------------------------------------------------------------------------
 html_theme = "furo"
@@ -86,7 +95,9 @@ def _check_public_names(app: Any, env: Any) -> None:
             continue
         for name in getattr(module, "__all__", ()):
             if f"{module_name}.{name}" not in documented:
-                logger.warning("%s.%s is public but not in docs/api.md", module_name, name)
+                logger.warning(
+                    "%s.%s is public but not in the API reference (docs/api/)", module_name, name
+                )
 
 
 def setup(app: Any) -> None:

@@ -74,8 +74,11 @@ SAFETY_POLL = PollPolicy(interval=120.0, factor=1.5, max_interval=300.0)
 
 
 class _Unset:
+    """The default of ``rate_limit`` when none is given; its repr is the limit it stands for,
+    so signatures (``help()``, the API reference) show the real default."""
+
     def __repr__(self) -> str:
-        return "<default>"
+        return repr(_DEFAULT_RATE_LIMIT)
 
 
 _UNSET: Any = _Unset()

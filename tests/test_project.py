@@ -143,3 +143,104 @@ def test_readme_python_examples_are_the_ones_mypy_checks() -> None:
     assert len(blocks) >= 2
     for block in blocks:
         assert textwrap.indent(block, "    ") in checked, block
+
+
+def _public_callables() -> list[tuple[str, Any]]:
+    import kie_async
+    import kie_async.callbacks
+    import kie_async.testing
+
+    found: list[tuple[str, Any]] = []
+    for module in (kie_async, kie_async.testing, kie_async.callbacks):
+        for name in module.__all__:
+            thing = getattr(module, name)
+            if callable(thing):
+                found.append((f"{module.__name__}.{name}", thing))
+            if isinstance(thing, type):
+                for attr, member in vars(thing).items():
+                    if callable(member) and not attr.startswith("_"):
+                        found.append((f"{module.__name__}.{name}.{attr}", member))
+    return found
+
+
+def test_signatures_show_real_defaults() -> None:
+    """No public signature shows a placeholder such as ``rate_limit=<default>`` or an object
+    address; KieClient's rate limit default reads as the limit it is."""
+    import inspect
+
+    from kie_async import KieClient, RateLimit
+
+    for name, thing in _public_callables():
+        try:
+            signature = inspect.signature(thing)
+        except (TypeError, ValueError):
+            continue
+        for parameter in signature.parameters.values():
+            shown = repr(parameter.default)
+            assert "<default>" not in shown and " at 0x" not in shown, (name, parameter)
+    default = inspect.signature(KieClient).parameters["rate_limit"].default
+    assert eval(repr(default), {"RateLimit": RateLimit}) == RateLimit()
+
+
+def test_every_environment_variable_is_documented() -> None:
+    """Each KIE_* variable the package reads (and the shared rate limit's) has its section on
+    docs/environment.md."""
+    package = ROOT / "kie_async"
+    used = set()
+    for path in package.glob("*.py"):
+        used.update(re.findall(r"\bKIE_[A-Z_]+\b", path.read_text(encoding="utf-8")))
+    used |= {"KIE_API_KEY", "KIE_BASE_URL", "KIE_LOG", "KIE_RATE_LIMIT_REDIS"}
+    page = (ROOT / "docs" / "environment.md").read_text(encoding="utf-8")
+    for name in sorted(used):
+        assert f"## `{name}`" in page, name
+
+
+def test_api_reference_is_split_by_topic() -> None:
+    """docs/api.md is an index of topic pages; every public name is documented on exactly one of
+    them (the docs build checks the same with Sphinx's own inventory)."""
+    import kie_async
+    import kie_async.callbacks
+    import kie_async.testing
+
+    index = (ROOT / "docs" / "api.md").read_text(encoding="utf-8")
+    assert "autoclass" not in index and "autoexception" not in index
+    pages = {p.stem: p.read_text(encoding="utf-8") for p in (ROOT / "docs" / "api").glob("*.md")}
+    assert len(pages) >= 5
+    for page in pages:
+        assert f"api/{page}" in index, page
+    directive = re.compile(r"^\.\. auto(?:class|exception|function|data):: (\S+?)(?:\(\))?$", re.M)
+    documented = [
+        name.rsplit(".", 1)[-1] for text in pages.values() for name in directive.findall(text)
+    ]
+    for module in (kie_async, kie_async.testing, kie_async.callbacks):
+        for name in module.__all__:
+            if name == "__version__":
+                continue
+            assert documented.count(name) == 1, (module.__name__, name)
+
+
+def _code_blocks(text: str) -> list[tuple[str, list[str]]]:
+    blocks = re.finditer(r"^(```+)(\S*)[^\n]*\n(.*?)^\1\s*$", text, flags=re.S | re.M)
+    return [(b.group(2), b.group(3).splitlines()) for b in blocks]
+
+
+#: Characters of a code line that furo shows without a scroll bar at its full content width
+#: (46em of text; code at 81.25 % in a monospace font, 0.875rem padding each side: about 90).
+CODE_WIDTH = 90
+
+
+def test_code_blocks_fit_the_page_width() -> None:
+    """Every code block line in the docs (and the README's Python examples, which the docs
+    repeat) is at most CODE_WIDTH characters, so no example needs a horizontal scroll bar.
+    The README's shell commands stay one line each: CI runs them verbatim."""
+    too_wide = []
+    for path in sorted([*ROOT.glob("docs/*.md"), *ROOT.glob("docs/api/*.md"), ROOT / "README.md"]):
+        if path.name == "changelog.md":  # the lead's page
+            continue
+        for lang, lines in _code_blocks(path.read_text(encoding="utf-8")):
+            if lang in ("{eval-rst}", "{toctree}") or (
+                path.name == "README.md" and lang != "python"
+            ):
+                continue
+            too_wide += [f"{path.name}: {line}" for line in lines if len(line) > CODE_WIDTH]
+    assert not too_wide, "\n".join(too_wide)

@@ -11,10 +11,11 @@ from __future__ import annotations
 async def readme_quickstart() -> None:
     from kie_async import KieClient
 
-    async with KieClient() as kie:                      # key from KIE_API_KEY, or KieClient(api_key=...)
+    # The key comes from KIE_API_KEY, or pass KieClient(api_key=...).
+    async with KieClient() as kie:
         handle = await kie.extend_video("ee603959-...", index=0,
                                         prompt="Continue the scene into a colorful nebula")
-        record = await handle.wait()                    # or simply: record = await handle
+        record = await handle.wait()            # or simply: record = await handle
         print(record.status, record.result_urls)
 
 
@@ -25,7 +26,8 @@ async def readme_bulk_extension(source_ids: list[str]) -> None:
                 for source_id in source_ids]
 
     async with KieClient() as kie:
-        async for outcome in kie.extend_many(requests, concurrency=50, journal="extend.jsonl"):
+        async for outcome in kie.extend_many(requests, concurrency=50,
+                                             journal="extend.jsonl"):
             if outcome.ok:                              # the new task's id and its videos
                 print(outcome.task_id, outcome.result.result_urls)
             else:                                       # failed, uncertain or not submitted
