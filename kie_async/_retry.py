@@ -70,6 +70,9 @@ def next_delay(schedule: Schedule, base: float, failure: object, rng: random.Ran
     return delay
 
 
+_LONGEST = 86_400.0
+
+
 def _bases(schedule: Schedule) -> Iterator[float]:
     """The un-jittered delays: ``initial`` times ``factor`` per step, then ``cap`` for ever.
 
@@ -83,8 +86,10 @@ def _bases(schedule: Schedule) -> Iterator[float]:
     if schedule.factor <= 1:
         # Never grows (factor 1): the first value for ever, without computing powers.
         return itertools.repeat(float(next(expo)))
-    growing = itertools.takewhile(lambda base: base < schedule.cap, expo)
-    return itertools.chain(growing, itertools.repeat(float(schedule.cap)))
+    # A cap past a day would let the powers overflow before reaching it; no wait needs more.
+    ceiling = min(float(schedule.cap), _LONGEST)
+    growing = itertools.takewhile(lambda base: base < ceiling, expo)
+    return itertools.chain(growing, itertools.repeat(ceiling))
 
 
 def delays(schedule: Schedule, rng: random.Random) -> Generator[float, object, None]:

@@ -319,6 +319,15 @@ def test_backoff_is_exponential_and_capped() -> None:
     assert _series(Schedule(1, 2, 8, 0, 0), 6) == [1, 2, 4, 8, 8, 8]
 
 
+def test_a_long_wait_never_overflows() -> None:
+    """Thousands of delays (a wait of days) with a huge cap stay finite: backoff's expo is not
+    asked for powers past the cap (or a day), which would overflow a float."""
+    for schedule in (Schedule(0.5, 1.5, 1e300, 0.1, 0), Schedule(1.0, 2, 30, 0.1, 0)):
+        series = _series(schedule, 5000)
+        assert all(0 <= delay <= min(schedule.cap, 86_400 * 1.1) for delay in series)
+    assert _series(Schedule(1.0, 2, 30, 0, 0), 5000)[-1] == 30
+
+
 def test_jitter_spreads_delays_but_never_passes_the_cap() -> None:
     """Jitter varies each delay by up to its fraction, and the cap is a hard ceiling."""
     schedule = Schedule(1, 2, 8, 0.25, 0)
