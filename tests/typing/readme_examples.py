@@ -19,6 +19,18 @@ async def readme_quickstart() -> None:
         print(record.status, record.result_urls)
 
 
+async def readme_generate_then_extend() -> None:
+    from kie_async import GenerateRequest, KieClient
+
+    async with KieClient() as kie:
+        request = GenerateRequest.video("a lighthouse in a storm", batch_size=2, motion="low",
+                                        image_url="https://example.com/frame.png")
+        source = await (await kie.generate(request)).wait()     # a TaskRecord with 2 videos
+        longer = await (await kie.extend_video(source.task_id, index=1,
+                                               prompt="the wave breaks")).wait()
+        print(longer.result_urls)
+
+
 async def readme_bulk_extension(source_ids: list[str]) -> None:
     from kie_async import ExtendRequest, KieClient
 
