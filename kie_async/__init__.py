@@ -10,7 +10,7 @@ Example::
         print(record.status, record.result_urls)
 """
 
-from ._bulk import ExtendOutcome, OutcomeKind, Progress
+from ._bulk import BulkRun, ExtendOutcome, OutcomeKind, Progress
 from ._client import KieClient
 from ._download import DownloadPolicy
 from ._errors import (
@@ -57,6 +57,7 @@ __all__ = [
     "APIError",
     "AuthenticationError",
     "BadRequestError",
+    "BulkRun",
     "ClientClosedError",
     "ConfigurationError",
     "DownloadError",

@@ -43,7 +43,7 @@ from ._wire import parse_record, request_to_json
 if TYPE_CHECKING:
     from ._client import KieClient
 
-__all__ = ["ExtendOutcome", "OutcomeKind", "Progress", "extend_many"]
+__all__ = ["BulkRun", "ExtendOutcome", "OutcomeKind", "Progress", "extend_many"]
 
 log = logging.getLogger("kie_async")
 
@@ -393,7 +393,8 @@ class _Run:
         self.closing = False
         self.outcomes: asyncio.Queue[ExtendOutcome | BaseException] = asyncio.Queue()
         # A place for each request in flight: taken before a request is read from the input,
-        # given back when its outcome is out.
+        # given back only when the consumer has taken its outcome, so a consumer that stops
+        # reading (or breaks out while holding the run) stops the creates too.
         self.in_flight = asyncio.Semaphore(concurrency)
         self.poller = _Poller(self, poll or client.poll_policy, client.max_connections)
         # With a callback receiver, a task waits through TaskHandle.wait, which races the
@@ -401,9 +402,8 @@ class _Run:
         self.waits: set[asyncio.Future[None]] = set()
 
     def emit(self, outcome: ExtendOutcome) -> None:
-        """Hand ``outcome`` to the consumer and free its place."""
+        """Hand ``outcome`` to the consumer; its place is freed once the consumer took it."""
         self.outcomes.put_nowait(outcome)
-        self.in_flight.release()
 
     def fail(self, request: ExtendRequest, exc: BaseException) -> None:
         """Report an unexpected error for ``request``; a journal that cannot be written, or
@@ -557,7 +557,51 @@ class _Run:
         )
 
 
-async def extend_many(
+class BulkRun(AsyncIterator[ExtendOutcome]):
+    """A bulk run from :meth:`KieClient.extend_many`: an async iterator of
+    :class:`ExtendOutcome`, and an async context manager that ends the run when its block ends.
+
+    Nothing is sent before the first outcome is asked for. At most ``concurrency`` requests are
+    submitted and not yet consumed: while you hold an outcome (or stop asking for more), the run
+    sends no new create. Leaving the block (or :meth:`aclose`) stops the run: no new create is
+    sent, creates already on the wire are let finish (within their timeout) so their task ids
+    reach the journal, and the waits are cancelled (the tasks go on at kie.ai; a rerun with the
+    journal re-attaches to them).
+
+    Example::
+
+        async with kie.extend_many(requests, journal="run.jsonl") as run:
+            async for outcome in run:
+                if not outcome.ok:
+                    break              # no further create is sent
+
+    A plain ``async for outcome in kie.extend_many(...)`` works too; breaking out of it stops
+    the run when the run is garbage-collected, and sends nothing more meanwhile.
+    """
+
+    __slots__ = ("_outcomes",)
+
+    def __init__(self, outcomes: AsyncGenerator[ExtendOutcome, None]) -> None:
+        self._outcomes = outcomes
+
+    def __aiter__(self) -> BulkRun:
+        return self
+
+    async def __anext__(self) -> ExtendOutcome:
+        return await self._outcomes.__anext__()
+
+    async def aclose(self) -> None:
+        """Stop the run (see above) and wait until it has stopped. Safe to call twice."""
+        await self._outcomes.aclose()
+
+    async def __aenter__(self) -> BulkRun:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
+def extend_many(
     client: KieClient,
     requests: Iterable[ExtendRequest] | AsyncIterable[ExtendRequest],
     *,
@@ -566,33 +610,32 @@ async def extend_many(
     poll: PollPolicy | None = None,
     on_progress: Callable[[Progress], None] | None = None,
     resubmit_uncertain: bool = False,
+) -> BulkRun:
+    """The :class:`BulkRun` of :meth:`KieClient.extend_many` (documented there)."""
+    return BulkRun(
+        _outcomes(
+            client,
+            requests,
+            concurrency=concurrency,
+            journal=journal,
+            poll=poll,
+            on_progress=on_progress,
+            resubmit_uncertain=resubmit_uncertain,
+        )
+    )
+
+
+async def _outcomes(
+    client: KieClient,
+    requests: Iterable[ExtendRequest] | AsyncIterable[ExtendRequest],
+    *,
+    concurrency: int,
+    journal: Path | None,
+    poll: PollPolicy | None,
+    on_progress: Callable[[Progress], None] | None,
+    resubmit_uncertain: bool,
 ) -> AsyncGenerator[ExtendOutcome, None]:
-    """Submit and await ``requests``, yielding one :class:`ExtendOutcome` per request as each
-    finishes (not in input order).
-
-    * At most ``concurrency`` requests are in flight (submitted and not finished) at once. The
-      input is read lazily, so it can be a generator of any length.
-    * One bad request never ends the run. After an error that dooms every later submission
-      (401 bad key, 402 out of credits, 505 feature disabled) no new create is sent; tasks already
-      submitted are still awaited, and the remaining requests are yielded as ``NOT_SUBMITTED``.
-    * Every create goes through the client's rate limiter.
-    * With ``journal`` (a path), progress is recorded in an append-only JSON-lines file: a rerun
-      with the same journal and requests skips finished requests, re-attaches to submitted ones,
-      and never resubmits a request whose create may have reached kie.ai (it is reported
-      ``UNCERTAIN``), unless ``resubmit_uncertain`` is set.
-
-    Break out early with ``contextlib.aclosing`` to stop at once::
-
-        async with aclosing(kie.extend_many(requests)) as outcomes:
-            async for outcome in outcomes:
-                ...
-
-    Raises:
-        ValidationError: ``concurrency`` is not a positive int.
-        ConfigurationError: the journal cannot be read or is not a kie-async journal.
-        OSError: the journal cannot be written (the run stops: it could not promise safety).
-        TypeError: an item of ``requests`` is not an :class:`ExtendRequest`.
-    """
+    """The run itself, as an async generator; see :meth:`KieClient.extend_many`."""
     from ._errors import ValidationError
 
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
@@ -655,6 +698,8 @@ async def extend_many(
             if isinstance(got, BaseException):
                 raise got
             yield got
+            # Back here means the consumer asked for the next one: this outcome is consumed.
+            run.in_flight.release()
     finally:
         run.closing = True
         pending = [*workers, dispatcher, closer, *run.waits]

@@ -244,27 +244,23 @@ async def execute_bulk(
     display = _open_display(ctx.err, len(jobs), interval, estimate)
     started = time.monotonic()
     try:
-        async with display:
-            outcomes = client.extend_many(
+        async with (
+            display,
+            client.extend_many(
                 (job.request for job in jobs),
                 concurrency=concurrency,
                 journal=journal,
                 on_progress=display.update,
                 resubmit_uncertain=resubmit_uncertain,
-            )
-            try:
-                async for outcome in outcomes:
-                    job = by_request.get(id(outcome.request)) or Job(
-                        0, outcome.request, outcome.request.describe()
-                    )
-                    tally.add(job, outcome)
-                    for sink in sinks:
-                        await sink(job, outcome)
-            finally:
-                # extend_many is an async generator: close it so its workers stop at once.
-                close = getattr(outcomes, "aclose", None)
-                if close is not None:
-                    await close()
+            ) as outcomes,
+        ):
+            async for outcome in outcomes:
+                job = by_request.get(id(outcome.request)) or Job(
+                    0, outcome.request, outcome.request.describe()
+                )
+                tally.add(job, outcome)
+                for sink in sinks:
+                    await sink(job, outcome)
     except asyncio.CancelledError:
         tally.elapsed = time.monotonic() - started
         print_summary(ctx, tally)

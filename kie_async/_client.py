@@ -12,7 +12,6 @@ import logging
 import os
 import time
 from collections.abc import (
-    AsyncGenerator,
     AsyncIterable,
     AsyncIterator,
     Callable,
@@ -59,7 +58,7 @@ from ._retry import Schedule, retry_call, within
 from ._wire import parse_record
 
 if TYPE_CHECKING:
-    from ._bulk import ExtendOutcome, Progress
+    from ._bulk import BulkRun, Progress
     from .callbacks import CallbackReceiver
 
 __all__ = ["KieClient"]
@@ -865,9 +864,9 @@ class KieClient:
         poll: PollPolicy | None = None,
         on_progress: Callable[[Progress], None] | None = None,
         resubmit_uncertain: bool = False,
-    ) -> AsyncGenerator[ExtendOutcome, None]:
-        """Submit and await many extensions; yields one :class:`ExtendOutcome` per request as
-        each finishes (not in input order).
+    ) -> BulkRun:
+        """Submit and await many extensions: a :class:`BulkRun` yielding one
+        :class:`ExtendOutcome` per request as each finishes (not in input order).
 
         One bad request never ends the run. After an error that dooms every later submission
         (401 bad key, 402 out of credits, 505 feature disabled) no new create is sent: tasks
@@ -877,7 +876,9 @@ class KieClient:
         Args:
             requests: the :class:`ExtendRequest` items, a sync or async iterable; read lazily,
                 so a generator of any length works.
-            concurrency: at most this many requests in flight (submitted and not finished).
+            concurrency: at most this many requests submitted and not yet consumed: an outcome
+                you have not taken yet still holds its place, so a consumer that stops reading
+                stops the creates too.
             journal: a JSON-lines file recording progress. A rerun with the same journal skips
                 finished requests, re-attaches to submitted ones, and reports a request whose
                 create may have reached kie.ai as :attr:`OutcomeKind.UNCERTAIN` instead of
@@ -893,13 +894,14 @@ class KieClient:
             OSError: the journal cannot be written (the run stops).
             TypeError: an item of ``requests`` is not an :class:`ExtendRequest`.
 
-        These are raised from the iteration, not from this call. Break out early with
-        ``contextlib.aclosing`` to stop the run's workers at once.
+        These are raised from the iteration, not from this call. Use the run as an async
+        context manager (or ``contextlib.aclosing``) to end it when the block ends; see
+        :class:`BulkRun` for what a stop costs.
 
         Example::
 
-            async with aclosing(kie.extend_many(requests, journal="run.jsonl")) as outcomes:
-                async for outcome in outcomes:
+            async with kie.extend_many(requests, journal="run.jsonl") as run:
+                async for outcome in run:
                     print(outcome.request.task_id, outcome.kind.value)
         """
         from ._bulk import extend_many

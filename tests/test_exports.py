@@ -15,6 +15,7 @@ EXPECTED = {
     "APIError",
     "AuthenticationError",
     "BadRequestError",
+    "BulkRun",
     "ClientClosedError",
     "ConfigurationError",
     "DownloadError",
