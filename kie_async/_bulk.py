@@ -17,6 +17,7 @@ from collections.abc import (
     Callable,
     Iterable,
     Iterator,
+    Sequence,
 )
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,9 +35,9 @@ from ._errors import (
     _exception_fields,
 )
 from ._handle import TaskHandle, finished
-from ._journal import Journal
+from ._journal import Journal, capped
 from ._models import ExtendRequest, TaskRecord
-from ._polling import PollPolicy
+from ._polling import CreateFailure, PollPolicy, create_failure
 from ._retry import Schedule, next_delay, rng
 from ._wire import parse_record, request_to_json
 
@@ -141,7 +142,62 @@ class Progress:
 
 
 class _StoppedError(Exception):
-    """Raised before sending, when a fatal error has stopped submissions."""
+    """Raised before sending, when a fatal error or a stop of the run has ended submissions."""
+
+
+def _record_fields(record: TaskRecord) -> dict[str, Any]:
+    """What a journal's ``done`` line keeps of a record: enough for a rerun and a report,
+    never kie's whole answer."""
+    return {
+        "task_type": record.task_type,
+        "flag": record.success_flag,
+        "result_urls": list(record.result_urls),
+        "created": record.created_at_raw,
+        "completed": record.completed_at_raw,
+    }
+
+
+class _Send:
+    """Watches one request's create attempts for the client (see ``KieClient._submit``): the
+    journal's intent goes to disk when the create is about to go on the wire, and a stopping
+    run lets a create already on the wire finish instead of cutting it off."""
+
+    __slots__ = ("intent", "key", "maybe_sent", "request", "run", "task")
+
+    def __init__(self, run: _Run, key: str, request: ExtendRequest) -> None:
+        self.run = run
+        self.key = key
+        self.request = request
+        self.intent = False
+        # True from the moment an attempt may have reached kie.ai until one is known not to.
+        self.maybe_sent = False
+        self.task: asyncio.Task[Any] | None = None
+
+    async def sending(self) -> None:
+        """The create is about to go out (its connection slot is ours). Raises
+        :class:`_StoppedError` when the run no longer sends."""
+        run = self.run
+        if run.fatal is not None or run.closing:
+            raise _StoppedError
+        if not self.intent:
+            run._record("intent", self.key, request=request_to_json(self.request))
+            self.intent = True
+            await run._sync()
+            if run.fatal is not None or run.closing:
+                raise _StoppedError
+        self.task = task = asyncio.current_task()
+        self.maybe_sent = True
+        if task is not None:
+            run.on_wire.add(task)
+
+    def ended(self, exc: BaseException | None) -> None:
+        """One attempt is over: answered, or failed with ``exc``."""
+        if isinstance(exc, KieError) and create_failure(exc) is CreateFailure.RETRY:
+            self.maybe_sent = False  # kie.ai refused it, or no connection: nothing was created
+        if self.task is not None:
+            self.run.on_wire.discard(self.task)
+            self.task = None
+            self.run.wire_changed.set()
 
 
 @attrs.define
@@ -400,6 +456,57 @@ class _Run:
         # With a callback receiver, a task waits through TaskHandle.wait, which races the
         # callback against a slow safety poll: one task per such wait.
         self.waits: set[asyncio.Future[None]] = set()
+        # Workers whose create is on the wire: a stop lets them finish, so their task ids
+        # are saved instead of being lost as uncertain.
+        self.on_wire: set[asyncio.Task[Any]] = set()
+        self.wire_changed = asyncio.Event()
+
+    async def stop(self, workers: Sequence[asyncio.Future[None]]) -> None:
+        """Stop submitting at once: cancel every worker not sending a create, and wait for the
+        creates already on the wire to be answered (each within its timeouts), then cancel
+        what is left. A cancellation of this wait (a second Ctrl-C) cuts them off at once."""
+        self.closing = True
+        loop = asyncio.get_running_loop()
+        client = self.client
+        deadline = loop.time() + client.read_timeout + (client._connect_timeout or 0.0) + 1.0
+        cancelled: set[asyncio.Future[None]] = set()
+        announced = False
+        try:
+            while True:
+                for worker in workers:
+                    if not worker.done() and worker not in self.on_wire and worker not in cancelled:
+                        worker.cancel()
+                        cancelled.add(worker)
+                live = [worker for worker in workers if not worker.done()]
+                if not live:
+                    return
+                if self.on_wire and not announced:
+                    announced = True
+                    log.warning(
+                        "stopping: no new creates; waiting for %d create(s) already sent, so "
+                        "their task ids are saved",
+                        len(self.on_wire),
+                    )
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    log.warning(
+                        "stopping: %d create(s) still unanswered; cut off (uncertain)",
+                        len(self.on_wire),
+                    )
+                    return
+                self.wire_changed.clear()
+                changed: asyncio.Future[Any] = asyncio.ensure_future(self.wire_changed.wait())
+                waiting: set[asyncio.Future[Any]] = {*live, changed}
+                try:
+                    await asyncio.wait(
+                        waiting, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+                    )
+                finally:
+                    changed.cancel()
+        finally:
+            for worker in workers:
+                worker.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
 
     def emit(self, outcome: ExtendOutcome) -> None:
         """Hand ``outcome`` to the consumer; its place is freed once the consumer took it."""
@@ -420,13 +527,20 @@ class _Run:
             self.fatal = exc
             log.error("stopping new submissions: %s", exc)
 
-    def _record(self, event: str, key: str, *, durable: bool = False, **fields: Any) -> None:
+    def _record(self, event: str, key: str, **fields: Any) -> None:
         if self.journal is not None:
-            self.journal.record(event, key, durable=durable, **fields)
+            self.journal.record(event, key, **fields)
+
+    async def _sync(self) -> None:
+        """Wait until the journal's lines so far are on disk."""
+        if self.journal is not None:
+            await self.journal.sync()
 
     async def process(self, key: str, request: ExtendRequest) -> ExtendOutcome | None:
         """Start ``request``: its outcome, or ``None`` once its task is being awaited."""
-        entry = self.journal.entries.get(key) if self.journal is not None else None
+        # Taken out, not looked up: a rerun's memory shrinks as it goes instead of holding
+        # every earlier entry to the end.
+        entry = self.journal.entries.pop(key, None) if self.journal is not None else None
         if entry is not None and entry.state == "done":
             return self._from_journal(request, entry)
         if entry is not None and entry.state == "submitted" and entry.task_id:
@@ -436,7 +550,8 @@ class _Run:
         if entry is not None and entry.state in ("intent", "uncertain"):
             reason = entry.reason or "the run stopped after sending it, before the reply was saved"
             if entry.state == "intent":
-                self._record("uncertain", key, durable=True, reason=reason)
+                self._record("uncertain", key, reason=reason)
+                await self._sync()
             if not self.resubmit_uncertain:
                 self.counts.change(queued=-1, uncertain=1)
                 error = SubmissionUncertainError(request=request, reason=f"journal: {reason}")
@@ -448,28 +563,35 @@ class _Run:
             self.counts.change(queued=-1, failed=1)
             return ExtendOutcome(request, OutcomeKind.NOT_SUBMITTED, error=self.fatal)
 
-        def before_send() -> None:
-            if self.fatal is not None or self.closing:
-                raise _StoppedError
-            self._record("intent", key, durable=True, request=request_to_json(request))
-
+        send = _Send(self, key, request)
         try:
-            handle = await self.client._submit(request, before_send)
+            handle = await self.client._submit(request, send)
+        except asyncio.CancelledError:
+            # Stopped while waiting for the limiter, a connection or a retry: nothing of this
+            # request went out (a create cut off on the wire keeps its intent: uncertain).
+            if send.intent and not send.maybe_sent:
+                self._record("not_sent", key)
+            raise
         except _StoppedError:
+            if send.intent:
+                self._record("not_sent", key)
             self.counts.change(queued=-1, failed=1)
             return ExtendOutcome(request, OutcomeKind.NOT_SUBMITTED, error=self.fatal)
         except SubmissionUncertainError as exc:
-            self._record("uncertain", key, durable=True, reason=exc.reason)
+            self._record("uncertain", key, reason=exc.reason)
             self.counts.change(queued=-1, uncertain=1)
+            await self._sync()
             return ExtendOutcome(request, OutcomeKind.UNCERTAIN, error=exc)
         except KieError as exc:
             self._note_fatal(exc)
-            self._record("refused", key, error=_exception_fields(exc))
+            self._record("refused", key, error=capped(_exception_fields(exc)))
             self.counts.change(queued=-1, failed=1)
             return ExtendOutcome(request, OutcomeKind.FAILED, error=exc)
-        self._record("submitted", key, durable=True, task_id=handle.task_id)
+        self._record("submitted", key, task_id=handle.task_id)
         self.counts.change(queued=-1, submitted=1, running=1)
         self._await(key, request, handle)
+        # On disk before its first poll's answer can end it (the poller waits its turn).
+        await self._sync()
         return None
 
     def _await(self, key: str, request: ExtendRequest, handle: TaskHandle) -> None:
@@ -513,12 +635,12 @@ class _Run:
                 key,
                 task_id=task_id,
                 status="failed",
-                record=dict(record.data),
-                error=_exception_fields(exc),
+                **_record_fields(record),
+                error=capped(_exception_fields(exc)),
             )
             self.counts.change(running=-1, failed=1)
             return ExtendOutcome(request, OutcomeKind.FAILED, task_id, record, exc)
-        self._record("done", key, task_id=task_id, status="succeeded", record=dict(record.data))
+        self._record("done", key, task_id=task_id, status="succeeded", **_record_fields(record))
         self.counts.change(running=-1, succeeded=1)
         return ExtendOutcome(request, OutcomeKind.SUCCEEDED, task_id, record)
 
@@ -675,7 +797,7 @@ async def _outcomes(
             outcomes.put_nowait(exc)
 
     if book is not None:
-        book.open()
+        book.open()  # locks it for this run, or raises naming the run that holds it
     # Submitting is bounded by the connection pool (and the rate limit) long before it is by
     # the number of workers: more than the pool's size would only queue.
     submitters = min(concurrency, client.max_connections)
@@ -702,10 +824,15 @@ async def _outcomes(
             run.in_flight.release()
     finally:
         run.closing = True
-        pending = [*workers, dispatcher, closer, *run.waits]
+        pending = [dispatcher, closer, *run.waits]
         for task in pending:
             task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
-        await run.poller.aclose()
-        if book is not None:
-            book.close()
+        try:
+            await run.stop(workers)
+        finally:
+            try:
+                await asyncio.gather(*pending, return_exceptions=True)
+                await run.poller.aclose()
+            finally:
+                if book is not None:
+                    await book.aclose()

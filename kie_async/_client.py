@@ -14,13 +14,14 @@ import time
 from collections.abc import (
     AsyncIterable,
     AsyncIterator,
+    Awaitable,
     Callable,
     Iterable,
     Mapping,
 )
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -70,6 +71,16 @@ _DEFAULT_RATE_LIMIT = RateLimit()
 #: The default safety poll of a client wired to a callback receiver: the callback normally ends
 #: the wait, so polls are rare (after 2 minutes, then 3, then every 5) and only catch lost ones.
 SAFETY_POLL = PollPolicy(interval=120.0, factor=1.5, max_interval=300.0)
+
+
+class SendWatch(Protocol):
+    """What :meth:`KieClient._submit` tells about each attempt of a create (bulk runs use it)."""
+
+    async def sending(self) -> None:
+        """The attempt is about to go on the wire; raising here stops it unsent."""
+
+    def ended(self, exc: BaseException | None) -> None:
+        """The attempt is over: answered (``None``) or failed with ``exc``."""
 
 
 class _Unset:
@@ -463,12 +474,15 @@ class KieClient:
         *,
         json: Mapping[str, Any] | None = None,
         params: Mapping[str, str] | None = None,
+        before_send: Callable[[], Awaitable[None]] | None = None,
     ) -> tuple[int, Mapping[str, str], bytes]:
         session = self._ensure_session()
         assert self._slots is not None
         url = self._base_url + path
         debug = log.isEnabledFor(logging.DEBUG)
         async with self._slots:
+            if before_send is not None:
+                await before_send()  # a connection is ours: the request goes out next
             started = time.monotonic()
             if debug:
                 log.debug("-> %s %s %s Authorization: Bearer ***", method, path, dict(params or {}))
@@ -555,9 +569,13 @@ class KieClient:
         *,
         json: Mapping[str, Any] | None = None,
         params: Mapping[str, str] | None = None,
+        before_send: Callable[[], Awaitable[None]] | None = None,
     ) -> Any:
-        """One request, deciphered: the envelope's ``data`` or a :class:`KieError`."""
-        status, headers, body = await self._exchange(method, path, json=json, params=params)
+        """One request, deciphered: the envelope's ``data`` or a :class:`KieError`.
+        ``before_send`` is awaited once a connection slot is held, right before sending."""
+        status, headers, body = await self._exchange(
+            method, path, json=json, params=params, before_send=before_send
+        )
         return proto.decipher(status, headers, body, endpoint=path)
 
     def _retry_schedule(self) -> Schedule:
@@ -622,11 +640,10 @@ class KieClient:
         """
         return await self._submit(request)
 
-    async def _submit(
-        self, request: TaskRequest, before_send: Callable[[], None] | None = None
-    ) -> TaskHandle:
-        """:meth:`submit`, calling ``before_send()`` once, right before the first attempt goes
-        out (after the rate limiter let it through): bulk journals record intent there."""
+    async def _submit(self, request: TaskRequest, watch: SendWatch | None = None) -> TaskHandle:
+        """:meth:`submit`, telling ``watch`` when each attempt is about to go on the wire
+        (past the rate limiter, holding a connection slot) and when it ended: bulk journals
+        record intent there, and a stopping run lets a create on the wire finish."""
         if not isinstance(request, REQUEST_TYPES):
             kinds = ", ".join(kind.__name__ for kind in REQUEST_TYPES)
             raise TypeError(f"submit() takes one of {kinds}, not {type(request).__name__}")
@@ -634,25 +651,24 @@ class KieClient:
         body = request.body()
         if self._callback_url is not None and "callBackUrl" not in body:
             body["callBackUrl"] = self._callback_url
-        announce = before_send
+        sending = watch.sending if watch is not None else None
 
         async def attempt() -> str:
-            nonlocal announce
-            if announce is not None:
-                call, announce = announce, None
-            else:
-                call = None
-            if self._limiter.open():
-                # No limit and no pause: nothing to hold, so skip the slot's bookkeeping.
-                if call is not None:
-                    call()
-                data = await self._call("POST", path, json=body)
-            else:
-                async with self._limiter.slot():
-                    if call is not None:
-                        call()
-                    data = await self._call("POST", path, json=body)
-            return proto.created_task_id(data, path)
+            try:
+                if self._limiter.open():
+                    # No limit and no pause: nothing to hold, so skip the slot's bookkeeping.
+                    data = await self._call("POST", path, json=body, before_send=sending)
+                else:
+                    async with self._limiter.slot():
+                        data = await self._call("POST", path, json=body, before_send=sending)
+                task_id = proto.created_task_id(data, path)
+            except BaseException as exc:
+                if watch is not None:
+                    watch.ended(exc)
+                raise
+            if watch is not None:
+                watch.ended(None)
+            return task_id
 
         def refused(exc: KieError, wait: float) -> None:
             if getattr(exc, "code", None) == 429:

@@ -3,45 +3,95 @@
 Lines, one JSON object each::
 
     {"journal": "kie-async", "version": 1}                      header, first line
-    {"event": "intent", "key": K, "request": {...}}             about to send the create
+    {"event": "run", "pid": P, "host": H, "started": ISO}       a run opened the journal
+    {"event": "intent", "key": K, "request": {...}}             the create is going on the wire
+    {"event": "not_sent", "key": K}                             stopped before it went out
     {"event": "submitted", "key": K, "task_id": T}              kie.ai answered with a task id
     {"event": "refused", "key": K, "error": {...}}              kie.ai certainly created nothing
     {"event": "uncertain", "key": K, "reason": "..."}           the create's reply was lost
     {"event": "done", "key": K, "task_id": T, "status": S, ...} final (S: succeeded or failed)
 
-``intent`` and ``submitted`` are flushed and fsynced before the run goes on, so a task id kie.ai
-gave is on disk before anything waits for it. A line cut short by a kill is ignored on reading.
+A ``done`` line holds what a rerun and a report need (task type, status, result URLs, kie's
+times, the error), never kie's whole answer, so the file grows with the number of tasks and not
+with the size of their answers.
+
+One run at a time: the run holds an exclusive lock on the file (``fcntl.flock``) for its whole
+life; where there is no ``flock``, a ``<journal>.lock`` file created exclusively stands in for it.
+``intent`` and ``submitted`` are on disk (fsynced) before the run goes on, so a task id kie.ai
+gave is saved before anything waits for it; fsyncs run in a thread, one for every line written
+while the previous one ran, so a journal costs the event loop almost nothing. A last line cut
+short by a crash is cut off when the next run opens the journal, so every later rerun reads it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import os
+import socket
 import time
 from collections.abc import Mapping
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import attrs
 
 from ._errors import ConfigurationError
 
+try:
+    import fcntl
+
+    _HAS_FLOCK = True
+except ImportError:  # pragma: no cover - not on POSIX
+    _HAS_FLOCK = False
+
 log = logging.getLogger("kie_async")
 
 HEADER = {"journal": "kie-async", "version": 1}
+
+#: The start of every event line: a line cut short by a crash still starts like this.
+_EVENT_PREFIX = b'{"event":'
+
+#: Error texts kept in a line, at most (an error page can be large; the start says enough).
+_TEXT_CAP = 1000
 
 
 @attrs.define
 class Entry:
     """What the journal knows of one request (by key), folded from its lines in order."""
 
-    state: str  # "intent" | "submitted" | "refused" | "uncertain" | "done"
+    state: str  # "intent" | "not_sent" | "submitted" | "refused" | "uncertain" | "done"
     task_id: str | None = None
     status: str | None = None
+    #: A ``done`` line's record fields, as kie's record-info ``data`` would hold them.
     record: Mapping[str, Any] | None = None
     error: Mapping[str, Any] | None = None
     reason: str | None = None
+
+
+def _done_record(line: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The record of a ``done`` line, in kie's shape: from the slim fields, or the whole
+    answer of a journal written by kie-async 0.1."""
+    raw = line.get("record")
+    if isinstance(raw, Mapping):
+        return raw
+    if "result_urls" not in line and "flag" not in line:
+        return None
+    error = line.get("error") if isinstance(line.get("error"), Mapping) else {}
+    assert isinstance(error, Mapping)
+    return {
+        "taskId": line.get("task_id"),
+        "taskType": line.get("task_type"),
+        "successFlag": line.get("flag"),
+        "resultInfoJson": {"resultUrls": list(line.get("result_urls") or ())},
+        "createTime": line.get("created"),
+        "completeTime": line.get("completed"),
+        "errorCode": error.get("error_code"),
+        "errorMessage": error.get("error_message"),
+    }
 
 
 def _fold(entries: dict[str, Entry], line: Mapping[str, Any]) -> None:
@@ -51,8 +101,11 @@ def _fold(entries: dict[str, Entry], line: Mapping[str, Any]) -> None:
         return
     entry = entries.get(key)
     if event == "intent":
-        if entry is None or entry.state in ("refused", "uncertain"):
+        if entry is None or entry.state in ("refused", "uncertain", "not_sent"):
             entries[key] = Entry("intent")
+    elif event == "not_sent":
+        if entry is not None and entry.state == "intent":
+            entries[key] = Entry("not_sent")
     elif event == "submitted":
         entries[key] = Entry("submitted", task_id=line.get("task_id"))
     elif event == "refused":
@@ -64,36 +117,178 @@ def _fold(entries: dict[str, Entry], line: Mapping[str, Any]) -> None:
             "done",
             task_id=line.get("task_id") or (entry.task_id if entry else None),
             status=line.get("status"),
-            record=line.get("record"),
+            record=_done_record(line),
             error=line.get("error"),
         )
 
 
+def capped(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """``fields`` with every long string cut to a size a journal line should hold."""
+    return {
+        name: value[:_TEXT_CAP] + "..."
+        if isinstance(value, str) and len(value) > _TEXT_CAP
+        else value
+        for name, value in fields.items()
+    }
+
+
+def _now_iso() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 class Journal:
-    """An open journal: what earlier runs recorded, and an append handle for this run."""
+    """A journal: what earlier runs recorded (:attr:`entries`, after :meth:`open`), and the
+    append handle of this run, which holds the file's lock until :meth:`aclose`."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        #: Requests earlier runs recorded, by key; a run takes each out as it handles it.
         self.entries: dict[str, Entry] = {}
-        self._file: IO[str] | None = None
-        self._read()
+        self._fd: int | None = None
+        self._lock_file: Path | None = None
+        self._written = 0
+        self._synced = 0
+        self._syncing: asyncio.Future[None] | None = None
 
-    def _read(self) -> None:
-        if not self.path.exists():
-            return
+    # -- opening: lock, read, repair --------------------------------------------------------
+
+    def open(self) -> None:
+        """Lock the journal for this run, read what it holds, cut off a last line cut short by
+        a crash, and get ready to append.
+
+        Raises:
+            ConfigurationError: another run holds the journal (its pid, host and start time
+                are named), or the file cannot be read or is not a kie-async journal.
+        """
         try:
-            text = self.path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigurationError("journal", f"cannot read {self.path}: {exc}") from exc
-        lines = text.splitlines()
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        except OSError as exc:
+            raise ConfigurationError(
+                "journal", f"cannot open {self.path}: {exc.strerror or exc}"
+            ) from None
+        try:
+            self._lock(fd)
+            data = self._read_all(fd)
+            self._load(fd, data)
+        except BaseException:
+            self._unlock()
+            os.close(fd)
+            raise
+        self._fd = fd
+        if not data:
+            self._write(HEADER)
+        self._write(
+            {
+                "event": "run",
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "started": _now_iso(),
+            }
+        )
+        os.fsync(fd)
+        self._synced = self._written
+
+    def _lock(self, fd: int) -> None:
+        if _HAS_FLOCK:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise self._busy(self._holder(self._read_all(fd))) from None
+            return
+        # No flock (Windows): a lock file made exclusively stands in for it; a run that died
+        # leaves it behind, and the error says so.
+        lock_file = self.path.with_name(self.path.name + ".lock")
+        holder = {"pid": os.getpid(), "host": socket.gethostname(), "started": _now_iso()}
+        try:
+            lock_fd = os.open(lock_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            try:
+                found = json.loads(lock_file.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                found = {}
+            raise self._busy(
+                found if isinstance(found, dict) else {},
+                f"; if that process is gone, delete {lock_file}",
+            ) from None
+        with os.fdopen(lock_fd, "w", encoding="utf-8") as out:
+            json.dump(holder, out)
+        self._lock_file = lock_file
+
+    def _unlock(self) -> None:
+        if self._lock_file is not None:
+            lock_file, self._lock_file = self._lock_file, None
+            with contextlib.suppress(OSError):
+                lock_file.unlink()
+
+    def _busy(self, holder: Mapping[str, Any], hint: str = "") -> ConfigurationError:
+        pid = holder.get("pid", "?")
+        host = holder.get("host", "?")
+        started = holder.get("started", "?")
+        mine = " (this process)" if pid == os.getpid() and host == socket.gethostname() else ""
+        return ConfigurationError(
+            "journal",
+            f"{self.path} is in use by another run: pid {pid}{mine} on {host}, started "
+            f"{started}; one journal serves one run at a time (wait for it to end, or use "
+            f"another journal){hint}",
+        )
+
+    @staticmethod
+    def _holder(data: bytes) -> dict[str, Any]:
+        """The last ``run`` line of ``data``: who opened the journal last."""
+        at = len(data)
+        while True:
+            at = data.rfind(b'{"event":"run"', 0, at)
+            if at < 0:
+                return {}
+            end = data.find(b"\n", at)
+            try:
+                line = json.loads(data[at : end if end >= 0 else len(data)])
+            except ValueError:
+                continue
+            if isinstance(line, dict):
+                return line
+
+    @staticmethod
+    def _read_all(fd: int) -> bytes:
+        chunks = []
+        os.lseek(fd, 0, os.SEEK_SET)
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _load(self, fd: int, data: bytes) -> None:
+        if not data:
+            return
+        complete = data.rfind(b"\n") + 1
+        tail = data[complete:]
+        if tail.strip():
+            try:
+                json.loads(tail)
+            except ValueError:
+                # A run killed mid-line: cut the fragment off, so this run appends after a
+                # complete line and every later run reads the file without a complaint.
+                log.warning(
+                    "journal %s: cut off a last line cut short by a crash (%d bytes)",
+                    self.path,
+                    len(tail),
+                )
+                os.ftruncate(fd, complete)
+                data = data[:complete]
+            else:
+                os.write(fd, b"\n")  # a complete line that lost only its newline
+        lines = data.splitlines()
         for number, raw in enumerate(lines, 1):
             if not raw.strip():
                 continue
             try:
                 line = json.loads(raw)
             except ValueError:
-                if number == len(lines):
-                    log.warning("journal %s: ignoring a last line cut short", self.path)
+                if raw.startswith(_EVENT_PREFIX) and number > 1:
+                    # kie-async 0.1 appended after a cut line instead of cutting it off.
+                    log.warning(
+                        "journal %s: skipping line %d, cut short by a crash", self.path, number
+                    )
                     continue
                 raise ConfigurationError(
                     "journal", f"{self.path} line {number} is not JSON; is it a kie-async journal?"
@@ -106,37 +301,62 @@ class Journal:
                 continue
             _fold(self.entries, line)
 
-    def open(self) -> None:
-        """Open for appending; write the header to a new file."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        new = not self.path.exists() or self.path.stat().st_size == 0
+    # -- writing -----------------------------------------------------------------------------
+
+    def _write(self, line: Mapping[str, Any]) -> None:
+        fd = self._fd
+        if fd is None:
+            raise RuntimeError("journal is not open")
         # kie's JSON may carry "\ud800"-style escapes, which decode to lone surrogates UTF-8
         # cannot encode; written back as the same escape, every line stays JSON and lossless.
-        self._file = self.path.open("a", encoding="utf-8", errors="backslashreplace")
-        if not new:
-            # A run killed mid-line left no newline: start on a fresh line.
-            with self.path.open("rb") as existing:
-                existing.seek(-1, os.SEEK_END)
-                if existing.read(1) != b"\n":
-                    self._file.write("\n")
-        if new:
-            self._write(HEADER, durable=True)
+        data = (json.dumps(line, ensure_ascii=False, separators=(",", ":")) + "\n").encode(
+            "utf-8", "backslashreplace"
+        )
+        while data:
+            data = data[os.write(fd, data) :]
+        self._written += 1
 
-    def close(self) -> None:
-        """Flush and close the file."""
-        if self._file is not None:
-            file, self._file = self._file, None
-            file.close()
+    def record(self, event: str, key: str, **fields: Any) -> None:
+        """Append one event for ``key``. It is in the file (a kill cannot lose it) when this
+        returns; :meth:`sync` puts it on disk."""
+        self._write({"event": event, "key": key, "at": round(time.time(), 3), **fields})
 
-    def _write(self, line: Mapping[str, Any], *, durable: bool) -> None:
-        assert self._file is not None, "journal is not open"
-        self._file.write(json.dumps(line, ensure_ascii=False, separators=(",", ":")) + "\n")
-        self._file.flush()
-        if durable:
-            os.fsync(self._file.fileno())
+    async def sync(self) -> None:
+        """Return once every line written so far is on disk.
 
-    def record(self, event: str, key: str, *, durable: bool = False, **fields: Any) -> None:
-        """Append one event for ``key`` (fsynced when ``durable``) and fold it into entries."""
-        line = {"event": event, "key": key, "at": round(time.time(), 3), **fields}
-        self._write(line, durable=durable)
-        _fold(self.entries, line)
+        The fsync runs in a thread; callers arriving while one runs share the next one.
+
+        Raises:
+            OSError: the fsync failed.
+        """
+        target = self._written
+        while self._synced < target:
+            if self._syncing is None:
+                self._syncing = asyncio.ensure_future(self._fsync())
+            await asyncio.shield(self._syncing)
+
+    async def _fsync(self) -> None:
+        try:
+            upto = self._written
+            fd = self._fd
+            if fd is None:
+                raise RuntimeError("journal is not open")
+            await asyncio.get_running_loop().run_in_executor(None, os.fsync, fd)
+            self._synced = max(self._synced, upto)
+        finally:
+            self._syncing = None
+
+    async def aclose(self) -> None:
+        """Put everything on disk, release the lock and close the file. Safe to call twice."""
+        if self._fd is None:
+            return
+        try:
+            if self._syncing is not None:
+                with contextlib.suppress(OSError):
+                    await asyncio.shield(self._syncing)
+            if self._synced < self._written:
+                os.fsync(self._fd)  # the run is over: one last fsync, on the loop
+        finally:
+            fd, self._fd = self._fd, None
+            self._unlock()
+            os.close(fd)  # closing the file releases its flock

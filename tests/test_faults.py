@@ -91,6 +91,8 @@ def _fold(lines: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Each key's state after the journal's lines, read independently of kie_async._journal."""
     state: dict[str, dict[str, Any]] = {}
     for line in lines[1:]:
+        if line["event"] == "run":  # which process opened the journal: no request's line
+            continue
         key, event = line["key"], line["event"]
         entry = state.setdefault(key, {})
         entry["state"] = event
