@@ -589,9 +589,9 @@ class _Run:
             return ExtendOutcome(request, OutcomeKind.FAILED, error=exc)
         self._record("submitted", key, task_id=handle.task_id)
         self.counts.change(queued=-1, submitted=1, running=1)
+        # In the file at the end of this turn of the loop (a kill cannot lose it after that);
+        # on disk with the next group's fsync.
         self._await(key, request, handle)
-        # On disk before its first poll's answer can end it (the poller waits its turn).
-        await self._sync()
         return None
 
     def _await(self, key: str, request: ExtendRequest, handle: TaskHandle) -> None:
@@ -805,7 +805,9 @@ async def _outcomes(
     dispatcher = asyncio.ensure_future(run.poller.dispatch())
 
     async def all_read() -> None:
-        await asyncio.gather(*workers, return_exceptions=True)
+        # asyncio.wait, not gather: cancelling this must not cancel the workers (a stopping
+        # run lets the ones sending a create finish).
+        await asyncio.wait(workers)
         # Every place back means every outcome is out.
         for _ in range(concurrency):
             await run.in_flight.acquire()

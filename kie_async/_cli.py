@@ -235,6 +235,7 @@ async def execute_bulk(
     outcome to ``sinks``, and print the summary. On cancellation (Ctrl-C) it prints what was
     finished and how to continue, then re-raises.
     """
+    global _bulk_running
     by_request = {id(job.request): job for job in jobs}
     tally = Tally(total=len(jobs))
     limit = client.rate_limit
@@ -243,6 +244,7 @@ async def execute_bulk(
     )
     display = _open_display(ctx.err, len(jobs), interval, estimate)
     started = time.monotonic()
+    _bulk_running = True
     try:
         async with (
             display,
@@ -277,6 +279,8 @@ async def execute_bulk(
                 "not tracked; pass --journal FILE so that a rerun can continue where it stopped"
             )
         raise
+    finally:
+        _bulk_running = False
     tally.elapsed = time.monotonic() - started
     print_summary(ctx, tally)
     return tally
@@ -896,34 +900,53 @@ async def run(
     return result
 
 
+#: What the first Ctrl-C says while a bulk run is going on (set by :func:`execute_bulk`).
+_bulk_running = False
+
+_STOPPING_NOTE = (
+    "interrupted: stopping; no new creates are sent, and creates already on the wire are let "
+    "finish so their task ids are saved (Ctrl-C again to abort at once)"
+)
+_ABORTING_NOTE = "interrupted again: aborting at once"
+
+
 async def _interruptible(work: Awaitable[int]) -> int:
-    """Await ``work``; the first Ctrl-C cancels it cleanly (exit 130), a second one stops hard."""
+    """Await ``work``; Ctrl-C or SIGTERM cancels it cleanly (exit 130): a bulk run stops
+    sending and finishes the creates on the wire. A second one cancels again, which aborts
+    that wait at once; a third gets Python's default handling."""
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
-    interrupted = False
+    interrupts = 0
+    signals = (signal.SIGINT, signal.SIGTERM)
 
     def on_interrupt() -> None:
-        nonlocal interrupted
-        interrupted = True
-        loop.remove_signal_handler(signal.SIGINT)
+        nonlocal interrupts
+        interrupts += 1
+        if interrupts == 1:
+            print(_STOPPING_NOTE if _bulk_running else "interrupted", file=sys.stderr, flush=True)
+        else:
+            print(_ABORTING_NOTE, file=sys.stderr, flush=True)
+            for signum in signals:
+                loop.remove_signal_handler(signum)
         if task is not None:
             task.cancel()
 
-    try:
-        loop.add_signal_handler(signal.SIGINT, on_interrupt)
-        installed = True
-    except (NotImplementedError, RuntimeError, ValueError):  # not on this platform or thread
-        installed = False
+    installed = []
+    for signum in signals:
+        try:
+            loop.add_signal_handler(signum, on_interrupt)
+        except (NotImplementedError, RuntimeError, ValueError):  # not on this platform/thread
+            continue
+        installed.append(signum)
     try:
         return await work
     except asyncio.CancelledError:
-        if not interrupted:
+        if not interrupts:
             raise
-        print("interrupted", file=sys.stderr, flush=True)
         return EXIT_INTERRUPTED
     finally:
-        if installed:
-            loop.remove_signal_handler(signal.SIGINT)
+        for signum in installed:
+            loop.remove_signal_handler(signum)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -17,10 +17,12 @@ with the size of their answers.
 
 One run at a time: the run holds an exclusive lock on the file (``fcntl.flock``) for its whole
 life; where there is no ``flock``, a ``<journal>.lock`` file created exclusively stands in for it.
-``intent`` and ``submitted`` are on disk (fsynced) before the run goes on, so a task id kie.ai
-gave is saved before anything waits for it; fsyncs run in a thread, one for every line written
-while the previous one ran, so a journal costs the event loop almost nothing. A last line cut
-short by a crash is cut off when the next run opens the journal, so every later rerun reads it.
+Lines reach the file at the end of the event loop's turn that recorded them (one write for all
+of them), so a killed process loses none written before; ``intent`` is also on disk (fsynced)
+before its create goes out, so even a power cut cannot make a rerun send it again. fsyncs run
+in a thread, one for every line recorded while the previous one ran, so the event loop does not
+wait for the disk. A last line cut short by a crash is cut off when the next run opens the
+journal, so every later rerun reads it.
 """
 
 from __future__ import annotations
@@ -57,6 +59,9 @@ _EVENT_PREFIX = b'{"event":'
 
 #: Error texts kept in a line, at most (an error page can be large; the start says enough).
 _TEXT_CAP = 1000
+
+# Built once: json.dumps with options builds an encoder per call, a cost every line would pay.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
 @attrs.define
@@ -149,6 +154,10 @@ class Journal:
         self._written = 0
         self._synced = 0
         self._syncing: asyncio.Future[None] | None = None
+        # Lines recorded in this turn of the event loop, written together at its end: a write
+        # is a system call, and a busy run records several lines per turn.
+        self._pending: list[str] = []
+        self._flush_soon: asyncio.Handle | None = None
 
     # -- opening: lock, read, repair --------------------------------------------------------
 
@@ -177,15 +186,11 @@ class Journal:
             raise
         self._fd = fd
         if not data:
-            self._write(HEADER)
-        self._write(
-            {
-                "event": "run",
-                "pid": os.getpid(),
-                "host": socket.gethostname(),
-                "started": _now_iso(),
-            }
-        )
+            self._pending.append(_ENCODER.encode(HEADER))
+        run = {"event": "run", "pid": os.getpid(), "host": socket.gethostname()}
+        self._pending.append(_ENCODER.encode({**run, "started": _now_iso()}))
+        self._written += 1
+        self._flush()
         os.fsync(fd)
         self._synced = self._written
 
@@ -303,23 +308,29 @@ class Journal:
 
     # -- writing -----------------------------------------------------------------------------
 
-    def _write(self, line: Mapping[str, Any]) -> None:
-        fd = self._fd
-        if fd is None:
-            raise RuntimeError("journal is not open")
+    def _flush(self) -> None:
+        """Write the pending lines to the file, where a kill of this process cannot lose them."""
+        self._flush_soon = None
+        if not self._pending or self._fd is None:
+            return
+        text = "\n".join(self._pending) + "\n"
+        self._pending.clear()
         # kie's JSON may carry "\ud800"-style escapes, which decode to lone surrogates UTF-8
         # cannot encode; written back as the same escape, every line stays JSON and lossless.
-        data = (json.dumps(line, ensure_ascii=False, separators=(",", ":")) + "\n").encode(
-            "utf-8", "backslashreplace"
-        )
+        data = text.encode("utf-8", "backslashreplace")
         while data:
-            data = data[os.write(fd, data) :]
-        self._written += 1
+            data = data[os.write(self._fd, data) :]
 
     def record(self, event: str, key: str, **fields: Any) -> None:
-        """Append one event for ``key``. It is in the file (a kill cannot lose it) when this
-        returns; :meth:`sync` puts it on disk."""
-        self._write({"event": event, "key": key, "at": round(time.time(), 3), **fields})
+        """Append one event for ``key``. It reaches the file at the end of this turn of the
+        event loop, or at once in :meth:`sync`, which also puts it on disk."""
+        if self._fd is None:
+            raise RuntimeError("journal is not open")
+        line = {"event": event, "key": key, "at": round(time.time(), 3), **fields}
+        self._pending.append(_ENCODER.encode(line))
+        self._written += 1
+        if self._flush_soon is None:
+            self._flush_soon = asyncio.get_running_loop().call_soon(self._flush)
 
     async def sync(self) -> None:
         """Return once every line written so far is on disk.
@@ -330,6 +341,7 @@ class Journal:
             OSError: the fsync failed.
         """
         target = self._written
+        self._flush()
         while self._synced < target:
             if self._syncing is None:
                 self._syncing = asyncio.ensure_future(self._fsync())
@@ -337,6 +349,7 @@ class Journal:
 
     async def _fsync(self) -> None:
         try:
+            self._flush()
             upto = self._written
             fd = self._fd
             if fd is None:
@@ -351,6 +364,7 @@ class Journal:
         if self._fd is None:
             return
         try:
+            self._flush()
             if self._syncing is not None:
                 with contextlib.suppress(OSError):
                     await asyncio.shield(self._syncing)
