@@ -43,6 +43,7 @@ from ._logging import configure_from_env as _configure_logging
 from ._models import TaskRecord, TaskStatus
 from ._polling import PollPolicy, RetryPolicy
 from ._ratelimit import RateLimit
+from ._redis_limit import RedisRateLimit
 from ._requests import (
     ExtendMode,
     ExtendRequest,
@@ -77,6 +78,7 @@ __all__ = [
     "Progress",
     "RateLimit",
     "RateLimitError",
+    "RedisRateLimit",
     "RetryPolicy",
     "ServerError",
     "ServiceUnavailableError",

@@ -345,6 +345,7 @@ class _Poller:
                     timer.cancel()
                 continue
             await self._slots.acquire()
+            self._run.flush()  # a task's id is in the journal's file before its first poll
             _, _, waiting = heapq.heappop(self._heap)
             poll = asyncio.ensure_future(self._poll(waiting))
             self._polls.add(poll)
@@ -531,6 +532,11 @@ class _Run:
         if self.journal is not None:
             self.journal.record(event, key, **fields)
 
+    def flush(self) -> None:
+        """Write the journal's pending lines to its file."""
+        if self.journal is not None:
+            self.journal.flush()
+
     async def _sync(self) -> None:
         """Wait until the journal's lines so far are on disk."""
         if self.journal is not None:
@@ -600,6 +606,7 @@ class _Run:
         if self.client.callbacks is None:
             self.poller.add(_Waiting(key, request, handle, self.poll or self.client.poll_policy))
             return
+        self.flush()
         wait = asyncio.ensure_future(self._wait(key, request, handle))
         self.waits.add(wait)
         wait.add_done_callback(self.waits.discard)

@@ -47,6 +47,7 @@ from ._handle import TaskHandle
 from ._models import ExtendRequest, TaskRecord
 from ._polling import PollPolicy
 from ._ratelimit import RateLimit
+from ._redis_limit import RedisRateLimit
 from ._version import __version__
 
 if TYPE_CHECKING:
@@ -496,6 +497,12 @@ def _add_bulk(parser: argparse.ArgumentParser) -> None:
         help="at most N creates per SECONDS (kie.ai's default: 20/10)",
     )
     parser.add_argument(
+        "--rate-limit-redis",
+        metavar="URL",
+        help="share the rate limit with every process of the account through the Redis at URL "
+        "(default: KIE_RATE_LIMIT_REDIS; needs the redis extra)",
+    )
+    parser.add_argument(
         "--progress-interval",
         type=_positive_float,
         default=10.0,
@@ -515,7 +522,11 @@ async def _bulk(ctx: Context, args: argparse.Namespace) -> int:
     if jobs is None:
         return EXIT_USAGE
     settings: dict[str, Any] = {}
-    if args.rate_limit is not None:
+    shared = args.rate_limit_redis or os.environ.get("KIE_RATE_LIMIT_REDIS", "").strip()
+    if shared:
+        numbers = args.rate_limit or RateLimit()
+        settings["rate_limit"] = RedisRateLimit(shared, requests=numbers.requests, per=numbers.per)
+    elif args.rate_limit is not None:
         settings["rate_limit"] = args.rate_limit
     async with ctx.client(**settings) as kie:
         with contextlib.ExitStack() as resources:

@@ -47,6 +47,7 @@ from ._polling import (
     poll_is_transient,
 )
 from ._ratelimit import Limiter, RateLimit
+from ._redis_limit import RedisLimiter, RedisRateLimit
 from ._requests import (
     REQUEST_TYPES,
     GenerateRequest,
@@ -230,7 +231,9 @@ class KieClient:
         retry: the :class:`RetryPolicy` for single requests.
         max_retries: shorthand to override ``retry.max_retries`` (``0`` disables retries).
         rate_limit: the client-side limit on creates, shared by every submission of this client
-            (default kie's 20 per 10 s); ``None`` switches it off.
+            (default kie's 20 per 10 s); a :class:`RedisRateLimit` shares it with every process
+            of the account; ``None`` switches it off. Unset, the ``KIE_RATE_LIMIT_REDIS``
+            environment variable (a Redis URL) gives ``RedisRateLimit(url)``.
         timeout: seconds to wait for each read of an answer, so a stalled server cannot hang a call.
         connect_timeout: seconds to establish a connection.
         max_connections: the size of the connection pool; requests beyond it wait their turn
@@ -269,7 +272,7 @@ class KieClient:
         poll: PollPolicy | None = None,
         retry: RetryPolicy | None = None,
         max_retries: int | None = None,
-        rate_limit: RateLimit | None = _UNSET,
+        rate_limit: RateLimit | RedisRateLimit | None = _UNSET,
         timeout: float = 60.0,
         connect_timeout: float = 15.0,
         max_connections: int = 100,
@@ -300,10 +303,15 @@ class KieClient:
             )
         self.retry_policy: RetryPolicy = policy
         if rate_limit is _UNSET:
-            rate_limit = _DEFAULT_RATE_LIMIT
-        if rate_limit is not None and not isinstance(rate_limit, RateLimit):
-            raise ConfigurationError("rate_limit", "must be a RateLimit or None")
-        self._limiter = Limiter(rate_limit)
+            shared = os.environ.get("KIE_RATE_LIMIT_REDIS", "").strip()
+            rate_limit = RedisRateLimit(shared) if shared else _DEFAULT_RATE_LIMIT
+        self._limiter: Limiter | RedisLimiter
+        if isinstance(rate_limit, RedisRateLimit):
+            self._limiter = rate_limit._limiter(self._api_key.reveal())
+        elif rate_limit is None or isinstance(rate_limit, RateLimit):
+            self._limiter = Limiter(rate_limit)
+        else:
+            raise ConfigurationError("rate_limit", "must be a RateLimit, a RedisRateLimit or None")
         self._read_timeout: float = _positive("timeout", timeout) or 0.0
         self._connect_timeout = _positive("connect_timeout", connect_timeout)
         if (
@@ -344,7 +352,7 @@ class KieClient:
         return self._base_url
 
     @property
-    def rate_limit(self) -> RateLimit | None:
+    def rate_limit(self) -> RateLimit | RedisRateLimit | None:
         """The client-side limit on creates, or ``None`` when switched off."""
         return self._limiter.limit
 
@@ -424,6 +432,12 @@ class KieClient:
 
     async def __aenter__(self: _KieClientT) -> _KieClientT:
         self._ensure_session()
+        if isinstance(self._limiter, RedisLimiter):
+            try:
+                await self._limiter.start()  # Redis unreachable: an error now, not mid-run
+            except BaseException:
+                await self.aclose()
+                raise
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -432,6 +446,8 @@ class KieClient:
     async def aclose(self) -> None:
         """Close the session if this client created it. Safe to call more than once."""
         self._closed = True
+        if isinstance(self._limiter, RedisLimiter):
+            await self._limiter.aclose()
         session, self._session = self._session, None
         if session is not None and self._owns_session and not session.closed:
             await session.close()

@@ -17,12 +17,13 @@ with the size of their answers.
 
 One run at a time: the run holds an exclusive lock on the file (``fcntl.flock``) for its whole
 life; where there is no ``flock``, a ``<journal>.lock`` file created exclusively stands in for it.
-Lines reach the file at the end of the event loop's turn that recorded them (one write for all
-of them), so a killed process loses none written before; ``intent`` is also on disk (fsynced)
-before its create goes out, so even a power cut cannot make a rerun send it again. fsyncs run
-in a thread, one for every line recorded while the previous one ran, so the event loop does not
-wait for the disk. A last line cut short by a crash is cut off when the next run opens the
-journal, so every later rerun reads it.
+Lines reach the file within 2 ms of being recorded (one write for all the lines of that moment),
+and a task's ``submitted`` line before its first poll, so a killed process loses at most that
+moment's lines; ``intent`` is written and on disk (fsynced) before its create goes out, so not
+even a power cut can make a rerun send it again. fsyncs run in a thread, one for every line
+recorded while the previous one ran, so the event loop does not wait for the disk. A last line
+cut short by a crash is cut off when the next run opens the journal, so every later rerun
+reads it.
 """
 
 from __future__ import annotations
@@ -59,6 +60,11 @@ _EVENT_PREFIX = b'{"event":'
 
 #: Error texts kept in a line, at most (an error page can be large; the start says enough).
 _TEXT_CAP = 1000
+
+#: Seconds a recorded line may wait in memory for others to be written with it. A kill loses
+#: only lines recorded this recently (an intent never: it is written and fsynced before its
+#: create goes out).
+FLUSH_DELAY = 0.002
 
 # Built once: json.dumps with options builds an encoder per call, a cost every line would pay.
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
@@ -154,10 +160,10 @@ class Journal:
         self._written = 0
         self._synced = 0
         self._syncing: asyncio.Future[None] | None = None
-        # Lines recorded in this turn of the event loop, written together at its end: a write
-        # is a system call, and a busy run records several lines per turn.
+        # Lines recorded in the last moment, written together: a write is a system call, and a
+        # busy run records a few lines per millisecond.
         self._pending: list[str] = []
-        self._flush_soon: asyncio.Handle | None = None
+        self._flush_soon: asyncio.TimerHandle | None = None
 
     # -- opening: lock, read, repair --------------------------------------------------------
 
@@ -308,9 +314,16 @@ class Journal:
 
     # -- writing -----------------------------------------------------------------------------
 
+    def flush(self) -> None:
+        """Write the pending lines now (see :meth:`_flush`)."""
+        if self._pending:
+            self._flush()
+
     def _flush(self) -> None:
         """Write the pending lines to the file, where a kill of this process cannot lose them."""
-        self._flush_soon = None
+        if self._flush_soon is not None:
+            self._flush_soon.cancel()
+            self._flush_soon = None
         if not self._pending or self._fd is None:
             return
         text = "\n".join(self._pending) + "\n"
@@ -322,15 +335,15 @@ class Journal:
             data = data[os.write(self._fd, data) :]
 
     def record(self, event: str, key: str, **fields: Any) -> None:
-        """Append one event for ``key``. It reaches the file at the end of this turn of the
-        event loop, or at once in :meth:`sync`, which also puts it on disk."""
+        """Append one event for ``key``. It reaches the file within :data:`FLUSH_DELAY`
+        seconds, or at once in :meth:`sync`, which also puts it on disk."""
         if self._fd is None:
             raise RuntimeError("journal is not open")
         line = {"event": event, "key": key, "at": round(time.time(), 3), **fields}
         self._pending.append(_ENCODER.encode(line))
         self._written += 1
         if self._flush_soon is None:
-            self._flush_soon = asyncio.get_running_loop().call_soon(self._flush)
+            self._flush_soon = asyncio.get_running_loop().call_later(FLUSH_DELAY, self._flush)
 
     async def sync(self) -> None:
         """Return once every line written so far is on disk.

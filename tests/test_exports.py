@@ -35,6 +35,7 @@ EXPECTED = {
     "Progress",
     "RateLimit",
     "RateLimitError",
+    "RedisRateLimit",
     "RetryPolicy",
     "ServerError",
     "ServiceUnavailableError",

@@ -16,6 +16,7 @@ import aiohttp
 import kie_async
 from kie_async import (
     APIError,
+    BulkRun,
     ExtendMode,
     ExtendOutcome,
     ExtendRequest,
@@ -24,6 +25,7 @@ from kie_async import (
     KieError,
     PollPolicy,
     RateLimit,
+    RedisRateLimit,
     RetryPolicy,
     SubmissionUncertainError,
     TaskFailedError,
@@ -123,7 +125,7 @@ async def use_client(session: aiohttp.ClientSession) -> list[str]:
         balance: Decimal = await client.credits()
         link: str = await client.download_url(fetched.result_urls[0])
         base: str = client.base_url
-        limit: RateLimit | None = client.rate_limit
+        limit: RateLimit | RedisRateLimit | None = client.rate_limit
         stream: AsyncIterator[ExtendOutcome] = client.extend_many(build_requests(), concurrency=5)
         async for outcome in stream:
             ok: bool = outcome.ok
@@ -132,6 +134,10 @@ async def use_client(session: aiohttp.ClientSession) -> list[str]:
                 succeeded: TaskRecord = outcome.result
                 assert succeeded.result_urls
             assert ok or request
+        run: BulkRun
+        async with client.extend_many(build_requests(), journal="run.jsonl") as run:
+            async for outcome in run:
+                assert outcome.ok
         assert last or again or balance or link or base or limit
     await kie.aclose()
     return urls

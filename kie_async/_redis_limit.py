@@ -1,0 +1,320 @@
+"""A rate limit on creates shared by every process of an account, kept in Redis.
+
+kie.ai limits creates per *account* (about 20 per 10 s), so several processes (web workers, a job
+queue, several machines) each holding their own :class:`RateLimit` send up to N times the limit
+and collect 429s. :class:`RedisRateLimit` keeps one sliding window for all of them in a Redis
+they share, with the same meaning as the in-process limiter:
+
+* a slot is taken before a create goes out and counts from then; when the create ends, its time
+  is stamped, and it counts for ``per`` seconds more (the server saw it at some moment before
+  that, so the window stays honest whatever the latency);
+* a 429 answer pauses every process on the account;
+* a process that dies holding a slot does not hold it forever: a slot taken and never given back
+  counts as if its create had ended ``lease`` seconds after it was taken.
+
+Each step is one Lua script, so it is atomic on the Redis server, and every time comes from the
+Redis server's clock (``TIME``), so processes on machines whose clocks differ still agree. The
+keys are ``<prefix>:{<account>}:window`` (a sorted set: slot id -> the time it stops counting)
+and ``<prefix>:{<account>}:pause``, where ``<account>`` is the ``name`` you give or ``key-`` and
+a SHA-256 digest of the API key: the key itself never reaches Redis.
+
+This module is the one place that knows redis-py; it is imported only when a
+:class:`RedisRateLimit` is used, and Redis failures become kie_async errors here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import attrs
+
+from ._errors import ConfigurationError, TransportError
+
+__all__ = ["RedisRateLimit"]
+
+log = logging.getLogger("kie_async")
+
+#: The longest sleep between two looks at a full window: a slot still in flight may be given
+#: back at any moment, and only its lease says when it will be at the latest.
+_MAX_NAP = 0.1
+
+# ARGV: limit, per (ms), lease (ms), slot id. Returns 0 when the slot is taken, > 0 the ms the
+# account's pause still lasts, < 0 minus the ms until the earliest slot stops counting.
+_ACQUIRE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local limit, per, lease = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local paused = tonumber(redis.call('GET', KEYS[2]) or '0')
+if paused > now then return paused - now end
+if redis.call('ZCARD', KEYS[1]) < limit then
+  redis.call('ZADD', KEYS[1], now + lease + per, ARGV[4])
+  local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+  redis.call('PEXPIRE', KEYS[1], math.max(1, tonumber(last[2]) - now) + 1000)
+  return 0
+end
+local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return -math.max(1, tonumber(first[2]) - now)
+"""
+
+# ARGV: per (ms), slot id. The slot's create ended now: it counts for `per` ms more.
+_RELEASE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[1]), ARGV[2])
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+redis.call('PEXPIRE', KEYS[1], math.max(1, tonumber(last[2]) - now) + 1000)
+return 0
+"""
+
+# ARGV: pause (ms). Every process of the account holds its creates back until then.
+_PAUSE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ms = tonumber(ARGV[1])
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+if now + ms > current then redis.call('SET', KEYS[1], now + ms, 'PX', ms + 1000) end
+return 0
+"""
+
+
+def redacted(url: str) -> str:
+    """``url`` with any password replaced by ``***``, for messages and reprs."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable URL>"
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
+
+
+def _positive(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1e9:
+        raise ConfigurationError("rate_limit", f"{name} must be a number > 0, got {value!r}")
+    return float(value)
+
+
+@attrs.frozen
+class RedisRateLimit:
+    """At most ``requests`` creates in any ``per``-second window, for every process that uses
+    the same Redis and account: one limit for web workers, job queues and machines sharing a
+    kie.ai account. It needs redis-py: ``pip install 'kie-async[redis]'``.
+
+    Same meaning as :class:`RateLimit` (a sliding window of creates, and the pause after a 429,
+    here shared by every process). A process that dies holding a slot leaves it counted for at
+    most ``lease + per`` seconds.
+
+    Args:
+        url: the Redis URL, e.g. ``"redis://localhost:6379/0"`` (``rediss://`` for TLS).
+        requests, per: the limit (default kie.ai's 20 per 10 s).
+        name: the account's name in Redis; by default a SHA-256 digest of the API key (the key
+            itself never reaches Redis). Give a name to share a limit between keys.
+        lease: seconds after which a slot taken and never given back (its process died) counts
+            as ended; longer than any create takes (the default 120 s is twice the client's
+            read timeout).
+        prefix: the start of every Redis key.
+
+    Raises:
+        ConfigurationError: a setting is invalid. When the client starts (``async with
+        KieClient(...)``, or its first create), a Redis that cannot be reached is a
+        :class:`ConfigurationError` too: never a silent fallback to an unshared limit.
+
+    Example::
+
+        limit = RedisRateLimit("redis://cache:6379/0", requests=20, per=10)
+        async with KieClient(rate_limit=limit) as kie:
+            ...
+
+    The ``KIE_RATE_LIMIT_REDIS`` environment variable (a URL) gives ``KieClient()`` and the
+    ``kie-async`` command this limit with the default numbers, unless ``rate_limit`` is passed.
+    """
+
+    url: str = attrs.field(repr=redacted)
+    requests: int = 20
+    per: float = 10.0
+    name: str | None = None
+    lease: float = 120.0
+    prefix: str = "kie-async"
+
+    def __attrs_post_init__(self) -> None:
+        if not isinstance(self.url, str) or not self.url.startswith(
+            ("redis://", "rediss://", "unix://")
+        ):
+            raise ConfigurationError(
+                "rate_limit",
+                f"{redacted(str(self.url))!r} is not a redis://, rediss:// or unix:// URL",
+            )
+        if isinstance(self.requests, bool) or not isinstance(self.requests, int):
+            raise ConfigurationError("rate_limit", "requests must be an int")
+        if self.requests < 1:
+            raise ConfigurationError("rate_limit", f"requests must be >= 1, got {self.requests}")
+        _positive("per", self.per)
+        _positive("lease", self.lease)
+        if self.name is not None and (not isinstance(self.name, str) or not self.name.strip()):
+            raise ConfigurationError("rate_limit", "name must be a non-empty string")
+        if not isinstance(self.prefix, str) or not self.prefix:
+            raise ConfigurationError("rate_limit", "prefix must be a non-empty string")
+
+    def _limiter(self, api_key: str) -> RedisLimiter:
+        account = self.name or "key-" + hashlib.sha256(api_key.encode()).hexdigest()[:32]
+        return RedisLimiter(self, account)
+
+
+def _unreachable(limit: RedisRateLimit, exc: BaseException) -> ConfigurationError:
+    return ConfigurationError(
+        "rate_limit",
+        f"cannot use the shared rate limit's Redis at {redacted(limit.url)}: "
+        f"{type(exc).__name__}: {exc} (kie-async does not fall back to a per-process limit)",
+    )
+
+
+class RedisLimiter:
+    """The limiter of one client for a :class:`RedisRateLimit`: the interface of
+    :class:`~kie_async._ratelimit.Limiter`, with the window in Redis."""
+
+    def __init__(self, limit: RedisRateLimit, account: str) -> None:
+        self.limit = limit
+        base = f"{limit.prefix}:{{{account}}}"
+        self._window = f"{base}:window"
+        self._pause_key = f"{base}:pause"
+        self._redis: Any = None
+        self._scripts: dict[str, Any] = {}
+        self._errors: tuple[type[BaseException], ...] = ()
+        self._lock = asyncio.Lock()
+        self._start_lock = asyncio.Lock()
+        self._local_pause = 0.0
+        self._pauses: set[asyncio.Future[None]] = set()
+
+    def open(self) -> bool:
+        """Never: every create takes a slot."""
+        return False
+
+    async def start(self) -> None:
+        """Connect and check that Redis answers (a ``PING``).
+
+        Raises:
+            ConfigurationError: redis-py is not installed, or Redis cannot be reached.
+        """
+        async with self._start_lock:
+            if self._redis is not None:
+                return
+            try:
+                import redis.asyncio as aioredis
+                from redis.exceptions import RedisError
+            except ImportError:
+                raise ConfigurationError(
+                    "rate_limit",
+                    "RedisRateLimit needs redis-py: pip install 'kie-async[redis]'",
+                ) from None
+            self._errors = (RedisError, OSError)
+            try:
+                client = aioredis.from_url(self.limit.url, socket_connect_timeout=5.0)
+            except (ValueError, *self._errors) as exc:
+                raise _unreachable(self.limit, exc) from None
+            try:
+                await client.ping()
+            except self._errors as exc:
+                await client.aclose()
+                raise _unreachable(self.limit, exc) from None
+            self._scripts = {
+                "acquire": client.register_script(_ACQUIRE),
+                "release": client.register_script(_RELEASE),
+                "pause": client.register_script(_PAUSE),
+            }
+            self._redis = client
+
+    async def aclose(self) -> None:
+        """Finish sharing pauses, then close the connections. Safe to call twice."""
+        if self._pauses:
+            await asyncio.gather(*self._pauses, return_exceptions=True)
+        client, self._redis = self._redis, None
+        if client is not None:
+            await client.aclose()
+
+    def _failed(self, exc: BaseException) -> TransportError:
+        return TransportError(
+            message=f"the shared rate limit's Redis at {redacted(self.limit.url)} failed: "
+            f"{type(exc).__name__}: {exc}",
+            endpoint="rate limit",
+            sent=False,
+        )
+
+    def pause(self, seconds: float) -> None:
+        """Hold back every create of every process on the account for ``seconds``."""
+        loop = asyncio.get_running_loop()
+        self._local_pause = max(self._local_pause, loop.time() + max(0.0, seconds))
+        if self._redis is None or seconds <= 0:
+            return
+        shared = asyncio.ensure_future(self._share_pause(seconds))
+        self._pauses.add(shared)
+        shared.add_done_callback(self._pauses.discard)
+
+    async def _share_pause(self, seconds: float) -> None:
+        try:
+            await self._scripts["pause"](keys=[self._pause_key], args=[int(seconds * 1000)])
+        except self._errors as exc:
+            log.warning("could not share a rate-limit pause through Redis: %s", exc)
+
+    async def _acquire(self, slot_id: str) -> None:
+        limit = self.limit
+        loop = asyncio.get_running_loop()
+        args = [limit.requests, int(limit.per * 1000), int(limit.lease * 1000), slot_id]
+        async with self._lock:
+            while True:
+                local = self._local_pause - loop.time()
+                if local > 0:
+                    await asyncio.sleep(local)
+                    continue
+                try:
+                    answer = int(
+                        await self._scripts["acquire"](
+                            keys=[self._window, self._pause_key], args=args
+                        )
+                    )
+                except self._errors as exc:
+                    raise self._failed(exc) from exc
+                if answer == 0:
+                    return
+                wait = answer / 1000 if answer > 0 else min(-answer / 1000, _MAX_NAP)
+                await asyncio.sleep(wait)
+
+    async def _release(self, slot_id: str) -> None:
+        try:
+            await self._scripts["release"](
+                keys=[self._window], args=[int(self.limit.per * 1000), slot_id]
+            )
+        except self._errors as exc:
+            log.warning(
+                "could not give a rate-limit slot back to Redis (it ends with its lease, "
+                "in %gs): %s",
+                self.limit.lease,
+                exc,
+            )
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """Hold one slot of the shared window for the duration of one create request.
+
+        Raises:
+            ConfigurationError: Redis could not be reached when the first slot was asked for.
+            TransportError: Redis failed later (the create was not sent).
+        """
+        if self._redis is None:
+            await self.start()
+        slot_id = uuid.uuid4().hex
+        await self._acquire(slot_id)
+        try:
+            yield
+        finally:
+            await self._release(slot_id)

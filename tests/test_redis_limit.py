@@ -1,0 +1,303 @@
+"""The rate limit shared through Redis: one window for every process of an account."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kie_async import ConfigurationError, KieClient, RedisRateLimit
+from kie_async._cli import run
+from kie_async.testing import FakeKieServer, fast_client
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _ping(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2) as conn:
+            conn.sendall(b"PING\r\n")
+            return conn.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+@pytest.fixture(name="redis_url", scope="module")
+def _redis_url() -> Iterator[str]:
+    """A real redis-server of our own on a free loopback port (skipped without the binary,
+    except under CI, where a missing redis-server fails the run)."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("redis-server is not installed (CI must install it: see .ci/run)")
+        pytest.skip("redis-server is not installed")
+    port = free_port()
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(500):
+            if _ping(port):
+                break
+            if process.poll() is not None:
+                pytest.fail(f"redis-server exited with {process.returncode}")
+            time.sleep(0.01)
+        else:
+            pytest.fail("redis-server did not answer within 5 s")
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KIE_")}
+    env.update(extra)
+    return env
+
+
+_TAKER = textwrap.dedent(
+    """
+    import asyncio, json, sys, time
+    from kie_async import RedisRateLimit
+
+    async def main(url, name, count, hold):
+        limiter = RedisRateLimit(url, 5, per=1.0, name=name, lease=1.0)._limiter("unused")
+        stamps = []
+        try:
+            for _ in range(count):
+                async with limiter.slot():
+                    stamps.append(time.time())
+                    print("held", flush=True)
+                    await asyncio.sleep(hold)
+        finally:
+            await limiter.aclose()
+        print(json.dumps(stamps), flush=True)
+
+    asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])))
+    """
+)
+
+
+async def start_taker(url: str, name: str, count: int, hold: float) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        _TAKER,
+        url,
+        name,
+        str(count),
+        str(hold),
+        stdout=subprocess.PIPE,
+        env=child_env(),
+    )
+
+
+@pytest.mark.slow
+async def test_three_processes_share_one_window(redis_url: str) -> None:
+    """Three processes taking slots at once never hold more than the limit in any window, and
+    keep close to it."""
+    name = uuid.uuid4().hex
+    takers = [await start_taker(redis_url, name, 6, 0.0) for _ in range(3)]
+    outputs = [await asyncio.wait_for(t.communicate(), 30) for t in takers]
+    assert all(t.returncode == 0 for t in takers)
+    stamps = sorted(s for out, _ in outputs for s in json.loads(out.decode().splitlines()[-1]))
+    assert len(stamps) == 18
+    for i in range(len(stamps) - 5):
+        assert stamps[i + 5] - stamps[i] >= 1.0 - 0.01, f"6 slots within 1 s at {i}"
+    # 18 slots at 5 per second: the last can start after 3 s, and not much later.
+    assert stamps[-1] - stamps[0] < 3.0 + 0.8
+
+
+@pytest.mark.slow
+async def test_a_process_killed_holding_a_slot_frees_it_with_its_lease(redis_url: str) -> None:
+    """A process SIGKILLed while holding the only slot blocks the others for its lease plus the
+    window, then no longer."""
+    name = uuid.uuid4().hex
+    limit = RedisRateLimit(redis_url, 1, per=0.5, name=name, lease=1.0)
+    holder = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        _TAKER.replace("RedisRateLimit(url, 5, per=1.0,", "RedisRateLimit(url, 1, per=0.5,"),
+        redis_url,
+        name,
+        "1",
+        "60",
+        stdout=subprocess.PIPE,
+        env=child_env(),
+    )
+    assert holder.stdout is not None
+    assert (await asyncio.wait_for(holder.stdout.readline(), 30)).strip() == b"held"
+    taken_at = time.monotonic()
+    os.kill(holder.pid, signal.SIGKILL)
+    await holder.wait()
+    limiter = limit._limiter("unused")
+    try:
+        async with limiter.slot():
+            waited = time.monotonic() - taken_at
+    finally:
+        await limiter.aclose()
+    assert 1.5 - 0.2 <= waited < 1.5 + 1.0
+
+
+async def test_a_429_pause_holds_back_every_process(redis_url: str) -> None:
+    """A pause after a 429 in one client holds back the creates of another on the account."""
+    limit = RedisRateLimit(redis_url, 100, per=1.0, name=uuid.uuid4().hex)
+    first, second = limit._limiter("k"), limit._limiter("k")
+    try:
+        await first.start()
+        await second.start()
+        first.pause(0.5)
+        await asyncio.gather(*first._pauses)
+        started = time.monotonic()
+        async with second.slot():
+            waited = time.monotonic() - started
+    finally:
+        await first.aclose()
+        await second.aclose()
+    assert waited >= 0.4
+
+
+@pytest.mark.slow
+async def test_processes_sharing_the_limit_get_no_429(redis_url: str, tmp_path: Path) -> None:
+    """Three bulk processes on one account, against a server enforcing the limit per account,
+    with the limit in Redis: not one create is refused with 429."""
+    async with FakeKieServer(rate_limit=(5, 1.0)) as server:
+        jobs = []
+        for n in range(3):
+            lines = [
+                json.dumps({"task_id": f"src{n}-{i}", "index": 0, "prompt": f"scene {i}"})
+                for i in range(5)
+            ]
+            path = tmp_path / f"jobs{n}.jsonl"
+            path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+            jobs.append(path)
+        env = child_env(KIE_API_KEY=server.api_key, KIE_RATE_LIMIT_REDIS=redis_url)
+        processes = [
+            await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "kie_async",
+                "--base-url",
+                server.url,
+                "bulk",
+                str(path),
+                "--rate-limit",
+                "5/1",
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                env=env,
+            )
+            for path in jobs
+        ]
+        errors = [(await asyncio.wait_for(p.communicate(), 60))[1] for p in processes]
+        assert [p.returncode for p in processes] == [0, 0, 0], [e.decode() for e in errors]
+        assert server.counts["create"] == 15
+        assert server.counts["rejected:429"] == 0
+
+
+async def test_the_api_key_never_reaches_redis(redis_url: str) -> None:
+    """Redis keys name the account by a digest of the API key, never the key itself."""
+    key = "kie-sk-DISTINCTIVE-" + uuid.uuid4().hex
+    async with FakeKieServer(api_key=key) as server:
+        limit = RedisRateLimit(redis_url, 5, per=1.0)
+        async with fast_client(server, rate_limit=limit) as kie:
+            await kie.extend_video("src", 0, "go")
+            assert kie.rate_limit is limit
+    import redis.asyncio as aioredis
+
+    client = aioredis.from_url(redis_url)
+    try:
+        names = [name.decode() for name in await client.keys("*")]
+        values = [repr(await client.zrange(n, 0, -1)) for n in names if "window" in n]
+    finally:
+        await client.aclose()
+    assert names and not any(key in name or key in value for name in names for value in values)
+
+
+# -- configuration and errors (no Redis needed) ---------------------------------------------------
+
+
+async def test_unreachable_redis_is_a_clear_error_before_anything_is_sent(
+    server: FakeKieServer,
+) -> None:
+    """A Redis nobody answers on fails the client's start with an error naming it (password
+    hidden), and no create is sent: never a silent fallback."""
+    url = f"redis://:hunter2@127.0.0.1:{free_port()}/0"
+    with pytest.raises(
+        ConfigurationError, match="cannot use the shared rate limit's Redis"
+    ) as info:
+        async with fast_client(server, rate_limit=RedisRateLimit(url)):
+            pass
+    assert "hunter2" not in str(info.value) and "***" in str(info.value)
+    assert "hunter2" not in repr(RedisRateLimit(url))
+    kie = fast_client(server, rate_limit=RedisRateLimit(url))
+    try:
+        with pytest.raises(ConfigurationError, match="does not fall back"):
+            await kie.extend_video("src", 0, "go")
+    finally:
+        await kie.aclose()
+    assert server.counts["request:create"] == 0
+
+
+async def test_the_environment_variable_and_the_cli_option_choose_redis(
+    server: FakeKieServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """KIE_RATE_LIMIT_REDIS gives KieClient() the shared limit; --rate-limit-redis and the
+    variable make `bulk` use it (and stop with exit 2 when Redis cannot be reached)."""
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    monkeypatch.setenv("KIE_RATE_LIMIT_REDIS", url)
+    limit = KieClient("k").rate_limit
+    assert isinstance(limit, RedisRateLimit) and limit.url == url
+    assert (limit.requests, limit.per) == (20, 10.0)
+    assert isinstance(KieClient("k", rate_limit=None).rate_limit, type(None))
+
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text('{"task_id": "src", "index": 0, "prompt": "go"}\n', encoding="utf-8")
+    monkeypatch.setenv("KIE_API_KEY", server.api_key)
+    base = ["--base-url", server.url, "bulk", str(jobs)]
+    assert await run([*base, "--rate-limit", "7/3"]) == 2
+    assert f"Redis at {url}" in capsys.readouterr().err
+    monkeypatch.delenv("KIE_RATE_LIMIT_REDIS")
+    other = f"redis://127.0.0.1:{free_port()}/1"
+    assert await run([*base, "--rate-limit-redis", other]) == 2
+    assert f"Redis at {other}" in capsys.readouterr().err
+    assert server.counts["request:create"] == 0
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"url": "http://cache:6379"},
+        {"url": "redis://cache", "requests": 0},
+        {"url": "redis://cache", "per": 0},
+        {"url": "redis://cache", "lease": -1},
+        {"url": "redis://cache", "name": " "},
+    ],
+)
+def test_invalid_shared_limits_are_refused(settings: dict[str, object]) -> None:
+    """A shared limit that cannot work is a ConfigurationError naming rate_limit."""
+    with pytest.raises(ConfigurationError, match="rate_limit"):
+        RedisRateLimit(**settings)  # type: ignore[arg-type]
