@@ -595,8 +595,8 @@ class _Run:
             return ExtendOutcome(request, OutcomeKind.FAILED, error=exc)
         self._record("submitted", key, task_id=handle.task_id)
         self.counts.change(queued=-1, submitted=1, running=1)
-        # In the file at the end of this turn of the loop (a kill cannot lose it after that);
-        # on disk with the next group's fsync.
+        # In the file before the task's first poll (the poller flushes the journal), on disk
+        # with the next fsync: nothing waits for the disk here.
         self._await(key, request, handle)
         return None
 

@@ -922,7 +922,9 @@ class KieClient:
 
         Raises:
             ValidationError: ``concurrency`` is not a positive int.
-            ConfigurationError: the journal cannot be read or is not a kie-async journal.
+            ConfigurationError: the journal cannot be read, is not a kie-async journal, or is
+                in use by another run (its pid, host and start time are named); a
+                :class:`RedisRateLimit` whose Redis cannot be reached.
             OSError: the journal cannot be written (the run stops).
             TypeError: an item of ``requests`` is not an :class:`ExtendRequest`.
 

@@ -126,9 +126,9 @@ class RedisRateLimit:
         prefix: the start of every Redis key.
 
     Raises:
-        ConfigurationError: a setting is invalid. When the client starts (``async with
-        KieClient(...)``, or its first create), a Redis that cannot be reached is a
-        :class:`ConfigurationError` too: never a silent fallback to an unshared limit.
+        ConfigurationError: a setting is invalid; and when the client starts (entering
+            ``async with KieClient(...)``, or its first create), a Redis that cannot be
+            reached: never a silent fallback to an unshared limit.
 
     Example::
 

@@ -245,3 +245,24 @@ async def test_done_lines_hold_only_what_a_rerun_needs(
     assert [o.kind for o in outcomes].count(OutcomeKind.FAILED) == 1
     run_lines = [line for line in journal.read_text().splitlines() if '"event":"run"' in line]
     assert re.search(r'"pid":\d+,"host":"[^"]+","started":"\d{4}-', run_lines[0])
+
+
+async def test_without_flock_a_lock_file_stands_in(
+    kie: KieClient, server: FakeKieServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where there is no flock, a lock file keeps a second run out the same way, naming the
+    holder and the file to delete if it is gone, and is removed when the run ends."""
+    monkeypatch.setattr("kie_async._journal._HAS_FLOCK", False)
+    journal = tmp_path / "run.jsonl"
+    lock_file = tmp_path / "run.jsonl.lock"
+    server.default_script = TaskScript(polls=3)
+    async with kie.extend_many(make_requests(2), journal=journal) as first:
+        await anext(first)
+        assert lock_file.exists()
+        with pytest.raises(
+            ConfigurationError, match=r"\(this process\).*delete .*run\.jsonl\.lock"
+        ):
+            await collect(kie, make_requests(2), journal=journal)
+        assert len([o async for o in first]) == 1
+    assert not lock_file.exists()
+    assert server.counts["create"] == 2
