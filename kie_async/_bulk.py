@@ -603,6 +603,8 @@ class _Run:
     def _await(self, key: str, request: ExtendRequest, handle: TaskHandle) -> None:
         """Await the task: through the shared poller, or, with a callback receiver, through
         :meth:`TaskHandle.wait` in a task of its own."""
+        if self.closing:
+            return  # a create answered while the run stops: its id is saved, nobody waits
         if self.client.callbacks is None:
             self.poller.add(_Waiting(key, request, handle, self.poll or self.client.poll_policy))
             return
@@ -840,6 +842,9 @@ async def _outcomes(
             await run.stop(workers)
         finally:
             try:
+                pending += [wait for wait in run.waits if wait not in pending]
+                for task in pending:
+                    task.cancel()
                 await asyncio.gather(*pending, return_exceptions=True)
                 await run.poller.aclose()
             finally:

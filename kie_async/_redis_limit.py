@@ -194,6 +194,7 @@ class RedisLimiter:
         self._lock = asyncio.Lock()
         self._start_lock = asyncio.Lock()
         self._local_pause = 0.0
+        # Pauses being shared and slots being given back: aclose waits for them.
         self._pauses: set[asyncio.Future[None]] = set()
 
     def open(self) -> bool:
@@ -284,10 +285,25 @@ class RedisLimiter:
                     )
                 except self._errors as exc:
                     raise self._failed(exc) from exc
+                except asyncio.CancelledError:
+                    # The script may have taken the slot before the answer was read: give it
+                    # back rather than leave it to its lease.
+                    self._forget(slot_id)
+                    raise
                 if answer == 0:
                     return
                 wait = answer / 1000 if answer > 0 else min(-answer / 1000, _MAX_NAP)
                 await asyncio.sleep(wait)
+
+    def _forget(self, slot_id: str) -> None:
+        async def remove() -> None:
+            with contextlib.suppress(*self._errors):
+                await self._redis.zrem(self._window, slot_id)
+
+        if self._redis is not None:
+            task = asyncio.ensure_future(remove())
+            self._pauses.add(task)  # awaited by aclose, like a pause being shared
+            task.add_done_callback(self._pauses.discard)
 
     async def _release(self, slot_id: str) -> None:
         try:

@@ -27,7 +27,7 @@ from kie_async import (
     RateLimit,
     RetryPolicy,
 )
-from kie_async.testing import FakeKieServer, Faults, fast_client
+from kie_async.testing import FakeKieServer, Faults, TaskScript, fast_client
 
 
 def make_requests(count: int, prefix: str = "src") -> list[ExtendRequest]:
@@ -348,3 +348,35 @@ async def test_a_second_ctrl_c_aborts_at_once(server: FakeKieServer, tmp_path: P
     assert rerun.returncode == 1
     assert re.search(r"^uncertain\s+4$", stdout.decode(), re.MULTILINE)
     assert server.counts["create"] == 8 and server.duplicate_creates() == 0
+
+
+async def test_a_stop_with_callbacks_leaves_no_wait_behind(tmp_path: Path) -> None:
+    """With a callback receiver, creates answered while the run stops are saved in the journal,
+    and no wait of theirs outlives the run."""
+    from kie_async.callbacks import CallbackReceiver
+
+    journal = tmp_path / "run.jsonl"
+    async with FakeKieServer(callback_key="hook-key") as server:
+        receiver = CallbackReceiver(key="hook-key")
+        await receiver.start()
+        try:
+            server.default_script = TaskScript(seconds=30)
+            server.faults = Faults(slow=1.0, slow_seconds=0.3, endpoints=frozenset({"create"}))
+            got: list[ExtendOutcome] = []
+            async with fast_client(server, callbacks=receiver, callback_url=receiver.url) as kie:
+                run = kie.extend_many(make_requests(3), journal=journal, concurrency=3)
+                task = asyncio.ensure_future(consume(run, got))
+                await wait_until(lambda: server.counts["create"] == 3)
+                task.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await task
+                left = [
+                    t
+                    for t in asyncio.all_tasks()
+                    if "_Run._wait" in repr(t.get_coro()) and not t.done()
+                ]
+                assert left == []
+        finally:
+            await receiver.close()
+    submitted = {e["task_id"] for e in journal_events(journal) if e["event"] == "submitted"}
+    assert submitted == set(server.tasks) and len(submitted) == 3
