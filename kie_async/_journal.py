@@ -210,6 +210,12 @@ class Journal:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 raise self._busy(self._holder(self._read_all(fd))) from None
+            except OSError as exc:  # e.g. a network file system without locks
+                raise ConfigurationError(
+                    "journal",
+                    f"cannot lock {self.path} ({exc.strerror or exc}): a journal needs a file "
+                    "system with file locks, so that two runs cannot pay twice",
+                ) from None
             return
         # No flock (Windows): a lock file made exclusively stands in for it; a run that died
         # leaves it behind, and the error says so.

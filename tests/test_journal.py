@@ -266,3 +266,20 @@ async def test_without_flock_a_lock_file_stands_in(
         assert len([o async for o in first]) == 1
     assert not lock_file.exists()
     assert server.counts["create"] == 2
+
+
+async def test_a_file_system_without_locks_is_a_clear_error(
+    kie: KieClient, server: FakeKieServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A journal that cannot be locked (a file system without locks) stops the run before
+    anything is sent, saying why."""
+    import errno
+    import fcntl
+
+    def no_locks(fd: int, operation: int) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with pytest.raises(ConfigurationError, match=r"cannot lock .*No locks available"):
+        await collect(kie, make_requests(2), journal=tmp_path / "run.jsonl")
+    assert server.counts["request:create"] == 0
