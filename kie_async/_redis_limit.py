@@ -124,6 +124,8 @@ class RedisRateLimit:
             as ended; longer than any create takes (the default 120 s is twice the client's
             read timeout).
         prefix: the start of every Redis key.
+        timeout: seconds to wait for each answer of Redis: one that stops answering fails the
+            create (not sent) instead of holding every create back forever.
 
     Raises:
         ConfigurationError: a setting is invalid; and when the client starts (entering
@@ -146,6 +148,7 @@ class RedisRateLimit:
     name: str | None = None
     lease: float = 120.0
     prefix: str = "kie-async"
+    timeout: float = 10.0
 
     def __attrs_post_init__(self) -> None:
         if not isinstance(self.url, str) or not self.url.startswith(
@@ -161,6 +164,7 @@ class RedisRateLimit:
             raise ConfigurationError("rate_limit", f"requests must be >= 1, got {self.requests}")
         _positive("per", self.per)
         _positive("lease", self.lease)
+        _positive("timeout", self.timeout)
         if self.name is not None and (not isinstance(self.name, str) or not self.name.strip()):
             raise ConfigurationError("rate_limit", "name must be a non-empty string")
         if not isinstance(self.prefix, str) or not self.prefix:
@@ -220,7 +224,13 @@ class RedisLimiter:
                 ) from None
             self._errors = (RedisError, OSError)
             try:
-                client = aioredis.from_url(self.limit.url, socket_connect_timeout=5.0)
+                # Bounded both ways: a Redis that stops answering fails a create (unsent)
+                # instead of holding every create of the process forever.
+                client = aioredis.from_url(
+                    self.limit.url,
+                    socket_connect_timeout=self.limit.timeout,
+                    socket_timeout=self.limit.timeout,
+                )
             except (ValueError, *self._errors) as exc:
                 raise _unreachable(self.limit, exc) from None
             try:

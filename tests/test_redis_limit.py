@@ -18,7 +18,15 @@ from pathlib import Path
 
 import pytest
 
-from kie_async import ConfigurationError, KieClient, RedisRateLimit
+from kie_async import (
+    ConfigurationError,
+    ExtendOutcome,
+    ExtendRequest,
+    KieClient,
+    OutcomeKind,
+    RedisRateLimit,
+    TransportError,
+)
 from kie_async._cli import run
 from kie_async.testing import FakeKieServer, fast_client
 
@@ -302,9 +310,49 @@ async def test_the_environment_variable_and_the_cli_option_choose_redis(
         {"url": "redis://cache", "per": 0},
         {"url": "redis://cache", "lease": -1},
         {"url": "redis://cache", "name": " "},
+        {"url": "redis://cache", "timeout": 0},
     ],
 )
 def test_invalid_shared_limits_are_refused(settings: dict[str, object]) -> None:
     """A shared limit that cannot work is a ConfigurationError naming rate_limit."""
     with pytest.raises(ConfigurationError, match="rate_limit"):
         RedisRateLimit(**settings)  # type: ignore[arg-type]
+
+
+async def test_a_redis_that_stops_answering_fails_the_create_unsent(
+    server: FakeKieServer,
+) -> None:
+    """A Redis that answers the start-up but then never answers a script: the create fails
+    within the limit's timeout as not sent (nothing reaches kie.ai), and the run goes on."""
+
+    async def half_redis(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while chunk := await reader.read(65536):
+                if b"EVAL" in chunk.upper():
+                    continue  # never answered
+                commands = sum(1 for line in chunk.split(b"\r\n") if line.startswith(b"*"))
+                reply = b"+PONG\r\n" if b"PING" in chunk.upper() else b"+OK\r\n" * commands
+                writer.write(reply)
+                await writer.drain()
+        finally:
+            writer.close()
+
+    fake = await asyncio.start_server(half_redis, "127.0.0.1", 0)
+    port = fake.sockets[0].getsockname()[1]
+    try:
+        limit = RedisRateLimit(f"redis://127.0.0.1:{port}/0", timeout=0.3)
+        started = time.monotonic()
+        async with fast_client(server, rate_limit=limit) as kie:
+
+            async def run_one() -> list[ExtendOutcome]:
+                return [o async for o in kie.extend_many([ExtendRequest("src", 0, "go")])]
+
+            outcomes = await asyncio.wait_for(run_one(), 10)  # a hang fails here
+        assert time.monotonic() - started < 5
+    finally:
+        fake.close()
+        await fake.wait_closed()
+    assert [o.kind for o in outcomes] == [OutcomeKind.FAILED]
+    assert isinstance(outcomes[0].error, TransportError)
+    assert "rate limit's Redis" in str(outcomes[0].error)
+    assert server.counts["request:create"] == 0
