@@ -26,14 +26,13 @@ Example::
     async with KieClient(callbacks=receiver, callback_url="https://public.example/kie") as kie:
         record = await (await kie.extend_video("ee603959", prompt="Into a nebula"))
     await receiver.close()
-
-The package: ``_events`` (CallbackEvent, parse_callback), ``_signature`` (sign,
-verify_signature), ``_dedupe`` (what a receiver remembers), ``_stream`` (one iterator's
-queue) and ``_receiver`` (CallbackReceiver).
 """
 
 from __future__ import annotations
 
+# The package: ``_events`` (CallbackEvent, parse_callback), ``_signature`` (sign,
+# verify_signature), ``_dedupe`` (what a receiver remembers), ``_stream`` (one iterator's
+# queue) and ``_receiver`` (CallbackReceiver).
 from ._events import CallbackEvent, parse_callback
 from ._receiver import CallbackReceiver
 from ._signature import SIGNATURE_HEADER as SIGNATURE_HEADER

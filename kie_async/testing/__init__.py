@@ -22,16 +22,15 @@ Example::
                 record = await handle
             assert len(record.result_urls) == 4
             assert server.counts["create"] == 1
-
-The package, one module per concern: ``_scripts`` (TaskScript, RecordedRequest), ``_faults``,
-``_kinds`` (each create's rules), ``_records`` (a task's raw record and callback body),
-``_edge``, ``_store``, ``_endpoints``, ``_files`` and ``_callbacks`` (the server's parts, put
-together in ``_server``), ``_fast`` (fast_client) and ``_main`` (``python -m
-kie_async.testing``).
 """
 
 from __future__ import annotations
 
+# The package, one module per concern: ``_scripts`` (TaskScript, RecordedRequest), ``_faults``,
+# ``_kinds`` (each create's rules), ``_records`` (a task's raw record and callback body),
+# ``_edge``, ``_store``, ``_endpoints``, ``_files`` and ``_callbacks`` (the server's parts, put
+# together in ``_server``), ``_fast`` (fast_client) and ``_main`` (``python -m
+# kie_async.testing``).
 from . import _faults
 from ._fast import fast_client
 from ._faults import Faults
