@@ -192,6 +192,21 @@ def test_the_graph_covers_every_module_and_its_subpackages() -> None:
     assert ("kie_async._client", "kie_async._download", "lazy") in edges
 
 
+def test_the_fake_server_is_built_without_the_sdk() -> None:
+    """No module of kie_async.testing but ``_fast`` (fast_client, which makes a KieClient)
+    imports from the rest of kie_async, so the fake's answers come from plain dicts and a
+    serialisation bug of the SDK cannot hide itself."""
+    graph = import_graph(PACKAGE)
+    outside = {
+        (i.importer, i.imported)
+        for name, imports in graph.items()
+        if name.startswith("kie_async.testing") and name != "kie_async.testing._fast"
+        for i in imports
+        if not i.imported.startswith("kie_async.testing")
+    }
+    assert outside == set()
+
+
 def test_the_cycle_finder_sees_type_only_and_lazy_imports(tmp_path: Path) -> None:
     """In a made-up package, a cycle closed only by a TYPE_CHECKING import, and one closed only
     by a function-level import, are both found; an import chain without a cycle is not."""
