@@ -51,6 +51,7 @@ from ._requests import (
     UpscaleRequest,
     VaryRequest,
 )
+from ._timeout import Timeout
 from ._version import __version__
 
 __all__ = [
@@ -88,6 +89,7 @@ __all__ = [
     "TaskRecord",
     "TaskStatus",
     "TaskTimeoutError",
+    "Timeout",
     "TransportError",
     "UnexpectedResponseError",
     "UnprocessableError",

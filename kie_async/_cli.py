@@ -47,6 +47,7 @@ from ._handle import TaskHandle
 from ._models import ExtendRequest, TaskRecord
 from ._polling import PollPolicy
 from ._ratelimit import RateLimit
+from ._text import printable
 from ._version import __version__
 
 if TYPE_CHECKING:
@@ -76,12 +77,13 @@ class Context:
     client_options: Mapping[str, Any]
 
     def say(self, text: str = "") -> None:
-        """A line on standard output (the command's result)."""
-        print(text, file=self.out, flush=True)
+        """A line on standard output (the command's result), control characters escaped: it
+        may quote a server's text, which must not reach the terminal as escape sequences."""
+        print(printable(text), file=self.out, flush=True)
 
     def note(self, text: str) -> None:
-        """A line on standard error (progress, hints)."""
-        print(text, file=self.err, flush=True)
+        """A line on standard error (progress, hints), escaped as :meth:`say`."""
+        print(printable(text), file=self.err, flush=True)
 
     def error(self, text: str) -> None:
         """One ``error: ...`` line on standard error."""

@@ -1,13 +1,14 @@
 """KieClient: owns (or borrows) the aiohttp session and glues the pure protocol to I/O.
 
-Foreign exceptions are translated in exactly one place, :meth:`KieClient._exchange`.
+Foreign exceptions of API calls are translated in exactly one place, :meth:`KieClient._send`,
+and never chained: aiohttp's exceptions (and the locals of its frames, which a traceback with
+``capture_locals`` shows) hold the request's headers, so the Authorization header too.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import os
 import time
@@ -35,6 +36,7 @@ from ._errors import (
     KieError,
     SubmissionUncertainError,
     TransportError,
+    UnexpectedResponseError,
     ValidationError,
 )
 from ._handle import TaskHandle
@@ -45,6 +47,7 @@ from ._polling import (
     RetryPolicy,
     create_failure,
     poll_is_transient,
+    unreachable,
 )
 from ._ratelimit import Limiter, RateLimit
 from ._requests import (
@@ -56,7 +59,9 @@ from ._requests import (
     image_action,
 )
 from ._retry import Schedule, retry_call, within
-from ._wire import parse_record
+from ._text import printable, redact, redact_bytes
+from ._timeout import Timeout
+from ._wire import is_loopback, parse_record
 
 if TYPE_CHECKING:
     from ._bulk import ExtendOutcome, Progress
@@ -85,15 +90,24 @@ _UNSET: Any = _Unset()
 
 
 class _Secret:
-    """A string that never shows itself in a repr, str or traceback."""
+    """A value that never shows itself in a repr, str or traceback (``capture_locals``
+    included: only ``'***'`` is shown for a local that holds one)."""
 
     __slots__ = ("_value",)
 
-    def __init__(self, value: str) -> None:
+    def __init__(self, value: Any) -> None:
         self._value = value
 
-    def reveal(self) -> str:
+    def reveal(self) -> Any:
         return self._value
+
+    def redact(self, text: str) -> str:
+        """``text`` with the secret (as it is, or JSON-escaped) replaced by ``***``."""
+        return redact(text, self._value)
+
+    def redact_bytes(self, data: bytes) -> bytes:
+        """:meth:`redact` for an answer's raw body."""
+        return redact_bytes(data, self._value)
 
     def __repr__(self) -> str:
         return "'***'"
@@ -101,46 +115,52 @@ class _Secret:
     __str__ = __repr__
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _check_base_url(base_url: str, allow_insecure_http: bool) -> str:
+    if not isinstance(base_url, str):
+        raise ConfigurationError("base_url", f"must be a string, not {type(base_url).__name__}")
+    shown = printable(repr(base_url[:200]))
+    if any(c.isspace() or not c.isprintable() for c in base_url):
+        raise ConfigurationError("base_url", f"{shown} contains whitespace or control characters")
     try:
         parts = urlsplit(base_url)
         host = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
     except ValueError as exc:
-        raise ConfigurationError("base_url", f"{base_url!r} is not a valid URL ({exc})") from None
+        raise ConfigurationError("base_url", f"{shown} is not a valid URL ({exc})") from None
     if parts.scheme not in ("http", "https") or not host:
-        raise ConfigurationError("base_url", f"{base_url!r} must be an http(s) URL with a host")
+        raise ConfigurationError("base_url", f"{shown} must be an http(s) URL with a host")
     if parts.query or parts.fragment:
         raise ConfigurationError("base_url", "must not carry a query or fragment")
-    if parts.scheme == "http" and not _is_loopback(host) and not allow_insecure_http:
+    if parts.scheme == "http" and not is_loopback(host) and not allow_insecure_http:
         raise ConfigurationError(
             "base_url",
-            f"{base_url!r} would send your API key in clear text; use https, a loopback "
+            f"{shown} would send your API key in clear text; use https, a loopback "
             "address, or pass allow_insecure_http=True if you really mean it",
         )
     return base_url.rstrip("/")
 
 
-def _resolve_key(api_key: str | None) -> _Secret:
-    key = api_key if api_key is not None else os.environ.get("KIE_API_KEY")
+def _key_problem(given: _Secret) -> str | None:
+    """What is wrong with the key in ``given``, or ``None``. It returns instead of raising, so
+    that no frame holding the key in clear is in the traceback of the error."""
+    key = given.reveal()
     if key is not None and not isinstance(key, str):
-        raise ConfigurationError("api_key", f"must be a string, not {type(key).__name__}")
+        return f"must be a string, not {type(key).__name__}"
     if key is None or not key.strip():
-        raise ConfigurationError(
-            "api_key", "no API key: pass KieClient(api_key=...) or set KIE_API_KEY"
-        )
-    key = key.strip()
-    if any(c.isspace() or ord(c) < 32 for c in key):
-        raise ConfigurationError("api_key", "contains whitespace or control characters")
-    return _Secret(key)
+        return "no API key: pass KieClient(api_key=...) or set KIE_API_KEY"
+    if any(c.isspace() or ord(c) < 32 for c in key.strip()):
+        return "contains whitespace or control characters"
+    return None
+
+
+def _resolve_key(given: _Secret) -> _Secret:
+    """The key in ``given`` (or ``KIE_API_KEY``), stripped and checked, kept in a secret."""
+    if given.reveal() is None:
+        given = _Secret(os.environ.get("KIE_API_KEY"))
+    problem = _key_problem(given)
+    if problem is not None:
+        raise ConfigurationError("api_key", problem)
+    return _Secret(given.reveal().strip())
 
 
 def _positive(name: str, value: float | None, *, optional: bool = False) -> float | None:
@@ -154,7 +174,70 @@ def _positive(name: str, value: float | None, *, optional: bool = False) -> floa
     return float(value)
 
 
+#: The largest API answer accepted by default: kie's answers are a few KB.
+DEFAULT_MAX_ANSWER_SIZE = 1 << 20
+
+
+def _resolve_timeout(timeout: object, connect_timeout: object) -> Timeout:
+    """The :class:`Timeout` for the ``timeout`` and ``connect_timeout`` arguments."""
+    if isinstance(timeout, Timeout):
+        if connect_timeout is not _UNSET:
+            raise ConfigurationError(
+                "connect_timeout", "with a Timeout object, set Timeout(connect=...) instead"
+            )
+        return timeout
+    default = Timeout()
+    read = default.read if timeout is _UNSET else _seconds("timeout", timeout)
+    connect = (
+        default.connect
+        if connect_timeout is _UNSET
+        else _seconds("connect_timeout", connect_timeout)
+    )
+    # A number is the per-read timeout of earlier versions: the overall limit never cuts a
+    # request shorter than one connect and one read.
+    total = max(default.total or 0.0, read + connect)
+    return Timeout(total=total, connect=connect, read=read)
+
+
+def _seconds(name: str, value: object) -> float:
+    seconds = _positive(name, value)  # type: ignore[arg-type]
+    assert seconds is not None
+    return seconds
+
+
+#: How much of a large answer is read at a time: the memory a refused answer costs.
+_CHUNK = 1 << 16
+
 _FILE_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
+
+
+def _describe(exc: BaseException) -> str:
+    """An aiohttp failure in words, without its request headers (a ``ClientResponseError``'s
+    repr shows them all, Authorization included)."""
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return exc.message or f"HTTP {exc.status}"
+    return str(exc) or type(exc).__name__
+
+
+async def _read_capped(response: aiohttp.ClientResponse, cap: int) -> bytes | None:
+    """The whole body, or ``None`` as soon as it is known to be larger than ``cap`` bytes:
+    never more than ``cap`` plus one chunk is held."""
+    length = response.content_length
+    if length is not None and length > cap:
+        return None
+    encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+    if length is not None and encoding == "identity":
+        # aiohttp reads exactly Content-Length bytes (a short body is an error), so the body
+        # is already bounded: read it in one go, the common case.
+        return await response.read()
+    # Chunked, until-close, or compressed (a small body may inflate without bound): by chunks.
+    body = bytearray()
+    stream = response.content
+    while chunk := await stream.read(_CHUNK):
+        body += chunk
+        if len(body) > cap:
+            return None
+    return bytes(body)
 
 
 def _file_transport_error(
@@ -165,6 +248,24 @@ def _file_transport_error(
     if isinstance(exc, asyncio.TimeoutError):
         return TransportError(message=f"no data within {read_timeout or 0:g}s", endpoint=where)
     return TransportError(message=f"{type(exc).__name__}: {exc}", endpoint=where)
+
+
+def _record_of(data: object, task_id: str) -> TaskRecord:
+    """The :class:`TaskRecord` in a record-info answer for ``task_id``.
+
+    Raises:
+        UnexpectedResponseError: the answer is about another task (a confused cache or proxy,
+            or a hostile server): it must never be taken for this task's state.
+    """
+    record = parse_record(data, task_id=task_id, endpoint=proto.RECORD_PATH)
+    if record.task_id != task_id:
+        raise UnexpectedResponseError(
+            message=f"record-info answered for task {record.task_id[:80]!r}, not {task_id!r}",
+            http_status=200,
+            endpoint=proto.RECORD_PATH,
+            body_excerpt=repr(data)[:300],
+        )
+    return record
 
 
 class _FileAnswer:
@@ -221,10 +322,20 @@ class KieClient:
         max_retries: shorthand to override ``retry.max_retries`` (``0`` disables retries).
         rate_limit: the client-side limit on creates, shared by every submission of this client
             (default kie's 20 per 10 s); ``None`` switches it off.
-        timeout: seconds to wait for each read of an answer, so a stalled server cannot hang a call.
-        connect_timeout: seconds to establish a connection.
+        timeout: the time budget of each API request: a :class:`Timeout` (overall, connect,
+            read and pool limits), or a number, the seconds to wait for each read of an answer
+            (as in earlier versions; the overall limit is then 120 s, or ``timeout +
+            connect_timeout`` if that is longer). Default: ``Timeout()``, 120 s in all, 15 s
+            to connect, 60 s for each read.
+        connect_timeout: seconds to establish a connection, with a number ``timeout`` (pass
+            ``Timeout(connect=...)`` otherwise).
+        max_answer_size: the largest API answer accepted, in bytes (default 1 MiB; kie's
+            answers are a few KB). A larger one is refused with
+            :class:`UnexpectedResponseError` as soon as it is announced or has arrived that
+            far, without reading the rest.
         max_connections: the size of the connection pool; requests beyond it wait their turn
-            without counting against their timeouts.
+            (for at most ``Timeout.pool`` seconds, by default as long as it takes) without
+            counting against their other timeouts.
         allow_insecure_http: allow a plain ``http://`` base URL that is not loopback.
         user_agent: the ``User-Agent`` header (default ``kie-async/<version>``).
         callback_url: the public URL of your callback receiver, sent as ``callBackUrl`` with
@@ -260,8 +371,9 @@ class KieClient:
         retry: RetryPolicy | None = None,
         max_retries: int | None = None,
         rate_limit: RateLimit | None = _UNSET,
-        timeout: float = 60.0,
-        connect_timeout: float = 15.0,
+        timeout: float | Timeout = _UNSET,
+        connect_timeout: float = _UNSET,
+        max_answer_size: int = DEFAULT_MAX_ANSWER_SIZE,
         max_connections: int = 100,
         allow_insecure_http: bool = False,
         user_agent: str | None = None,
@@ -270,7 +382,10 @@ class KieClient:
         safety_poll: PollPolicy | None = None,
         download: DownloadPolicy | None = None,
     ) -> None:
-        self._api_key = _resolve_key(api_key)
+        # The key goes into a _Secret first thing: a traceback with capture_locals (as error
+        # reporters take) shows this frame's locals, and a parameter is one.
+        given, api_key = _Secret(api_key), None
+        self._api_key = _resolve_key(given)
         url = base_url or os.environ.get("KIE_BASE_URL") or proto.DEFAULT_BASE_URL
         self._base_url = _check_base_url(url, allow_insecure_http)
         if poll is not None and not isinstance(poll, PollPolicy):
@@ -280,22 +395,23 @@ class KieClient:
         self.poll_policy: PollPolicy = poll or PollPolicy()
         policy = retry or RetryPolicy()
         if max_retries is not None:
-            policy = RetryPolicy(
-                max_retries=max_retries,
-                initial_delay=policy.initial_delay,
-                factor=policy.factor,
-                max_delay=policy.max_delay,
-                jitter=policy.jitter,
-                max_retry_after=policy.max_retry_after,
-            )
+            policy = attrs.evolve(policy, max_retries=max_retries)
         self.retry_policy: RetryPolicy = policy
         if rate_limit is _UNSET:
             rate_limit = _DEFAULT_RATE_LIMIT
         if rate_limit is not None and not isinstance(rate_limit, RateLimit):
             raise ConfigurationError("rate_limit", "must be a RateLimit or None")
         self._limiter = Limiter(rate_limit)
-        self._read_timeout: float = _positive("timeout", timeout) or 0.0
-        self._connect_timeout = _positive("connect_timeout", connect_timeout)
+        self._timeout = _resolve_timeout(timeout, connect_timeout)
+        self._read_timeout: float = self._timeout.read
+        self._connect_timeout = self._timeout.connect
+        if (
+            isinstance(max_answer_size, bool)
+            or not isinstance(max_answer_size, int)
+            or max_answer_size < 1
+        ):
+            raise ConfigurationError("max_answer_size", "must be an int >= 1 (bytes)")
+        self._max_answer_size = max_answer_size
         if (
             isinstance(max_connections, bool)
             or not isinstance(max_connections, int)
@@ -310,6 +426,7 @@ class KieClient:
         self._closed = False
         self._slots: asyncio.Semaphore | None = None
         self._client_timeout: aiohttp.ClientTimeout | None = None
+        self._api_timeout: aiohttp.ClientTimeout | None = None
         # The key joins the headers only per request, so no attribute of the client holds it
         # in the clear (an error reporter dumping vars(client) shows the _Secret's '***').
         self._user_agent = user_agent or proto.USER_AGENT
@@ -326,7 +443,11 @@ class KieClient:
     # -- lifecycle ---------------------------------------------------------------------------
 
     def __repr__(self) -> str:
-        return f"KieClient(base_url={self._base_url!r}, api_key='***')"
+        # Never raises, even for a client whose __init__ failed half-way (an error reporter
+        # may show it while handling that very error).
+        base_url = getattr(self, "_base_url", None)
+        shown = "<unset>" if base_url is None else printable(repr(base_url))
+        return f"KieClient(base_url={shown}, api_key='***')"
 
     @property
     def base_url(self) -> str:
@@ -340,8 +461,18 @@ class KieClient:
 
     @property
     def read_timeout(self) -> float:
-        """Seconds a request waits for each read of an answer (the ``timeout`` setting)."""
+        """Seconds a request waits for each read of an answer (``timeouts.read``)."""
         return self._read_timeout
+
+    @property
+    def timeouts(self) -> Timeout:
+        """The :class:`Timeout` every API request of this client is held to."""
+        return self._timeout
+
+    @property
+    def max_answer_size(self) -> int:
+        """The largest API answer accepted, in bytes."""
+        return self._max_answer_size
 
     @property
     def max_connections(self) -> int:
@@ -443,9 +574,9 @@ class KieClient:
         return self._session
 
     def _timeouts(self) -> aiohttp.ClientTimeout:
-        # Waiting for a pooled connection is not bounded here: our own semaphore keeps requests
-        # out of aiohttp's pool queue, so only connecting and reading are timed. Built once:
-        # it is immutable, and every request passes it (a borrowed session has its own).
+        # The session's default, and the limits of result-file downloads (a file may take long:
+        # no overall limit). Waiting for a pooled connection is not bounded here: our own
+        # semaphore keeps requests out of aiohttp's pool queue. Built once: it is immutable.
         if self._client_timeout is None:
             self._client_timeout = aiohttp.ClientTimeout(
                 total=None,
@@ -454,6 +585,18 @@ class KieClient:
                 sock_read=self._read_timeout,
             )
         return self._client_timeout
+
+    def _api_timeouts(self) -> aiohttp.ClientTimeout:
+        # aiohttp's total runs until the connection is released, so it bounds the body too.
+        if self._api_timeout is None:
+            budget = self._timeout
+            self._api_timeout = aiohttp.ClientTimeout(
+                total=budget.total,
+                connect=budget.connect_budget,
+                sock_connect=budget.connect_budget,
+                sock_read=budget.read,
+            )
+        return self._api_timeout
 
     # -- one HTTP exchange: the only place aiohttp exceptions are seen -------------------------
 
@@ -465,39 +608,35 @@ class KieClient:
         json: Mapping[str, Any] | None = None,
         params: Mapping[str, str] | None = None,
     ) -> tuple[int, Mapping[str, str], bytes]:
+        """One request within the client's :class:`Timeout` and answer size cap: the status,
+        the headers the protocol reads, and the body with a reflected key redacted.
+
+        Failures are raised here, outside any ``except`` block, so that they carry no
+        ``__context__``, and from a frame that holds no aiohttp object."""
         session = self._ensure_session()
-        assert self._slots is not None
-        url = self._base_url + path
+        slots = self._slots
+        assert slots is not None
         debug = log.isEnabledFor(logging.DEBUG)
-        async with self._slots:
+        pool = self._timeout.pool
+        if pool is None or not slots.locked():
+            await slots.acquire()
+        elif not await within(slots.acquire(), pool):
+            raise TransportError(
+                message=f"no free connection within {pool:g}s "
+                f"({self._max_connections} requests in flight; Timeout.pool)",
+                endpoint=path,
+                sent=False,
+            )
+        try:
             started = time.monotonic()
             if debug:
                 log.debug("-> %s %s %s Authorization: Bearer ***", method, path, dict(params or {}))
-            try:
-                async with session.request(
-                    method,
-                    url,
-                    json=json,
-                    params=params,
-                    headers=proto.auth_headers(self._api_key.reveal(), self._user_agent),
-                    timeout=self._timeouts(),
-                    raise_for_status=False,
-                    allow_redirects=False,
-                ) as response:
-                    body = await response.read()
-                    status, headers = response.status, response.headers
-            except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
-                raise TransportError(
-                    message=f"could not connect: {exc}", endpoint=path, sent=False
-                ) from exc
-            except asyncio.TimeoutError as exc:
-                raise TransportError(
-                    message=f"no answer within {self._read_timeout:g}s", endpoint=path
-                ) from exc
-            except aiohttp.ClientError as exc:
-                raise TransportError(message=f"{type(exc).__name__}: {exc}", endpoint=path) from exc
-            except OSError as exc:
-                raise TransportError(message=f"{type(exc).__name__}: {exc}", endpoint=path) from exc
+            answer = await self._send(session, method, path, json, params)
+        finally:
+            slots.release()
+        if isinstance(answer, KieError):
+            raise answer
+        status, headers, body = answer
         if debug:
             log.debug(
                 "<- %s %s HTTP %d, %d bytes in %.0f ms",
@@ -508,6 +647,82 @@ class KieClient:
                 (time.monotonic() - started) * 1000,
             )
         return status, headers, body
+
+    async def _send(
+        self,
+        session: aiohttp.ClientSession,
+        method: str,
+        path: str,
+        json: Mapping[str, Any] | None,
+        params: Mapping[str, str] | None,
+    ) -> tuple[int, Mapping[str, str], bytes] | KieError:
+        """Send one request and read its answer; a failure is *returned*, translated, for
+        :meth:`_exchange` to raise (see there). The Authorization header is built inline, so
+        no local of this frame holds the key."""
+        too_large: int | None = None
+        try:
+            async with session.request(
+                method,
+                self._base_url + path,
+                json=json,
+                params=params,
+                headers=proto.auth_headers(self._api_key.reveal(), self._user_agent),
+                timeout=self._api_timeouts(),
+                raise_for_status=False,
+                allow_redirects=False,
+            ) as response:
+                status = response.status
+                retry_after = response.headers.get("Retry-After")
+                body = await _read_capped(response, self._max_answer_size)
+                if body is None:
+                    too_large = status
+                    response.close()  # do not drain the rest: drop the connection
+                    body = b""
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError) as exc:
+            return self._translate(exc, path)
+        if too_large is not None:
+            return UnexpectedResponseError(
+                message=f"the answer is larger than {self._max_answer_size} bytes "
+                "(max_answer_size); it was not read",
+                http_status=too_large,
+                endpoint=path,
+            )
+        headers = {} if retry_after is None else {"Retry-After": retry_after}
+        return status, headers, self._api_key.redact_bytes(body)
+
+    def _translate(self, exc: BaseException, path: str) -> TransportError:
+        """The :class:`TransportError` for an aiohttp failure, described in words (the key
+        redacted, should the server have echoed it into a status line) and never chained."""
+        what = self._api_key.redact(_describe(exc))
+        budget = self._timeout
+        if isinstance(exc, aiohttp.ClientSSLError):
+            return TransportError(
+                message=f"TLS failure (not retried): {what}",
+                endpoint=path,
+                sent=False,
+                permanent=True,
+            )
+        if isinstance(exc, aiohttp.InvalidURL):
+            return TransportError(
+                message=f"invalid URL (not retried): {what}",
+                endpoint=path,
+                sent=False,
+                permanent=True,
+            )
+        if isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError):
+            return TransportError(message=f"could not connect: {what}", endpoint=path, sent=False)
+        if isinstance(exc, aiohttp.SocketTimeoutError):
+            return TransportError(
+                message=f"no data for {budget.read:g}s (Timeout.read)", endpoint=path
+            )
+        if isinstance(exc, asyncio.TimeoutError):
+            return TransportError(
+                message=f"no complete answer within {budget.total or 0:g}s (Timeout.total)",
+                endpoint=path,
+            )
+        if isinstance(exc, aiohttp.ClientResponseError):
+            return TransportError(message=f"malformed HTTP answer: {what}", endpoint=path)
+        return TransportError(message=f"{type(exc).__name__}: {what}", endpoint=path)
 
     @contextlib.asynccontextmanager
     async def _open_file(self, url: str) -> AsyncIterator[_FileAnswer]:
@@ -565,13 +780,31 @@ class KieClient:
         p = self.retry_policy
         return Schedule(p.initial_delay, p.factor, p.max_delay, p.jitter, p.max_retry_after)
 
+    def _retry_rule(self, worth_retrying: Callable[[KieError], bool]) -> Callable[[KieError], bool]:
+        """``worth_retrying``, but for one call only ``RetryPolicy.max_connect_retries``
+        retries after failures to connect: a dead API is reported in seconds, not minutes.
+        The rule may be asked twice about the same failure, so failures are counted once."""
+        limit = self.retry_policy.max_connect_retries
+        counted: list[KieError] = []
+
+        def should_retry(exc: KieError) -> bool:
+            if not worth_retrying(exc):
+                return False
+            if not unreachable(exc):
+                return True
+            if not any(seen is exc for seen in counted):
+                counted.append(exc)
+            return len(counted) <= limit
+
+        return should_retry
+
     async def _read(self, method: str, path: str, **kwargs: Any) -> Any:
         """A read-only call, retried on transient failures."""
         return await retry_call(
             lambda: self._call(method, path, **kwargs),
             schedule=self._retry_schedule(),
             max_retries=self.retry_policy.max_retries,
-            should_retry=poll_is_transient,
+            should_retry=self._retry_rule(poll_is_transient),
             what=f"{method} {path}",
         )
 
@@ -580,7 +813,7 @@ class KieClient:
     async def fetch_record(self, task_id: str) -> TaskRecord:
         """One ``record-info`` call, without retries (the waiting loop retries by itself)."""
         data = await self._call("GET", proto.RECORD_PATH, params={"taskId": task_id})
-        return parse_record(data, task_id=task_id, endpoint=proto.RECORD_PATH)
+        return _record_of(data, task_id)
 
     async def get_task(self, task_id: str) -> TaskRecord:
         """Fetch a task's current :class:`TaskRecord` (transient failures are retried).
@@ -592,7 +825,7 @@ class KieClient:
         """
         check_task_id(task_id)
         data = await self._read("GET", proto.RECORD_PATH, params={"taskId": task_id})
-        return parse_record(data, task_id=task_id, endpoint=proto.RECORD_PATH)
+        return _record_of(data, task_id)
 
     def task(self, task_id: str) -> TaskHandle:
         """A :class:`TaskHandle` for a task submitted earlier, even by another process.
@@ -664,7 +897,9 @@ class KieClient:
                 attempt,
                 schedule=self._retry_schedule(),
                 max_retries=self.retry_policy.max_retries,
-                should_retry=lambda exc: create_failure(exc) is CreateFailure.RETRY,
+                should_retry=self._retry_rule(
+                    lambda exc: create_failure(exc) is CreateFailure.RETRY
+                ),
                 on_retry=refused,
                 what=f"create for {request.describe()}",
             )

@@ -46,6 +46,7 @@ EXPECTED = {
     "TaskRecord",
     "TaskStatus",
     "TaskTimeoutError",
+    "Timeout",
     "TransportError",
     "UnexpectedResponseError",
     "UnprocessableError",
