@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import ssl
 import zlib
 from collections.abc import Awaitable, Callable
 from types import TracebackType
@@ -100,12 +101,14 @@ class RawServer:
 
     Args:
         scripts: one script per connection, in order; the last one serves every later one.
+        tls: serve TLS with this context (``https://`` URL).
     """
 
-    def __init__(self, *scripts: Script) -> None:
+    def __init__(self, *scripts: Script, tls: ssl.SSLContext | None = None) -> None:
         if not scripts:
             raise ValueError("a RawServer needs at least one script")
         self._scripts = scripts
+        self._tls = tls
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.requests: list[Request] = []
@@ -114,9 +117,9 @@ class RawServer:
         self.url = ""
 
     async def __aenter__(self) -> RawServer:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0, ssl=self._tls)
         self.port = self._server.sockets[0].getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if self._tls else 'http'}://127.0.0.1:{self.port}"
         return self
 
     async def __aexit__(
@@ -147,6 +150,10 @@ class RawServer:
                     self.requests.append(request)
             await script(connection, request)
         except (ConnectionError, OSError, asyncio.IncompleteReadError):
+            pass
+        except asyncio.CancelledError:
+            # Only __aexit__ cancels a connection; ending quietly keeps asyncio from logging
+            # the cancellation as an error of the connection callback.
             pass
         finally:
             self._tasks.discard(task)
