@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import time
 from collections.abc import (
@@ -588,6 +589,7 @@ class KieClient:
 
     def _api_timeouts(self) -> aiohttp.ClientTimeout:
         # aiohttp's total runs until the connection is released, so it bounds the body too.
+        # No rounding: aiohttp would round limits of 5 s and more up to a whole second.
         if self._api_timeout is None:
             budget = self._timeout
             self._api_timeout = aiohttp.ClientTimeout(
@@ -595,6 +597,7 @@ class KieClient:
                 connect=budget.connect_budget,
                 sock_connect=budget.connect_budget,
                 sock_read=budget.read,
+                ceil_threshold=math.inf,
             )
         return self._api_timeout
 
@@ -852,7 +855,8 @@ class KieClient:
             SubmissionUncertainError: the reply was lost after the request was sent: a task may
                 exist. It is never retried by the SDK.
             APIError: kie.ai refused the request (e.g. :class:`InsufficientCreditsError`).
-            TransportError: no connection could be made, even after retries.
+            TransportError: no connection could be made, even after retries, or a permanent
+                failure (TLS, an invalid URL; never retried).
         """
         return await self._submit(request)
 
@@ -1105,8 +1109,9 @@ class KieClient:
         each finishes (not in input order).
 
         One bad request never ends the run. After an error that dooms every later submission
-        (401 bad key, 402 out of credits, 505 feature disabled) no new create is sent: tasks
-        already submitted are still awaited, and the remaining requests are yielded as
+        (401 bad key, 402 out of credits, 505 feature disabled, a TLS failure, or three creates
+        in a row that could not connect to kie.ai at all) no new create is sent: tasks already
+        submitted are still awaited, and the remaining requests are yielded as
         :attr:`OutcomeKind.NOT_SUBMITTED`. Every create goes through the client's rate limiter.
 
         Args:

@@ -59,6 +59,7 @@ class Connection:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
         self.writer = writer
+        self.sent = 0
 
     async def request(self) -> Request | None:
         """The request on this connection, or ``None`` if what came is not HTTP (a TLS
@@ -90,6 +91,7 @@ class Connection:
             await self.writer.drain()
         except (ConnectionError, OSError):
             return False
+        self.sent += len(data)
         return True
 
 
@@ -97,7 +99,8 @@ Script = Callable[[Connection, Request | None], Awaitable[None]]
 
 
 class RawServer:
-    """The server: ``url`` once started; ``requests`` and ``connections`` count what came.
+    """The server: ``url`` once started; ``requests`` and ``connections`` count what came,
+    ``bytes_sent`` what went out.
 
     Args:
         scripts: one script per connection, in order; the last one serves every later one.
@@ -113,6 +116,8 @@ class RawServer:
         self._tasks: set[asyncio.Task[Any]] = set()
         self.requests: list[Request] = []
         self.connections = 0
+        #: Bytes written to clients (and accepted by the socket) over every connection.
+        self.bytes_sent = 0
         self.port = 0
         self.url = ""
 
@@ -156,6 +161,7 @@ class RawServer:
             # the cancellation as an error of the connection callback.
             pass
         finally:
+            self.bytes_sent += connection.sent
             self._tasks.discard(task)
             writer.close()
             with contextlib.suppress(ConnectionError, OSError, asyncio.CancelledError):

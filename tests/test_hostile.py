@@ -141,10 +141,12 @@ async def test_bulk_creates_are_bounded_by_the_budget() -> None:
     """extend_many against a trickling API ends: each create is cut at its budget and
     reported uncertain."""
     body = envelope({"taskId": "t1"})
-    async with RawServer(trickle(head(length=len(body)) + body, every=0.02)) as server:
-        async with client(server.url, timeout=Timeout(total=0.25, connect=0.5, read=0.15)) as kie:
-            requests = [ExtendRequest("src", i, "go") for i in range(3)]
-            outcomes = await asyncio.wait_for(_collect(kie.extend_many(requests)), 10)
+    async with (
+        RawServer(trickle(head(length=len(body)) + body, every=0.02)) as server,
+        client(server.url, timeout=Timeout(total=0.25, connect=0.5, read=0.15)) as kie,
+    ):
+        requests = [ExtendRequest("src", i, "go") for i in range(3)]
+        outcomes = await asyncio.wait_for(_collect(kie.extend_many(requests)), 10)
     assert [o.kind for o in outcomes] == [OutcomeKind.UNCERTAIN] * 3
     assert len(server.requests) == 3
 
@@ -210,15 +212,17 @@ def test_timeout_is_validated_and_the_old_arguments_still_work() -> None:
 async def test_a_200_mb_answer_is_refused_without_buffering_it(script: Any) -> None:
     """A 200 MB answer (announced, until the connection closes, chunked, or a gzip bomb) is
     refused as UnexpectedResponseError while peak memory grows by less than 4 MiB."""
-    async with RawServer(script) as server:
-        async with client(server.url, timeout=Timeout(total=20, connect=1, read=5)) as kie:
-            tracemalloc.start()
-            try:
-                with pytest.raises(UnexpectedResponseError) as caught:
-                    await asyncio.wait_for(kie.credits(), 30)
-                _, peak = tracemalloc.get_traced_memory()
-            finally:
-                tracemalloc.stop()
+    async with (
+        RawServer(script) as server,
+        client(server.url, timeout=Timeout(total=20, connect=1, read=5)) as kie,
+    ):
+        tracemalloc.start()
+        try:
+            with pytest.raises(UnexpectedResponseError) as caught:
+                await asyncio.wait_for(kie.credits(), 30)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
     assert "larger than 1048576 bytes" in str(caught.value)
     assert peak < 4 * MB, f"peak memory grew by {peak / MB:.1f} MiB"
 
@@ -227,12 +231,14 @@ async def test_answer_size_cap_is_configurable() -> None:
     """max_answer_size sets the cap: an answer just over it is refused, one under it read."""
     small = envelope(5)
     big = envelope("x" * 200)
-    async with RawServer(answer(small), answer(big), endless(len(big), chunk=big)) as server:
-        async with client(server.url, max_answer_size=len(small) + 10) as kie:
-            assert await kie.credits() == 5
-            for _ in range(2):
-                with pytest.raises(UnexpectedResponseError, match="max_answer_size"):
-                    await kie.credits()
+    async with (
+        RawServer(answer(small), answer(big), endless(len(big), chunk=big)) as server,
+        client(server.url, max_answer_size=len(small) + 10) as kie,
+    ):
+        assert await kie.credits() == 5
+        for _ in range(2):
+            with pytest.raises(UnexpectedResponseError, match="max_answer_size"):
+                await kie.credits()
     with pytest.raises(ValueError, match="max_answer_size"):
         KieClient(KEY, max_answer_size=0)
 
@@ -240,10 +246,12 @@ async def test_answer_size_cap_is_configurable() -> None:
 async def test_an_oversized_create_answer_is_uncertain() -> None:
     """A create answered with more than the cap may have created a task: uncertain, not
     retried."""
-    async with RawServer(endless(5 * MB)) as server:
-        async with client(server.url, retry=RetryPolicy.zero_wait(max_retries=3)) as kie:
-            with pytest.raises(SubmissionUncertainError, match="larger than"):
-                await kie.extend_video("src", 0, "go")
+    async with (
+        RawServer(endless(5 * MB)) as server,
+        client(server.url, retry=RetryPolicy.zero_wait(max_retries=3)) as kie,
+    ):
+        with pytest.raises(SubmissionUncertainError, match="larger than"):
+            await kie.extend_video("src", 0, "go")
     assert len(server.requests) == 1
 
 
@@ -356,7 +364,9 @@ async def test_a_refused_connection_is_retried_only_a_few_times() -> None:
             assert len(started) == 4
         started.clear()
         once = RetryPolicy.zero_wait(max_retries=10)
-        async with client(url, retry=attrs_evolve(once, max_connect_retries=1), session=session) as kie:
+        async with client(
+            url, retry=attrs_evolve(once, max_connect_retries=1), session=session
+        ) as kie:
             with pytest.raises(TransportError):
                 await kie.get_task("t1")
         assert len(started) == 2
@@ -451,12 +461,11 @@ def _other_record(flag: int = 1) -> bytes:
 async def test_a_record_for_another_task_is_never_taken_for_this_one() -> None:
     """record-info answering about another task id is an UnexpectedResponseError for
     get_task, and a wait on the task never returns it (it times out)."""
-    async with RawServer(answer(_other_record())) as server:
-        async with client(server.url) as kie:
-            with pytest.raises(UnexpectedResponseError, match="someone-else"):
-                await kie.get_task("t1")
-            with pytest.raises(TaskTimeoutError):
-                await kie.task("t1").wait(timeout=0.3)
+    async with RawServer(answer(_other_record())) as server, client(server.url) as kie:
+        with pytest.raises(UnexpectedResponseError, match="someone-else"):
+            await kie.get_task("t1")
+        with pytest.raises(TaskTimeoutError):
+            await kie.task("t1").wait(timeout=0.3)
 
 
 async def test_bulk_never_journals_a_record_for_another_task_as_done(tmp_path: Path) -> None:
@@ -509,10 +518,9 @@ def test_only_absolute_https_result_urls_are_returned(caplog: pytest.LogCaptureF
 @pytest.mark.parametrize("link", ["javascript:alert(1)", "file:///etc/passwd", "/t1.mp4"])
 async def test_a_download_link_that_is_not_https_is_refused(link: str) -> None:
     """download_url refuses a link that is not an absolute https:// URL."""
-    async with RawServer(answer(envelope({"url": link}))) as server:
-        async with client(server.url) as kie:
-            with pytest.raises(UnexpectedResponseError, match="not an absolute https"):
-                await kie.download_url("https://cdn.example.com/t1.mp4")
+    async with RawServer(answer(envelope({"url": link}))) as server, client(server.url) as kie:
+        with pytest.raises(UnexpectedResponseError, match="not an absolute https"):
+            await kie.download_url("https://cdn.example.com/t1.mp4")
 
 
 async def test_a_create_answer_with_a_forged_task_id_is_uncertain(
@@ -522,10 +530,12 @@ async def test_a_create_answer_with_a_forged_task_id_is_uncertain(
     sequence is not a task id: the create is uncertain, and no log line carries it raw."""
     caplog.set_level(logging.DEBUG, logger="kie_async")
     for forged in ("t1\nkie_async ERROR forged line", "t1\x1b[2J"):
-        async with RawServer(answer(envelope({"taskId": forged}))) as server:
-            async with client(server.url) as kie:
-                with pytest.raises(SubmissionUncertainError, match="not a task id"):
-                    await kie.extend_video("src", 0, "go")
+        async with (
+            RawServer(answer(envelope({"taskId": forged}))) as server,
+            client(server.url) as kie,
+        ):
+            with pytest.raises(SubmissionUncertainError, match="not a task id"):
+                await kie.extend_video("src", 0, "go")
     for record in caplog.records:
         text = record.getMessage()
         assert "\n" not in text and "\x1b" not in text, text

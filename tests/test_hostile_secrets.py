@@ -158,13 +158,15 @@ async def test_a_reflected_key_is_redacted(key: str, caplog: pytest.LogCaptureFi
         body = envelope(code=401, msg=auth).replace(b"/", b"\\/")
         await conn.send(head(length=len(body)) + body)
 
-    async with RawServer(reflect(), escaped, _echo_in_html("502 Bad Gateway")) as server:
-        async with client(server.url, api_key=key) as kie:
-            errors: list[KieError] = []
-            for _ in range(3):
-                with pytest.raises(KieError) as caught:
-                    await kie.credits()
-                errors.append(caught.value)
+    async with (
+        RawServer(reflect(), escaped, _echo_in_html("502 Bad Gateway")) as server,
+        client(server.url, api_key=key) as kie,
+    ):
+        errors: list[KieError] = []
+        for _ in range(3):
+            with pytest.raises(KieError) as caught:
+                await kie.credits()
+            errors.append(caught.value)
     first, second, third = errors
     assert isinstance(first, AuthenticationError) and first.message == "Bearer ***"
     assert isinstance(second, AuthenticationError) and second.message == "Bearer ***"
@@ -186,10 +188,12 @@ async def test_a_reflected_key_never_reaches_the_journal(tmp_path: Path) -> None
         await conn.send(head(length=len(body)) + body)
 
     journal = tmp_path / "run.jsonl"
-    async with RawServer(answer(envelope({"taskId": "t1"})), failed_record) as server:
-        async with client(server.url) as kie:
-            requests = [ExtendRequest("src", 0, "go")]
-            outcomes = [o async for o in kie.extend_many(requests, journal=journal)]
+    async with (
+        RawServer(answer(envelope({"taskId": "t1"})), failed_record) as server,
+        client(server.url) as kie,
+    ):
+        requests = [ExtendRequest("src", 0, "go")]
+        outcomes = [o async for o in kie.extend_many(requests, journal=journal)]
     assert [o.kind for o in outcomes] == [OutcomeKind.FAILED]
     assert isinstance(outcomes[0].error, TaskFailedError)
     text = journal.read_text(encoding="utf-8")
@@ -231,9 +235,7 @@ def test_printable_escapes_every_control_character() -> None:
     ordinary text (accents included) alone."""
     assert printable("caf\u00e9 ok") == "caf\u00e9 ok"
     shown = printable(HOSTILE_TEXT)
-    assert shown == (
-        "\\x1b]0;pwned\\x07\\x1b[2J\\rline\\nkie_async ERROR forged \\u202egnp.exe"
-    )
+    assert shown == ("\\x1b]0;pwned\\x07\\x1b[2J\\rline\\nkie_async ERROR forged \\u202egnp.exe")
     assert shown.isprintable()
     assert printable("\x7f\x85\t") == "\\x7f\\x85\\t"
 
