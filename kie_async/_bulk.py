@@ -308,9 +308,10 @@ class _Poller:
         try:
             remaining = waiting.deadline - time.monotonic()
             timer = None
-            if remaining < run.client.read_timeout:
-                # A poll that hangs must not outlive the task's deadline (the read timeout
-                # would end it only later): cancel this poll when the deadline comes.
+            longest = run.client.timeouts.total
+            if longest is None or remaining < longest:
+                # A poll that hangs must not outlive the task's deadline (its budget would
+                # end it only later): cancel this poll when the deadline comes.
                 poll = asyncio.current_task()
                 assert poll is not None
                 timer = asyncio.get_running_loop().call_later(

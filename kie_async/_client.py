@@ -59,7 +59,7 @@ from ._requests import (
     VaryRequest,
     image_action,
 )
-from ._retry import Schedule, retry_call, within
+from ._retry import Schedule, retry_call
 from ._text import printable, redact, redact_bytes
 from ._timeout import Timeout
 from ._wire import is_loopback, parse_record
@@ -210,6 +210,33 @@ def _seconds(name: str, value: object) -> float:
 _CHUNK = 1 << 16
 
 _FILE_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
+
+
+def _give_back(slots: asyncio.Semaphore) -> Callable[[asyncio.Future[Any]], None]:
+    def done(acquiring: asyncio.Future[Any]) -> None:
+        if not acquiring.cancelled() and acquiring.exception() is None:
+            slots.release()
+
+    return done
+
+
+async def _acquire_within(slots: asyncio.Semaphore, seconds: float) -> bool:
+    """Take one of ``slots`` within ``seconds``; ``False`` if none came free in time.
+
+    A slot taken at the very moment the time runs out, or the caller is cancelled, is given
+    back (``asyncio.wait_for`` before Python 3.12 can lose it)."""
+    acquiring = asyncio.ensure_future(slots.acquire())
+    try:
+        await asyncio.wait({acquiring}, timeout=seconds)
+    except BaseException:
+        acquiring.cancel()
+        acquiring.add_done_callback(_give_back(slots))
+        raise
+    if acquiring.done() and not acquiring.cancelled() and acquiring.exception() is None:
+        return True
+    acquiring.cancel()
+    acquiring.add_done_callback(_give_back(slots))
+    return False
 
 
 def _describe(exc: BaseException) -> str:
@@ -623,7 +650,7 @@ class KieClient:
         pool = self._timeout.pool
         if pool is None or not slots.locked():
             await slots.acquire()
-        elif not await within(slots.acquire(), pool):
+        elif not await _acquire_within(slots, pool):
             raise TransportError(
                 message=f"no free connection within {pool:g}s "
                 f"({self._max_connections} requests in flight; Timeout.pool)",

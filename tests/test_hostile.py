@@ -26,6 +26,7 @@ from rawserver import (
     envelope,
     gzip_bomb,
     head,
+    raw,
     silent,
     trickle,
     unread,
@@ -151,6 +152,24 @@ async def test_bulk_creates_are_bounded_by_the_budget() -> None:
     assert len(server.requests) == 3
 
 
+async def test_a_bulk_wait_ends_at_its_deadline_while_a_poll_trickles() -> None:
+    """A bulk run's wait ends at its deadline even when its poll is a trickling answer whose
+    total budget runs longer than the time left (the read timeout never trips)."""
+    record = envelope({"taskId": "t1", "successFlag": 0})
+    slow = trickle(head(length=len(record)) + record, every=0.05)
+    async with RawServer(answer(envelope({"taskId": "t1"})), slow) as server:
+        timeout = Timeout(total=5, connect=0.5, read=0.2)
+        poll = PollPolicy.zero_wait(timeout=0.6)
+        async with client(server.url, timeout=timeout, poll=poll) as kie:
+            began = time.monotonic()
+            outcomes = await asyncio.wait_for(
+                _collect(kie.extend_many([ExtendRequest("src", 0, "go")])), 10
+            )
+            elapsed = time.monotonic() - began
+    assert isinstance(outcomes[0].error, TaskTimeoutError)
+    assert elapsed < 3, f"the wait took {elapsed:.1f}s with a 0.6s deadline"
+
+
 async def _collect(outcomes: AsyncIterator[Any]) -> list[Any]:
     return [outcome async for outcome in outcomes]
 
@@ -194,6 +213,36 @@ def test_timeout_is_validated_and_the_old_arguments_still_work() -> None:
     with pytest.raises(ValueError, match="connect_timeout"):
         KieClient(KEY, timeout=Timeout(), connect_timeout=5)
     assert Timeout(total=1).connect_budget == 1
+
+
+MALFORMED = {
+    "malformed status line": b"HTTP/1.1 2x0 OK\r\nContent-Length: 2\r\n\r\n{}",
+    "not HTTP at all": b"SSH-2.0-OpenSSH_9.6\r\n\r\n",
+    "header without colon": b"HTTP/1.1 200 OK\r\nContent-Length 2\r\nBogus\r\n\r\n{}",
+    "oversized header line": b"HTTP/1.1 200 OK\r\nX-Big: "
+    + b"a" * 20000
+    + b"\r\nContent-Length: 2\r\n\r\n{}",
+    "body shorter than Content-Length": head(length=100) + b'{"code": 200, "data": 5}',
+}
+
+
+@pytest.mark.parametrize("answer_bytes", MALFORMED.values(), ids=MALFORMED.keys())
+async def test_malformed_answers_are_transport_errors_and_uncertain_creates(
+    answer_bytes: bytes,
+) -> None:
+    """A malformed HTTP answer (status line, header, a body shorter than announced) is a
+    TransportError for a read, retried; for a create it is uncertain and not resent."""
+    async with (
+        RawServer(raw(answer_bytes)) as server,
+        client(server.url, retry=RetryPolicy.zero_wait(max_retries=2)) as kie,
+    ):
+        with pytest.raises(TransportError) as caught:
+            await kie.credits()
+        assert len(server.requests) == 3, "a read is retried"
+        with pytest.raises(SubmissionUncertainError):
+            await kie.extend_video("src", 0, "go")
+        assert len(server.requests) == 4, "a create is sent once"
+    assert caught.value.sent
 
 
 # -- every answer is bounded in size --------------------------------------------------------
