@@ -71,10 +71,22 @@ def redact(text: str, secret: str) -> str:
 
 
 def redact_bytes(data: bytes, secret: str) -> bytes:
-    """:func:`redact` for raw bytes (an answer's body, before it is read as JSON)."""
+    """:func:`redact` for raw bytes (an answer's body, before it is read as JSON).
+
+    A JSON body may also spell the secret with ``\\u`` escapes, which only decoding shows:
+    such a body (rare: kie writes UTF-8) is decoded, and if it holds the secret it is
+    re-encoded with the secret masked.
+    """
     if not secret:
         return data
     for _, raw in _forms(secret):
         if raw in data:
             data = data.replace(raw, _MASK_BYTES)
+    if b"\\u" in data:
+        try:
+            text = json.dumps(json.loads(data), ensure_ascii=False)
+        except (ValueError, RecursionError):
+            return data
+        if secret in text:
+            data = text.replace(secret, MASK).encode("utf-8")
     return data

@@ -149,8 +149,9 @@ async def test_no_hostile_answer_puts_the_key_in_an_error(
 
 @pytest.mark.parametrize("key", [KEY, "sk/with/slashes-SECRET9"])
 async def test_a_reflected_key_is_redacted(key: str, caplog: pytest.LogCaptureFixture) -> None:
-    """A key the server echoes into msg, data or an HTML body (raw or JSON-escaped, as
-    ``\\/``) shows as *** in the error's message and body excerpt, and in no log line."""
+    """A key the server echoes into msg, data or an HTML body (raw, JSON-escaped as ``\\/``,
+    or spelled in ``\\u`` escapes) shows as *** in the error's message and body excerpt, and
+    in no log line."""
     caplog.set_level(logging.DEBUG)
 
     async def escaped(conn: Connection, request: Request | None) -> None:
@@ -158,19 +159,25 @@ async def test_a_reflected_key_is_redacted(key: str, caplog: pytest.LogCaptureFi
         body = envelope(code=401, msg=auth).replace(b"/", b"\\/")
         await conn.send(head(length=len(body)) + body)
 
+    async def spelled(conn: Connection, request: Request | None) -> None:
+        auth = request.headers.get("authorization", "") if request is not None else ""
+        msg = "".join(f"\\u{ord(c):04x}" for c in auth)
+        body = b'{"code": 401, "msg": "' + msg.encode() + b'", "data": null}'
+        await conn.send(head(length=len(body)) + body)
+
     async with (
-        RawServer(reflect(), escaped, _echo_in_html("502 Bad Gateway")) as server,
+        RawServer(reflect(), escaped, spelled, _echo_in_html("502 Bad Gateway")) as server,
         client(server.url, api_key=key) as kie,
     ):
         errors: list[KieError] = []
-        for _ in range(3):
+        for _ in range(4):
             with pytest.raises(KieError) as caught:
                 await kie.credits()
             errors.append(caught.value)
-    first, second, third = errors
-    assert isinstance(first, AuthenticationError) and first.message == "Bearer ***"
-    assert isinstance(second, AuthenticationError) and second.message == "Bearer ***"
-    assert isinstance(third, UnexpectedResponseError) and "Bearer ***" in third.body_excerpt
+    *refused, page = errors
+    for error in refused:
+        assert isinstance(error, AuthenticationError) and error.message == "Bearer ***"
+    assert isinstance(page, UnexpectedResponseError) and "Bearer ***" in page.body_excerpt
     for error in errors:
         for text in _texts(error, test_frames=False):
             assert key not in text, text
