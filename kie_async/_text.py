@@ -56,6 +56,18 @@ def _forms(secret: str) -> tuple[tuple[str, bytes], ...]:
     return tuple((form, form.encode("utf-8")) for form in forms)
 
 
+@functools.lru_cache(maxsize=8)
+def _escapes(secret: str) -> tuple[bytes, ...]:
+    """The ``\\u`` escapes of the secret's characters (lower-case hex): only a body holding
+    one of them can spell the secret that way (other ``\\u`` escapes, of non-ASCII text, do
+    not cost a decoding)."""
+    return tuple(sorted({f"\\u{ord(char):04x}".encode() for char in secret}))
+
+
+def _spells(lowered: bytes, secret: str) -> bool:
+    return any(escape in lowered for escape in _escapes(secret))
+
+
 MASK = "***"
 _MASK_BYTES = MASK.encode("ascii")
 
@@ -74,15 +86,15 @@ def redact_bytes(data: bytes, secret: str) -> bytes:
     """:func:`redact` for raw bytes (an answer's body, before it is read as JSON).
 
     A JSON body may also spell the secret with ``\\u`` escapes, which only decoding shows:
-    such a body (rare: kie writes UTF-8) is decoded, and if it holds the secret it is
-    re-encoded with the secret masked.
+    a body with an escape of one of the secret's characters (rare: kie writes ASCII as it is)
+    is decoded, and if it holds the secret it is re-encoded with the secret masked.
     """
     if not secret:
         return data
     for _, raw in _forms(secret):
         if raw in data:
             data = data.replace(raw, _MASK_BYTES)
-    if b"\\u" in data:
+    if b"\\u" in data and _spells(data.lower(), secret):
         try:
             text = json.dumps(json.loads(data), ensure_ascii=False)
         except (ValueError, RecursionError):
