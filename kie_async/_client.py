@@ -120,7 +120,7 @@ def _check_base_url(base_url: str, allow_insecure_http: bool) -> str:
     if not isinstance(base_url, str):
         raise ConfigurationError("base_url", f"must be a string, not {type(base_url).__name__}")
     shown = printable(repr(base_url[:200]))
-    if any(c.isspace() or not c.isprintable() for c in base_url):
+    if not base_url.isprintable() or " " in base_url:
         raise ConfigurationError("base_url", f"{shown} contains whitespace or control characters")
     try:
         parts = urlsplit(base_url)

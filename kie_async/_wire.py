@@ -20,6 +20,7 @@ Nothing here raises anything but :class:`UnexpectedResponseError` to callers.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import logging
@@ -94,8 +95,10 @@ def maybe_json(value: object) -> object:
     return value
 
 
+@functools.lru_cache(maxsize=64)
 def is_loopback(host: str) -> bool:
-    """Whether ``host`` names this machine (``localhost``, ``127.0.0.0/8``, ``::1``)."""
+    """Whether ``host`` names this machine (``localhost``, ``127.0.0.0/8``, ``::1``). Cached:
+    result URLs name the same few hosts over and over."""
     if host == "localhost" or host.endswith(".localhost"):
         return True
     try:
@@ -109,7 +112,7 @@ def is_web_url(value: str) -> bool:
     host, or ``http://`` to a loopback host (the fake server), without whitespace or control
     characters. ``javascript:``, ``file:``, ``data:``, relative and scheme-relative URLs, and
     a URL inside quotes or brackets are not."""
-    if any(c.isspace() or not c.isprintable() for c in value):
+    if not value.isprintable() or " " in value:  # every other space is not printable
         return False
     try:
         parts = urlsplit(value)
