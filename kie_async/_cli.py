@@ -33,7 +33,7 @@ import attrs
 from ._bulk import ExtendOutcome, OutcomeKind
 from ._cli_jobs import Job, Sink, _ResultsWriter, _status_name, parse_jobs
 from ._cli_progress import _is_terminal, _open_display, first_estimate
-from ._client import KieClient
+from ._client import KieClient, _Secret
 from ._errors import (
     ConfigurationError,
     DownloadError,
@@ -96,7 +96,8 @@ class Context:
             ConfigurationError: no API key, an unreadable key file, or a bad base URL.
         """
         options: dict[str, Any] = {
-            "api_key": _api_key(self.args.api_key_file),
+            # Wrapped, so that no local of these frames shows the key in a traceback.
+            "api_key": _Secret(_api_key(self.args.api_key_file)),
             "base_url": self.args.base_url,
         }
         if self.args.allow_insecure_http:

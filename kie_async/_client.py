@@ -412,7 +412,8 @@ class KieClient:
     ) -> None:
         # The key goes into a _Secret first thing: a traceback with capture_locals (as error
         # reporters take) shows this frame's locals, and a parameter is one.
-        given, api_key = _Secret(api_key), None
+        given = api_key if isinstance(api_key, _Secret) else _Secret(api_key)
+        api_key = None
         self._api_key = _resolve_key(given)
         url = base_url or os.environ.get("KIE_BASE_URL") or proto.DEFAULT_BASE_URL
         self._base_url = _check_base_url(url, allow_insecure_http)

@@ -4,6 +4,7 @@ journal ever holds it, whatever a server answers; and a server's text is shown e
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import logging
 import traceback
@@ -229,6 +230,19 @@ def test_a_malformed_key_is_kept_out_of_its_traceback() -> None:
     """A key refused for whitespace is not in the locals of kie_async's frames either."""
     with pytest.raises(KieError) as caught:
         KieClient(KEY + " trailing")
+    assert not [item for item in _our_frames_locals(caught.value) if KEY in item]
+
+
+def test_the_cli_keeps_the_key_out_of_its_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The command-line tool's client factory holds the key only masked: a failed
+    construction shows it in no local of kie_async's frames."""
+    from kie_async._cli import Context, build_parser
+
+    monkeypatch.setenv("KIE_API_KEY", KEY)
+    args = build_parser().parse_args(["--base-url", "ftp://example.com", "credits"])
+    ctx = Context(io.StringIO(), io.StringIO(), args, {})
+    with pytest.raises(KieError) as caught:
+        ctx.client()
     assert not [item for item in _our_frames_locals(caught.value) if KEY in item]
 
 
