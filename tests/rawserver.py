@@ -66,7 +66,9 @@ class Connection:
         ClientHello, say) or the client went away."""
         try:
             head = await asyncio.wait_for(self.reader.readuntil(b"\r\n\r\n"), 5)
-        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, OSError):
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, OSError):
+            return None
+        except asyncio.TimeoutError:  # not the builtin TimeoutError before Python 3.11
             return None
         try:
             lines = head.decode("latin-1").split("\r\n")
