@@ -13,6 +13,7 @@ import logging
 import math
 import os
 import time
+import zlib
 from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
@@ -247,24 +248,46 @@ def _describe(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-async def _read_capped(response: aiohttp.ClientResponse, cap: int) -> bytes | None:
-    """The whole body, or ``None`` as soon as it is known to be larger than ``cap`` bytes:
-    never more than ``cap`` plus one chunk is held."""
-    length = response.content_length
-    if length is not None and length > cap:
-        return None
+async def _read_capped(response: aiohttp.ClientResponse, cap: int) -> bytes | str:
+    """The whole body (inflated, if it came compressed), or why it was refused: larger than
+    ``cap`` bytes (known as soon as that much has arrived or been announced), compressed in
+    an unknown way, or corrupt. Never more than ``cap`` plus one chunk is held. aiohttp's own
+    inflating is off (``auto_decompress=False``): older aiohttp versions inflate each network
+    chunk whole, so a small gzip bomb could fill memory before a byte was read here."""
+    too_large = f"the answer is larger than {cap} bytes (max_answer_size); it was not read"
     encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
-    if length is not None and encoding == "identity":
-        # aiohttp reads exactly Content-Length bytes (a short body is an error), so the body
-        # is already bounded: read it in one go, the common case.
-        return await response.read()
-    # Chunked, until-close, or compressed (a small body may inflate without bound): by chunks.
+    length = response.content_length
+    if encoding == "identity":
+        if length is not None:
+            if length > cap:
+                return too_large
+            # aiohttp reads exactly Content-Length bytes (a short body is an error), so the
+            # body is already bounded: read it in one go, the common case.
+            return await response.read()
+        inflater = None
+    elif encoding in ("gzip", "x-gzip", "deflate"):
+        inflater = zlib.decompressobj(47)  # a gzip or zlib header, told apart by zlib
+    else:
+        return f"the answer is compressed with {encoding[:40]!r}, which was not asked for"
     body = bytearray()
     stream = response.content
-    while chunk := await stream.read(_CHUNK):
-        body += chunk
-        if len(body) > cap:
-            return None
+    try:
+        while chunk := await stream.read(_CHUNK):
+            if inflater is None:
+                body += chunk
+            else:
+                # Inflate at most one byte past the cap: a bomb stops here.
+                body += inflater.decompress(chunk, cap + 1 - len(body))
+                while inflater.unconsumed_tail and len(body) <= cap:
+                    body += inflater.decompress(inflater.unconsumed_tail, cap + 1 - len(body))
+            if len(body) > cap:
+                return too_large
+        if inflater is not None:
+            body += inflater.flush()
+    except zlib.error as exc:
+        return f"the answer's {encoding} body is corrupt ({exc})"
+    if len(body) > cap:
+        return too_large
     return bytes(body)
 
 
@@ -690,7 +713,7 @@ class KieClient:
         """Send one request and read its answer; a failure is *returned*, translated, for
         :meth:`_exchange` to raise (see there). The Authorization header is built inline, so
         no local of this frame holds the key."""
-        too_large: int | None = None
+        refused: str | None = None
         try:
             async with session.request(
                 method,
@@ -701,23 +724,19 @@ class KieClient:
                 timeout=self._api_timeouts(),
                 raise_for_status=False,
                 allow_redirects=False,
+                auto_decompress=False,
             ) as response:
                 status = response.status
                 retry_after = response.headers.get("Retry-After")
                 body = await _read_capped(response, self._max_answer_size)
-                if body is None:
-                    too_large = status
+                if isinstance(body, str):
+                    refused = body
                     response.close()  # do not drain the rest: drop the connection
-                    body = b""
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError) as exc:
             return self._translate(exc, path)
-        if too_large is not None:
-            return UnexpectedResponseError(
-                message=f"the answer is larger than {self._max_answer_size} bytes "
-                "(max_answer_size); it was not read",
-                http_status=too_large,
-                endpoint=path,
-            )
+        if refused is not None:
+            return UnexpectedResponseError(message=refused, http_status=status, endpoint=path)
+        assert isinstance(body, bytes)
         headers = {} if retry_after is None else {"Retry-After": retry_after}
         return status, headers, self._api_key.redact_bytes(body)
 

@@ -60,11 +60,13 @@ _EXCERPT = 300
 
 def auth_headers(api_key: str, user_agent: str = USER_AGENT) -> dict[str, str]:
     """The headers every call carries. kie sits behind Cloudflare, which refuses library-default
-    user agents (HTTP 403, "error code: 1010"), so the agent is always explicit."""
+    user agents (HTTP 403, "error code: 1010"), so the agent is always explicit. Only the
+    encodings the client inflates itself, within the answer size cap, are accepted."""
     return {
         "Authorization": f"Bearer {api_key}",
         "User-Agent": user_agent,
         "Accept": "application/json",
+        "Accept-Encoding": "gzip",
     }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import json
 import logging
 import socket
@@ -274,6 +275,32 @@ async def test_a_200_mb_answer_is_refused_without_buffering_it(script: Any) -> N
             tracemalloc.stop()
     assert "larger than 1048576 bytes" in str(caught.value)
     assert peak < 4 * MB, f"peak memory grew by {peak / MB:.1f} MiB"
+
+
+@pytest.mark.parametrize("announced", [True, False])
+async def test_a_gzip_answer_is_inflated_within_the_cap(announced: bool) -> None:
+    """A gzip-compressed answer (with or without its Content-Length) is inflated and read;
+    one that inflates past the cap, is corrupt, or uses an encoding not asked for is refused
+    as UnexpectedResponseError."""
+    packed = gzip.compress(envelope(7))
+    bomb = gzip.compress(envelope("0" * (2 * MB)))
+    gz = {"Content-Encoding": "gzip"}
+
+    def compressed(body: bytes, headers: dict[str, str]) -> Any:
+        return raw(head(headers=headers, length=len(body) if announced else None) + body)
+
+    scripts = [
+        compressed(packed, gz),
+        compressed(bomb, gz),
+        compressed(b"this is not gzip at all" * 4, gz),
+        compressed(packed, {"Content-Encoding": "br"}),
+    ]
+    async with RawServer(*scripts) as server, client(server.url) as kie:
+        assert await kie.credits() == 7
+        for reason in ("larger than", "corrupt", "'br', which was not asked for"):
+            with pytest.raises(UnexpectedResponseError, match=reason):
+                await kie.credits()
+    assert server.requests[0].headers["accept-encoding"] == "gzip"
 
 
 async def test_answer_size_cap_is_configurable() -> None:
