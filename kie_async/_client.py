@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import math
 import os
+import re
 import time
 import zlib
 from collections.abc import (
@@ -126,11 +128,16 @@ def _check_base_url(base_url: str, allow_insecure_http: bool) -> str:
     try:
         parts = urlsplit(base_url)
         host = parts.hostname
-        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+        port = parts.port  # raises ValueError for a port that is not a number in range
     except ValueError as exc:
         raise ConfigurationError("base_url", f"{shown} is not a valid URL ({exc})") from None
     if parts.scheme not in ("http", "https") or not host:
         raise ConfigurationError("base_url", f"{shown} must be an http(s) URL with a host")
+    problem = _host_problem(host)
+    if problem is None and port == 0:
+        problem = "port 0 cannot be connected to"
+    if problem is not None:
+        raise ConfigurationError("base_url", f"{shown} is not a valid URL ({problem})")
     if parts.query or parts.fragment:
         raise ConfigurationError("base_url", "must not carry a query or fragment")
     if parts.scheme == "http" and not is_loopback(host) and not allow_insecure_http:
@@ -140,6 +147,25 @@ def _check_base_url(base_url: str, allow_insecure_http: bool) -> str:
             "address, or pass allow_insecure_http=True if you really mean it",
         )
     return base_url.rstrip("/")
+
+
+_HOST_NAME = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\.?")
+
+
+def _host_problem(host: str) -> str | None:
+    """What makes ``host`` impossible to connect to (found only when connecting, otherwise),
+    or ``None``: an IP address, or a name whose labels are letters, digits, ``-`` and ``_``
+    once IDNA-encoded, each at most 63 characters."""
+    with contextlib.suppress(ValueError):
+        ipaddress.ip_address(host.partition("%")[0])
+        return None
+    try:
+        ascii_host = host.encode("idna").decode("ascii")
+    except UnicodeError:
+        return "the host name has an empty or over-long label"
+    if not _HOST_NAME.fullmatch(ascii_host):
+        return "the host name has characters a host name cannot have"
+    return None
 
 
 def _key_problem(given: _Secret) -> str | None:
@@ -752,7 +778,7 @@ class KieClient:
                 sent=False,
                 permanent=True,
             )
-        if isinstance(exc, aiohttp.InvalidURL):
+        if isinstance(exc, aiohttp.InvalidURL | UnicodeError):
             return TransportError(
                 message=f"invalid URL (not retried): {what}",
                 endpoint=path,

@@ -398,11 +398,16 @@ async def test_an_untrusted_certificate_fails_at_once() -> None:
         "https://exa mple.com",
         "https://api.kie.ai\x1b[2J",
         "https://api.kie.ai/\n",
+        "https://api..kie.ai",
+        "https://" + "a" * 64 + ".kie.ai",
+        "https://%61pi.kie.ai",
+        "http://127.0.0.1:0",
     ],
 )
 def test_invalid_base_urls_are_refused_before_any_request(url: str) -> None:
-    """A base URL with a bad port, whitespace or control characters is a ConfigurationError
-    at construction, shown without its control characters."""
+    """A base URL with a bad port, a host name no DNS could hold, whitespace or control
+    characters is a ConfigurationError at construction, shown without its control
+    characters."""
     with pytest.raises(ValueError, match="base_url") as caught:
         KieClient(KEY, base_url=url)
     assert "\x1b" not in str(caught.value) and "\n" not in str(caught.value)
