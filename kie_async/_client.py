@@ -692,7 +692,7 @@ class KieClient:
         the headers the protocol reads, and the body with a reflected key redacted.
 
         Failures are raised here, outside any ``except`` block, so that they carry no
-        ``__context__``, and from a frame that holds no aiohttp object."""
+        ``__context__``, and from a frame whose locals hold no headers and no answer."""
         session = self._ensure_session()
         slots = self._slots
         assert slots is not None
