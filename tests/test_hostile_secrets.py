@@ -300,6 +300,24 @@ async def test_log_lines_never_carry_a_servers_newline(caplog: pytest.LogCapture
     assert not [line for line in lines if "\n" in line]
 
 
+async def test_a_forged_callback_cannot_forge_a_log_line(caplog: pytest.LogCaptureFixture) -> None:
+    """A callback refused for its signature, naming a task id with a newline and an escape
+    sequence, is logged on one line with both escaped."""
+    import aiohttp
+
+    from kie_async.callbacks import CallbackReceiver
+
+    caplog.set_level(logging.WARNING, logger="kie_async")
+    body = {"code": 200, "msg": "ok", "data": {"taskId": "t1\nkie_async ERROR forged\x1b[2J"}}
+    async with CallbackReceiver(key="webhook-key") as receiver:
+        url = await receiver.start()
+        async with aiohttp.ClientSession() as session, session.post(url, json=body) as answer:
+            assert answer.status == 401
+    lines = [r.getMessage() for r in caplog.records if "rejected a callback" in r.getMessage()]
+    assert lines and all("\n" not in line and "\x1b" not in line for line in lines)
+    assert any("t1\\nkie_async ERROR forged\\x1b[2J" in line for line in lines)
+
+
 def test_errors_show_server_text_escaped() -> None:
     """The str() of errors built from a server's text (msg, error message) is one printable
     line; the raw text stays in the fields."""

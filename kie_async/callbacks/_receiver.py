@@ -22,6 +22,7 @@ from aiohttp import ClientPayloadError, web
 from .._errors import ConfigurationError, UnexpectedResponseError
 from .._models import TaskRecord
 from .._retry import within
+from .._text import printable
 from ._dedupe import MAX_BODIES, Deliveries, Verdict
 from ._events import CallbackEvent, parse_callback
 from ._signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature_problem
@@ -290,7 +291,8 @@ class CallbackReceiver:
 
     def _reject(self, status: int, reason: str, peer: str) -> web.Response:
         self.counts[f"rejected:{status}"] += 1
-        log.warning("rejected a callback from %s with HTTP %d: %s", peer, status, reason)
+        # The reason may quote the sender's task id: escaped, so it cannot forge log lines.
+        log.warning("rejected a callback from %s with HTTP %d: %s", peer, status, printable(reason))
         return web.json_response({"code": status, "msg": "rejected"}, status=status)
 
     def accept(self, event: CallbackEvent) -> bool:
