@@ -51,7 +51,6 @@ from ._polling import (
     RetryPolicy,
     create_failure,
     poll_is_transient,
-    unreachable,
 )
 from ._ratelimit import Limiter, RateLimit
 from ._requests import (
@@ -62,7 +61,7 @@ from ._requests import (
     VaryRequest,
     image_action,
 )
-from ._retry import Schedule, retry_call
+from ._retry import Schedule, retry_call, within
 from ._text import printable, redact, redact_bytes
 from ._timeout import Timeout
 from ._wire import is_loopback, parse_record
@@ -652,8 +651,8 @@ class KieClient:
         return self._session
 
     def _timeouts(self) -> aiohttp.ClientTimeout:
-        # The session's default, and the limits of result-file downloads (a file may take long:
-        # no overall limit). Waiting for a pooled connection is not bounded here: our own
+        # The session's default only: API calls pass _api_timeouts(), result files their
+        # DownloadPolicy's. Waiting for a pooled connection is not bounded here: our own
         # semaphore keeps requests out of aiohttp's pool queue. Built once: it is immutable.
         if self._client_timeout is None:
             self._client_timeout = aiohttp.ClientTimeout(
@@ -856,32 +855,15 @@ class KieClient:
         p = self.retry_policy
         return Schedule(p.initial_delay, p.factor, p.max_delay, p.jitter, p.max_retry_after)
 
-    def _retry_rule(self, worth_retrying: Callable[[KieError], bool]) -> Callable[[KieError], bool]:
-        """``worth_retrying``, but for one call only ``RetryPolicy.max_connect_retries``
-        retries after failures to connect: a dead API is reported in seconds, not minutes.
-        The rule may be asked twice about the same failure, so failures are counted once."""
-        limit = self.retry_policy.max_connect_retries
-        counted: list[KieError] = []
-
-        def should_retry(exc: KieError) -> bool:
-            if not worth_retrying(exc):
-                return False
-            if not unreachable(exc):
-                return True
-            if not any(seen is exc for seen in counted):
-                counted.append(exc)
-            return len(counted) <= limit
-
-        return should_retry
-
     async def _read(self, method: str, path: str, **kwargs: Any) -> Any:
         """A read-only call, retried on transient failures."""
         return await retry_call(
             lambda: self._call(method, path, **kwargs),
             schedule=self._retry_schedule(),
             max_retries=self.retry_policy.max_retries,
-            should_retry=self._retry_rule(poll_is_transient),
+            should_retry=poll_is_transient,
             what=f"{method} {path}",
+            max_connect_retries=self.retry_policy.max_connect_retries,
         )
 
     # -- tasks ---------------------------------------------------------------------------------
@@ -974,11 +956,10 @@ class KieClient:
                 attempt,
                 schedule=self._retry_schedule(),
                 max_retries=self.retry_policy.max_retries,
-                should_retry=self._retry_rule(
-                    lambda exc: create_failure(exc) is CreateFailure.RETRY
-                ),
+                should_retry=lambda exc: create_failure(exc) is CreateFailure.RETRY,
                 on_retry=refused,
                 what=f"create for {request.describe()}",
+                max_connect_retries=self.retry_policy.max_connect_retries,
             )
         except KieError as exc:
             if create_failure(exc) is CreateFailure.UNCERTAIN:
