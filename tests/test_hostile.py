@@ -427,9 +427,13 @@ def test_permanent_transport_failures_are_never_retried() -> None:
     assert not unreachable(TransportError(message="reset", sent=True))
 
 
-async def test_a_refused_connection_is_retried_only_a_few_times() -> None:
+async def test_a_refused_connection_is_retried_only_a_few_times(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     """Connection refused is retried max_connect_retries times (3 by default), although
-    max_retries allows more; then a clear TransportError."""
+    max_retries allows more, and the first retry's WARNING counts those; then a clear
+    TransportError."""
+    caplog.set_level(logging.WARNING, logger="kie_async")
     session, started = _counting_session()
     async with session:
         url = f"http://127.0.0.1:{_free_port()}"
@@ -439,6 +443,8 @@ async def test_a_refused_connection_is_retried_only_a_few_times() -> None:
                 await kie.credits()
             assert not caught.value.sent
             assert len(started) == 4
+            warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+            assert len(warned) == 1 and warned[0].startswith("kie.ai unreachable, retry 1/3 ")
             started.clear()
             with pytest.raises(TransportError):
                 await kie.extend_video("src", 0, "go")
