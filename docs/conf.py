@@ -68,13 +68,17 @@ html_static_path: list[str] = []
 
 
 def _public_alias(app: Any, env: Any, node: Any, contnode: Any) -> Any:
-    """Resolve references to private module paths (``kie_async._models.TaskRecord``, as type
-    hints name them) to the public name (``kie_async.TaskRecord``) the reference documents."""
+    """Resolve references to private module paths (``kie_async._models.TaskRecord``, or
+    ``kie_async.testing._scripts.TaskScript``, as type hints name them) to the public name
+    (``kie_async.TaskRecord``, ``kie_async.testing.TaskScript``) the reference documents."""
     target = node.get("reftarget", "")
-    if node.get("refdomain") != "py" or not target.startswith("kie_async._"):
+    if node.get("refdomain") != "py" or not target.startswith("kie_async."):
         return None
     parts = target.split(".")
-    public = ".".join(["kie_async", *parts[2:]])
+    # The private modules are dropped: every public name is re-exported by a public package.
+    public = ".".join(part for part in parts[:-1] if not part.startswith("_")) + "." + parts[-1]
+    if public == target:
+        return None
     domain = env.get_domain("py")
     return domain.resolve_xref(
         env, node["refdoc"], app.builder, node["reftype"], public, node, contnode

@@ -52,6 +52,7 @@ from ._requests import (
     UpscaleRequest,
     VaryRequest,
 )
+from ._timeout import Timeout
 from ._version import __version__
 
 __all__ = [
@@ -91,6 +92,7 @@ __all__ = [
     "TaskRecord",
     "TaskStatus",
     "TaskTimeoutError",
+    "Timeout",
     "TransportError",
     "UnexpectedResponseError",
     "UnprocessableError",

@@ -32,12 +32,13 @@ from ._errors import (
     SubmissionUncertainError,
     TaskFailedError,
     TaskTimeoutError,
+    TransportError,
     _exception_fields,
 )
 from ._handle import TaskHandle, finished
 from ._journal import Journal, capped
 from ._models import ExtendRequest, TaskRecord
-from ._polling import CreateFailure, PollPolicy, create_failure
+from ._polling import CreateFailure, PollPolicy, create_failure, unreachable
 from ._retry import Schedule, next_delay, rng
 from ._wire import parse_record, request_to_json
 
@@ -50,6 +51,9 @@ log = logging.getLogger("kie_async")
 
 #: Errors after which no later submission can succeed: stop submitting at once.
 FATAL_ERRORS = (AuthenticationError, InsufficientCreditsError, FeatureDisabledError)
+#: Creates in a row that could not reach kie.ai at all (each after its own connect retries)
+#: after which no new create is sent: the API is down, or the base URL is wrong.
+UNREACHABLE_STREAK = 3
 
 
 class OutcomeKind(str, enum.Enum):
@@ -61,7 +65,8 @@ class OutcomeKind(str, enum.Enum):
     FAILED = "failed"
     #: The create's reply was lost: a task may exist. Not resubmitted unless you ask.
     UNCERTAIN = "uncertain"
-    #: Never sent, because an earlier error doomed every submission (401, 402, 505).
+    #: Never sent, because an earlier error doomed every submission (401, 402, 505, or kie.ai
+    #: could not be reached by several creates in a row).
     NOT_SUBMITTED = "not_submitted"
 
 
@@ -360,9 +365,10 @@ class _Poller:
         try:
             remaining = waiting.deadline - time.monotonic()
             timer = None
-            if remaining < run.client.read_timeout:
-                # A poll that hangs must not outlive the task's deadline (the read timeout
-                # would end it only later): cancel this poll when the deadline comes.
+            longest = run.client.timeouts.total
+            if longest is None or remaining < longest:
+                # A poll that hangs must not outlive the task's deadline (its budget would
+                # end it only later): cancel this poll when the deadline comes.
                 poll = asyncio.current_task()
                 assert poll is not None
                 timer = asyncio.get_running_loop().call_later(
@@ -445,6 +451,7 @@ class _Run:
         self.counts = counts
         self.resubmit_uncertain = resubmit_uncertain
         self.fatal: KieError | None = None
+        self.unreachable = 0
         # Set when the run is being closed or cancelled: a worker whose cancellation was lost
         # (asyncio.wait_for before 3.12, async_timeout on 3.10) must still send nothing more.
         self.closing = False
@@ -528,6 +535,15 @@ class _Run:
             self.fatal = exc
             log.error("stopping new submissions: %s", exc)
 
+    def _note_unreachable(self, exc: KieError) -> None:
+        """A failed create: a permanent transport failure (TLS, an invalid URL), or the
+        ``UNREACHABLE_STREAK``-th create in a row that could not connect, stops submissions."""
+        permanent = isinstance(exc, TransportError) and exc.permanent
+        self.unreachable = self.unreachable + 1 if unreachable(exc) else 0
+        if (permanent or self.unreachable >= UNREACHABLE_STREAK) and self.fatal is None:
+            self.fatal = exc
+            log.error("stopping new submissions, kie.ai cannot be reached: %s", exc)
+
     def _record(self, event: str, key: str, **fields: Any) -> None:
         if self.journal is not None:
             self.journal.record(event, key, **fields)
@@ -589,10 +605,12 @@ class _Run:
             await self._sync()
             return ExtendOutcome(request, OutcomeKind.UNCERTAIN, error=exc)
         except KieError as exc:
+            self._note_unreachable(exc)
             self._note_fatal(exc)
             self._record("refused", key, error=capped(_exception_fields(exc)))
             self.counts.change(queued=-1, failed=1)
             return ExtendOutcome(request, OutcomeKind.FAILED, error=exc)
+        self.unreachable = 0
         self._record("submitted", key, task_id=handle.task_id)
         self.counts.change(queued=-1, submitted=1, running=1)
         # In the file before the task's first poll (the poller flushes the journal), on disk

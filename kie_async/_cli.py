@@ -33,7 +33,7 @@ import attrs
 from ._bulk import ExtendOutcome, OutcomeKind
 from ._cli_jobs import Job, Sink, _ResultsWriter, _status_name, parse_jobs
 from ._cli_progress import _is_terminal, _open_display, first_estimate
-from ._client import KieClient
+from ._client import KieClient, _Secret
 from ._errors import (
     ConfigurationError,
     DownloadError,
@@ -48,6 +48,7 @@ from ._models import ExtendRequest, TaskRecord
 from ._polling import PollPolicy
 from ._ratelimit import RateLimit
 from ._redis_limit import RedisRateLimit
+from ._text import printable
 from ._version import __version__
 
 if TYPE_CHECKING:
@@ -77,12 +78,13 @@ class Context:
     client_options: Mapping[str, Any]
 
     def say(self, text: str = "") -> None:
-        """A line on standard output (the command's result)."""
-        print(text, file=self.out, flush=True)
+        """A line on standard output (the command's result), control characters escaped: it
+        may quote a server's text, which must not reach the terminal as escape sequences."""
+        print(printable(text), file=self.out, flush=True)
 
     def note(self, text: str) -> None:
-        """A line on standard error (progress, hints)."""
-        print(text, file=self.err, flush=True)
+        """A line on standard error (progress, hints), escaped as :meth:`say`."""
+        print(printable(text), file=self.err, flush=True)
 
     def error(self, text: str) -> None:
         """One ``error: ...`` line on standard error."""
@@ -95,7 +97,8 @@ class Context:
             ConfigurationError: no API key, an unreadable key file, or a bad base URL.
         """
         options: dict[str, Any] = {
-            "api_key": _api_key(self.args.api_key_file),
+            # Wrapped, so that no local of these frames shows the key in a traceback.
+            "api_key": _Secret(_api_key(self.args.api_key_file)),
             "base_url": self.args.base_url,
         }
         if self.args.allow_insecure_http:

@@ -1,6 +1,8 @@
 """KieClient: owns (or borrows) the aiohttp session and glues the pure protocol to I/O.
 
-Foreign exceptions are translated in exactly one place, :meth:`KieClient._exchange`.
+Foreign exceptions of API calls are translated in exactly one place, :meth:`KieClient._send`,
+and never chained: aiohttp's exceptions (and the locals of its frames, which a traceback with
+``capture_locals`` shows) hold the request's headers, so the Authorization header too.
 """
 
 from __future__ import annotations
@@ -9,8 +11,11 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import math
 import os
+import re
 import time
+import zlib
 from collections.abc import (
     AsyncIterable,
     AsyncIterator,
@@ -35,6 +40,7 @@ from ._errors import (
     KieError,
     SubmissionUncertainError,
     TransportError,
+    UnexpectedResponseError,
     ValidationError,
 )
 from ._handle import TaskHandle
@@ -57,7 +63,9 @@ from ._requests import (
     image_action,
 )
 from ._retry import Schedule, retry_call, within
-from ._wire import parse_record
+from ._text import printable, redact, redact_bytes
+from ._timeout import Timeout
+from ._wire import is_loopback, parse_record
 
 if TYPE_CHECKING:
     from ._bulk import BulkRun, Progress
@@ -96,15 +104,24 @@ _UNSET: Any = _Unset()
 
 
 class _Secret:
-    """A string that never shows itself in a repr, str or traceback."""
+    """A value that never shows itself in a repr, str or traceback (``capture_locals``
+    included: only ``'***'`` is shown for a local that holds one)."""
 
     __slots__ = ("_value",)
 
-    def __init__(self, value: str) -> None:
+    def __init__(self, value: Any) -> None:
         self._value = value
 
-    def reveal(self) -> str:
+    def reveal(self) -> Any:
         return self._value
+
+    def redact(self, text: str) -> str:
+        """``text`` with the secret (as it is, or JSON-escaped) replaced by ``***``."""
+        return redact(text, self._value)
+
+    def redact_bytes(self, data: bytes) -> bytes:
+        """:meth:`redact` for an answer's raw body."""
+        return redact_bytes(data, self._value)
 
     def __repr__(self) -> str:
         return "'***'"
@@ -112,46 +129,76 @@ class _Secret:
     __str__ = __repr__
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _check_base_url(base_url: str, allow_insecure_http: bool) -> str:
+    if not isinstance(base_url, str):
+        raise ConfigurationError("base_url", f"must be a string, not {type(base_url).__name__}")
+    shown = printable(repr(base_url[:200]))
+    if not base_url.isprintable() or " " in base_url:
+        raise ConfigurationError("base_url", f"{shown} contains whitespace or control characters")
     try:
         parts = urlsplit(base_url)
         host = parts.hostname
+        port = parts.port  # raises ValueError for a port that is not a number in range
     except ValueError as exc:
-        raise ConfigurationError("base_url", f"{base_url!r} is not a valid URL ({exc})") from None
+        raise ConfigurationError("base_url", f"{shown} is not a valid URL ({exc})") from None
     if parts.scheme not in ("http", "https") or not host:
-        raise ConfigurationError("base_url", f"{base_url!r} must be an http(s) URL with a host")
+        raise ConfigurationError("base_url", f"{shown} must be an http(s) URL with a host")
+    problem = _host_problem(host)
+    if problem is None and port == 0:
+        problem = "port 0 cannot be connected to"
+    if problem is not None:
+        raise ConfigurationError("base_url", f"{shown} is not a valid URL ({problem})")
     if parts.query or parts.fragment:
         raise ConfigurationError("base_url", "must not carry a query or fragment")
-    if parts.scheme == "http" and not _is_loopback(host) and not allow_insecure_http:
+    if parts.scheme == "http" and not is_loopback(host) and not allow_insecure_http:
         raise ConfigurationError(
             "base_url",
-            f"{base_url!r} would send your API key in clear text; use https, a loopback "
+            f"{shown} would send your API key in clear text; use https, a loopback "
             "address, or pass allow_insecure_http=True if you really mean it",
         )
     return base_url.rstrip("/")
 
 
-def _resolve_key(api_key: str | None) -> _Secret:
-    key = api_key if api_key is not None else os.environ.get("KIE_API_KEY")
+_HOST_NAME = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\.?")
+
+
+def _host_problem(host: str) -> str | None:
+    """What makes ``host`` impossible to connect to (found only when connecting, otherwise),
+    or ``None``: an IP address, or a name whose labels are letters, digits, ``-`` and ``_``
+    once IDNA-encoded, each at most 63 characters."""
+    with contextlib.suppress(ValueError):
+        ipaddress.ip_address(host.partition("%")[0])
+        return None
+    try:
+        ascii_host = host.encode("idna").decode("ascii")
+    except UnicodeError:
+        return "the host name has an empty or over-long label"
+    if not _HOST_NAME.fullmatch(ascii_host):
+        return "the host name has characters a host name cannot have"
+    return None
+
+
+def _key_problem(given: _Secret) -> str | None:
+    """What is wrong with the key in ``given``, or ``None``. It returns instead of raising, so
+    that no frame holding the key in clear is in the traceback of the error."""
+    key = given.reveal()
     if key is not None and not isinstance(key, str):
-        raise ConfigurationError("api_key", f"must be a string, not {type(key).__name__}")
+        return f"must be a string, not {type(key).__name__}"
     if key is None or not key.strip():
-        raise ConfigurationError(
-            "api_key", "no API key: pass KieClient(api_key=...) or set KIE_API_KEY"
-        )
-    key = key.strip()
-    if any(c.isspace() or ord(c) < 32 for c in key):
-        raise ConfigurationError("api_key", "contains whitespace or control characters")
-    return _Secret(key)
+        return "no API key: pass KieClient(api_key=...) or set KIE_API_KEY"
+    if any(c.isspace() or ord(c) < 32 for c in key.strip()):
+        return "contains whitespace or control characters"
+    return None
+
+
+def _resolve_key(given: _Secret) -> _Secret:
+    """The key in ``given`` (or ``KIE_API_KEY``), stripped and checked, kept in a secret."""
+    if given.reveal() is None:
+        given = _Secret(os.environ.get("KIE_API_KEY"))
+    problem = _key_problem(given)
+    if problem is not None:
+        raise ConfigurationError("api_key", problem)
+    return _Secret(given.reveal().strip())
 
 
 def _positive(name: str, value: float | None, *, optional: bool = False) -> float | None:
@@ -165,7 +212,119 @@ def _positive(name: str, value: float | None, *, optional: bool = False) -> floa
     return float(value)
 
 
+#: The largest API answer accepted by default: kie's answers are a few KB.
+DEFAULT_MAX_ANSWER_SIZE = 1 << 20
+
+
+def _resolve_timeout(timeout: object, connect_timeout: object) -> Timeout:
+    """The :class:`Timeout` for the ``timeout`` and ``connect_timeout`` arguments."""
+    if isinstance(timeout, Timeout):
+        if connect_timeout is not _UNSET:
+            raise ConfigurationError(
+                "connect_timeout", "with a Timeout object, set Timeout(connect=...) instead"
+            )
+        return timeout
+    default = Timeout()
+    read = default.read if timeout is _UNSET else _seconds("timeout", timeout)
+    connect = (
+        default.connect
+        if connect_timeout is _UNSET
+        else _seconds("connect_timeout", connect_timeout)
+    )
+    # A number is the per-read timeout of earlier versions: the overall limit never cuts a
+    # request shorter than one connect and one read.
+    total = max(default.total or 0.0, read + connect)
+    return Timeout(total=total, connect=connect, read=read)
+
+
+def _seconds(name: str, value: object) -> float:
+    seconds = _positive(name, value)  # type: ignore[arg-type]
+    assert seconds is not None
+    return seconds
+
+
+#: How much of a large answer is read at a time: the memory a refused answer costs.
+_CHUNK = 1 << 16
+
 _FILE_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
+
+
+def _give_back(slots: asyncio.Semaphore) -> Callable[[asyncio.Future[Any]], None]:
+    def done(acquiring: asyncio.Future[Any]) -> None:
+        if not acquiring.cancelled() and acquiring.exception() is None:
+            slots.release()
+
+    return done
+
+
+async def _acquire_within(slots: asyncio.Semaphore, seconds: float) -> bool:
+    """Take one of ``slots`` within ``seconds``; ``False`` if none came free in time.
+
+    A slot taken at the very moment the time runs out, or the caller is cancelled, is given
+    back (``asyncio.wait_for`` before Python 3.12 can lose it)."""
+    acquiring = asyncio.ensure_future(slots.acquire())
+    try:
+        await asyncio.wait({acquiring}, timeout=seconds)
+    except BaseException:
+        acquiring.cancel()
+        acquiring.add_done_callback(_give_back(slots))
+        raise
+    if acquiring.done() and not acquiring.cancelled() and acquiring.exception() is None:
+        return True
+    acquiring.cancel()
+    acquiring.add_done_callback(_give_back(slots))
+    return False
+
+
+def _describe(exc: BaseException) -> str:
+    """An aiohttp failure in words, without its request headers (a ``ClientResponseError``'s
+    repr shows them all, Authorization included)."""
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return exc.message or f"HTTP {exc.status}"
+    return str(exc) or type(exc).__name__
+
+
+async def _read_capped(response: aiohttp.ClientResponse, cap: int) -> bytes | str:
+    """The whole body (inflated, if it came compressed), or why it was refused: larger than
+    ``cap`` bytes (known as soon as that much has arrived or been announced), compressed in
+    an unknown way, or corrupt. Never more than ``cap`` plus one chunk is held. aiohttp's own
+    inflating is off (``auto_decompress=False``): older aiohttp versions inflate each network
+    chunk whole, so a small gzip bomb could fill memory before a byte was read here."""
+    too_large = f"the answer is larger than {cap} bytes (max_answer_size); it was not read"
+    encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+    length = response.content_length
+    if encoding == "identity":
+        if length is not None:
+            if length > cap:
+                return too_large
+            # aiohttp reads exactly Content-Length bytes (a short body is an error), so the
+            # body is already bounded: read it in one go, the common case.
+            return await response.read()
+        inflater = None
+    elif encoding in ("gzip", "x-gzip", "deflate"):
+        inflater = zlib.decompressobj(47)  # a gzip or zlib header, told apart by zlib
+    else:
+        return f"the answer is compressed with {encoding[:40]!r}, which was not asked for"
+    body = bytearray()
+    stream = response.content
+    try:
+        while chunk := await stream.read(_CHUNK):
+            if inflater is None:
+                body += chunk
+            else:
+                # Inflate at most one byte past the cap: a bomb stops here.
+                body += inflater.decompress(chunk, cap + 1 - len(body))
+                while inflater.unconsumed_tail and len(body) <= cap:
+                    body += inflater.decompress(inflater.unconsumed_tail, cap + 1 - len(body))
+            if len(body) > cap:
+                return too_large
+        if inflater is not None:
+            body += inflater.flush()
+    except zlib.error as exc:
+        return f"the answer's {encoding} body is corrupt ({exc})"
+    if len(body) > cap:
+        return too_large
+    return bytes(body)
 
 
 def _file_transport_error(
@@ -176,6 +335,24 @@ def _file_transport_error(
     if isinstance(exc, asyncio.TimeoutError):
         return TransportError(message=f"no data within {read_timeout or 0:g}s", endpoint=where)
     return TransportError(message=f"{type(exc).__name__}: {exc}", endpoint=where)
+
+
+def _record_of(data: object, task_id: str) -> TaskRecord:
+    """The :class:`TaskRecord` in a record-info answer for ``task_id``.
+
+    Raises:
+        UnexpectedResponseError: the answer is about another task (a confused cache or proxy,
+            or a hostile server): it must never be taken for this task's state.
+    """
+    record = parse_record(data, task_id=task_id, endpoint=proto.RECORD_PATH)
+    if record.task_id != task_id:
+        raise UnexpectedResponseError(
+            message=f"record-info answered for task {record.task_id[:80]!r}, not {task_id!r}",
+            http_status=200,
+            endpoint=proto.RECORD_PATH,
+            body_excerpt=repr(data)[:300],
+        )
+    return record
 
 
 class _FileAnswer:
@@ -234,10 +411,20 @@ class KieClient:
             (default kie's 20 per 10 s); a :class:`RedisRateLimit` shares it with every process
             of the account; ``None`` switches it off. Unset, the ``KIE_RATE_LIMIT_REDIS``
             environment variable (a Redis URL) gives ``RedisRateLimit(url)``.
-        timeout: seconds to wait for each read of an answer, so a stalled server cannot hang a call.
-        connect_timeout: seconds to establish a connection.
+        timeout: the time budget of each API request: a :class:`Timeout` (overall, connect,
+            read and pool limits), or a number, the seconds to wait for each read of an answer
+            (as in earlier versions; the overall limit is then 120 s, or ``timeout +
+            connect_timeout`` if that is longer). Default: ``Timeout()``, 120 s in all, 15 s
+            to connect, 60 s for each read.
+        connect_timeout: seconds to establish a connection, with a number ``timeout`` (pass
+            ``Timeout(connect=...)`` otherwise).
+        max_answer_size: the largest API answer accepted, in bytes (default 1 MiB; kie's
+            answers are a few KB). A larger one is refused with
+            :class:`UnexpectedResponseError` as soon as it is announced or has arrived that
+            far, without reading the rest.
         max_connections: the size of the connection pool; requests beyond it wait their turn
-            without counting against their timeouts.
+            (for at most ``Timeout.pool`` seconds, by default as long as it takes) without
+            counting against their other timeouts.
         allow_insecure_http: allow a plain ``http://`` base URL that is not loopback.
         user_agent: the ``User-Agent`` header (default ``kie-async/<version>``).
         callback_url: the public URL of your callback receiver, sent as ``callBackUrl`` with
@@ -273,8 +460,9 @@ class KieClient:
         retry: RetryPolicy | None = None,
         max_retries: int | None = None,
         rate_limit: RateLimit | RedisRateLimit | None = _UNSET,
-        timeout: float = 60.0,
-        connect_timeout: float = 15.0,
+        timeout: float | Timeout = _UNSET,
+        connect_timeout: float = _UNSET,
+        max_answer_size: int = DEFAULT_MAX_ANSWER_SIZE,
         max_connections: int = 100,
         allow_insecure_http: bool = False,
         user_agent: str | None = None,
@@ -283,7 +471,11 @@ class KieClient:
         safety_poll: PollPolicy | None = None,
         download: DownloadPolicy | None = None,
     ) -> None:
-        self._api_key = _resolve_key(api_key)
+        # The key goes into a _Secret first thing: a traceback with capture_locals (as error
+        # reporters take) shows this frame's locals, and a parameter is one.
+        given = api_key if isinstance(api_key, _Secret) else _Secret(api_key)
+        api_key = None
+        self._api_key = _resolve_key(given)
         url = base_url or os.environ.get("KIE_BASE_URL") or proto.DEFAULT_BASE_URL
         self._base_url = _check_base_url(url, allow_insecure_http)
         if poll is not None and not isinstance(poll, PollPolicy):
@@ -293,14 +485,7 @@ class KieClient:
         self.poll_policy: PollPolicy = poll or PollPolicy()
         policy = retry or RetryPolicy()
         if max_retries is not None:
-            policy = RetryPolicy(
-                max_retries=max_retries,
-                initial_delay=policy.initial_delay,
-                factor=policy.factor,
-                max_delay=policy.max_delay,
-                jitter=policy.jitter,
-                max_retry_after=policy.max_retry_after,
-            )
+            policy = attrs.evolve(policy, max_retries=max_retries)
         self.retry_policy: RetryPolicy = policy
         if rate_limit is _UNSET:
             shared = os.environ.get("KIE_RATE_LIMIT_REDIS", "").strip()
@@ -312,8 +497,16 @@ class KieClient:
             self._limiter = Limiter(rate_limit)
         else:
             raise ConfigurationError("rate_limit", "must be a RateLimit, a RedisRateLimit or None")
-        self._read_timeout: float = _positive("timeout", timeout) or 0.0
-        self._connect_timeout = _positive("connect_timeout", connect_timeout)
+        self._timeout = _resolve_timeout(timeout, connect_timeout)
+        self._read_timeout: float = self._timeout.read
+        self._connect_timeout = self._timeout.connect
+        if (
+            isinstance(max_answer_size, bool)
+            or not isinstance(max_answer_size, int)
+            or max_answer_size < 1
+        ):
+            raise ConfigurationError("max_answer_size", "must be an int >= 1 (bytes)")
+        self._max_answer_size = max_answer_size
         if (
             isinstance(max_connections, bool)
             or not isinstance(max_connections, int)
@@ -328,6 +521,7 @@ class KieClient:
         self._closed = False
         self._slots: asyncio.Semaphore | None = None
         self._client_timeout: aiohttp.ClientTimeout | None = None
+        self._api_timeout: aiohttp.ClientTimeout | None = None
         # The key joins the headers only per request, so no attribute of the client holds it
         # in the clear (an error reporter dumping vars(client) shows the _Secret's '***').
         self._user_agent = user_agent or proto.USER_AGENT
@@ -344,7 +538,11 @@ class KieClient:
     # -- lifecycle ---------------------------------------------------------------------------
 
     def __repr__(self) -> str:
-        return f"KieClient(base_url={self._base_url!r}, api_key='***')"
+        # Never raises, even for a client whose __init__ failed half-way (an error reporter
+        # may show it while handling that very error).
+        base_url = getattr(self, "_base_url", None)
+        shown = "<unset>" if base_url is None else printable(repr(base_url))
+        return f"KieClient(base_url={shown}, api_key='***')"
 
     @property
     def base_url(self) -> str:
@@ -358,8 +556,18 @@ class KieClient:
 
     @property
     def read_timeout(self) -> float:
-        """Seconds a request waits for each read of an answer (the ``timeout`` setting)."""
+        """Seconds a request waits for each read of an answer (``timeouts.read``)."""
         return self._read_timeout
+
+    @property
+    def timeouts(self) -> Timeout:
+        """The :class:`Timeout` every API request of this client is held to."""
+        return self._timeout
+
+    @property
+    def max_answer_size(self) -> int:
+        """The largest API answer accepted, in bytes."""
+        return self._max_answer_size
 
     @property
     def max_connections(self) -> int:
@@ -469,9 +677,9 @@ class KieClient:
         return self._session
 
     def _timeouts(self) -> aiohttp.ClientTimeout:
-        # Waiting for a pooled connection is not bounded here: our own semaphore keeps requests
-        # out of aiohttp's pool queue, so only connecting and reading are timed. Built once:
-        # it is immutable, and every request passes it (a borrowed session has its own).
+        # The session's default only: API calls pass _api_timeouts(), result files their
+        # DownloadPolicy's. Waiting for a pooled connection is not bounded here: our own
+        # semaphore keeps requests out of aiohttp's pool queue. Built once: it is immutable.
         if self._client_timeout is None:
             self._client_timeout = aiohttp.ClientTimeout(
                 total=None,
@@ -480,6 +688,20 @@ class KieClient:
                 sock_read=self._read_timeout,
             )
         return self._client_timeout
+
+    def _api_timeouts(self) -> aiohttp.ClientTimeout:
+        # aiohttp's total runs until the connection is released, so it bounds the body too.
+        # No rounding: aiohttp would round limits of 5 s and more up to a whole second.
+        if self._api_timeout is None:
+            budget = self._timeout
+            self._api_timeout = aiohttp.ClientTimeout(
+                total=budget.total,
+                connect=budget.connect_budget,
+                sock_connect=budget.connect_budget,
+                sock_read=budget.read,
+                ceil_threshold=math.inf,
+            )
+        return self._api_timeout
 
     # -- one HTTP exchange: the only place aiohttp exceptions are seen -------------------------
 
@@ -492,41 +714,37 @@ class KieClient:
         params: Mapping[str, str] | None = None,
         before_send: Callable[[], Awaitable[None]] | None = None,
     ) -> tuple[int, Mapping[str, str], bytes]:
+        """One request within the client's :class:`Timeout` and answer size cap: the status,
+        the headers the protocol reads, and the body with a reflected key redacted.
+
+        Failures are raised here, outside any ``except`` block, so that they carry no
+        ``__context__``, and from a frame whose locals hold no headers and no answer."""
         session = self._ensure_session()
-        assert self._slots is not None
-        url = self._base_url + path
+        slots = self._slots
+        assert slots is not None
         debug = log.isEnabledFor(logging.DEBUG)
-        async with self._slots:
+        pool = self._timeout.pool
+        if pool is None or not slots.locked():
+            await slots.acquire()
+        elif not await _acquire_within(slots, pool):
+            raise TransportError(
+                message=f"no free connection within {pool:g}s "
+                f"({self._max_connections} requests in flight; Timeout.pool)",
+                endpoint=path,
+                sent=False,
+            )
+        try:
             if before_send is not None:
                 await before_send()  # a connection is ours: the request goes out next
             started = time.monotonic()
             if debug:
                 log.debug("-> %s %s %s Authorization: Bearer ***", method, path, dict(params or {}))
-            try:
-                async with session.request(
-                    method,
-                    url,
-                    json=json,
-                    params=params,
-                    headers=proto.auth_headers(self._api_key.reveal(), self._user_agent),
-                    timeout=self._timeouts(),
-                    raise_for_status=False,
-                    allow_redirects=False,
-                ) as response:
-                    body = await response.read()
-                    status, headers = response.status, response.headers
-            except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
-                raise TransportError(
-                    message=f"could not connect: {exc}", endpoint=path, sent=False
-                ) from exc
-            except asyncio.TimeoutError as exc:
-                raise TransportError(
-                    message=f"no answer within {self._read_timeout:g}s", endpoint=path
-                ) from exc
-            except aiohttp.ClientError as exc:
-                raise TransportError(message=f"{type(exc).__name__}: {exc}", endpoint=path) from exc
-            except OSError as exc:
-                raise TransportError(message=f"{type(exc).__name__}: {exc}", endpoint=path) from exc
+            answer = await self._send(session, method, path, json, params)
+        finally:
+            slots.release()
+        if isinstance(answer, KieError):
+            raise answer
+        status, headers, body = answer
         if debug:
             log.debug(
                 "<- %s %s HTTP %d, %d bytes in %.0f ms",
@@ -537,6 +755,78 @@ class KieClient:
                 (time.monotonic() - started) * 1000,
             )
         return status, headers, body
+
+    async def _send(
+        self,
+        session: aiohttp.ClientSession,
+        method: str,
+        path: str,
+        json: Mapping[str, Any] | None,
+        params: Mapping[str, str] | None,
+    ) -> tuple[int, Mapping[str, str], bytes] | KieError:
+        """Send one request and read its answer; a failure is *returned*, translated, for
+        :meth:`_exchange` to raise (see there). The Authorization header is built inline, so
+        no local of this frame holds the key."""
+        refused: str | None = None
+        try:
+            async with session.request(
+                method,
+                self._base_url + path,
+                json=json,
+                params=params,
+                headers=proto.auth_headers(self._api_key.reveal(), self._user_agent),
+                timeout=self._api_timeouts(),
+                raise_for_status=False,
+                allow_redirects=False,
+                auto_decompress=False,
+            ) as response:
+                status = response.status
+                retry_after = response.headers.get("Retry-After")
+                body = await _read_capped(response, self._max_answer_size)
+                if isinstance(body, str):
+                    refused = body
+                    response.close()  # do not drain the rest: drop the connection
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError) as exc:
+            return self._translate(exc, path)
+        if refused is not None:
+            return UnexpectedResponseError(message=refused, http_status=status, endpoint=path)
+        assert isinstance(body, bytes)
+        headers = {} if retry_after is None else {"Retry-After": retry_after}
+        return status, headers, self._api_key.redact_bytes(body)
+
+    def _translate(self, exc: BaseException, path: str) -> TransportError:
+        """The :class:`TransportError` for an aiohttp failure, described in words (the key
+        redacted, should the server have echoed it into a status line) and never chained."""
+        what = self._api_key.redact(_describe(exc))
+        budget = self._timeout
+        if isinstance(exc, aiohttp.ClientSSLError):
+            return TransportError(
+                message=f"TLS failure (not retried): {what}",
+                endpoint=path,
+                sent=False,
+                permanent=True,
+            )
+        if isinstance(exc, aiohttp.InvalidURL | UnicodeError):
+            return TransportError(
+                message=f"invalid URL (not retried): {what}",
+                endpoint=path,
+                sent=False,
+                permanent=True,
+            )
+        if isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError):
+            return TransportError(message=f"could not connect: {what}", endpoint=path, sent=False)
+        if isinstance(exc, aiohttp.SocketTimeoutError):
+            return TransportError(
+                message=f"no data for {budget.read:g}s (Timeout.read)", endpoint=path
+            )
+        if isinstance(exc, asyncio.TimeoutError):
+            return TransportError(
+                message=f"no complete answer within {budget.total or 0:g}s (Timeout.total)",
+                endpoint=path,
+            )
+        if isinstance(exc, aiohttp.ClientResponseError):
+            return TransportError(message=f"malformed HTTP answer: {what}", endpoint=path)
+        return TransportError(message=f"{type(exc).__name__}: {what}", endpoint=path)
 
     @contextlib.asynccontextmanager
     async def _open_file(self, url: str) -> AsyncIterator[_FileAnswer]:
@@ -606,6 +896,7 @@ class KieClient:
             max_retries=self.retry_policy.max_retries,
             should_retry=poll_is_transient,
             what=f"{method} {path}",
+            max_connect_retries=self.retry_policy.max_connect_retries,
         )
 
     # -- tasks ---------------------------------------------------------------------------------
@@ -613,7 +904,7 @@ class KieClient:
     async def fetch_record(self, task_id: str) -> TaskRecord:
         """One ``record-info`` call, without retries (the waiting loop retries by itself)."""
         data = await self._call("GET", proto.RECORD_PATH, params={"taskId": task_id})
-        return parse_record(data, task_id=task_id, endpoint=proto.RECORD_PATH)
+        return _record_of(data, task_id)
 
     async def get_task(self, task_id: str) -> TaskRecord:
         """Fetch a task's current :class:`TaskRecord` (transient failures are retried).
@@ -625,7 +916,7 @@ class KieClient:
         """
         check_task_id(task_id)
         data = await self._read("GET", proto.RECORD_PATH, params={"taskId": task_id})
-        return parse_record(data, task_id=task_id, endpoint=proto.RECORD_PATH)
+        return _record_of(data, task_id)
 
     def task(self, task_id: str) -> TaskHandle:
         """A :class:`TaskHandle` for a task submitted earlier, even by another process.
@@ -652,7 +943,8 @@ class KieClient:
             SubmissionUncertainError: the reply was lost after the request was sent: a task may
                 exist. It is never retried by the SDK.
             APIError: kie.ai refused the request (e.g. :class:`InsufficientCreditsError`).
-            TransportError: no connection could be made, even after retries.
+            TransportError: no connection could be made, even after retries, or a permanent
+                failure (TLS, an invalid URL; never retried).
         """
         return await self._submit(request)
 
@@ -698,6 +990,7 @@ class KieClient:
                 should_retry=lambda exc: create_failure(exc) is CreateFailure.RETRY,
                 on_retry=refused,
                 what=f"create for {request.describe()}",
+                max_connect_retries=self.retry_policy.max_connect_retries,
             )
         except KieError as exc:
             if create_failure(exc) is CreateFailure.UNCERTAIN:
@@ -901,8 +1194,9 @@ class KieClient:
         :class:`ExtendOutcome` per request as each finishes (not in input order).
 
         One bad request never ends the run. After an error that dooms every later submission
-        (401 bad key, 402 out of credits, 505 feature disabled) no new create is sent: tasks
-        already submitted are still awaited, and the remaining requests are yielded as
+        (401 bad key, 402 out of credits, 505 feature disabled, a TLS failure, or three creates
+        in a row that could not connect to kie.ai at all) no new create is sent: tasks already
+        submitted are still awaited, and the remaining requests are yielded as
         :attr:`OutcomeKind.NOT_SUBMITTED`. Every create goes through the client's rate limiter.
 
         Args:

@@ -27,7 +27,13 @@ Every error is a :class:`KieError`; catch that to catch everything the SDK raise
         └── TaskTimeoutError (TimeoutError) the wait's deadline passed first
 
 kie.ai reports most errors inside HTTP 200 answers; an :class:`APIError` is raised for the same
-code whether it came in the body or as the HTTP status. None of these errors ever holds the API key.
+code whether it came in the body or as the HTTP status.
+
+None of these errors ever holds the API key: not in its fields, not in its ``repr()``, not in its
+``__cause__``/``__context__`` chain (a foreign exception that carries the request's headers, such
+as aiohttp's ``ClientResponseError``, is described in the message, never chained), and a key that
+a server reflects back is redacted (``***``) before any text of the answer is kept. The ``str()``
+of an error shows a server's text with control characters escaped, so it is safe to print or log.
 """
 
 from __future__ import annotations
@@ -35,6 +41,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import attrs
+
+from ._text import printable
 
 if TYPE_CHECKING:
     from ._models import TaskRecord
@@ -135,7 +143,9 @@ class APIError(KieError):
 
     def __str__(self) -> str:
         where = f" from {self.endpoint}" if self.endpoint else ""
-        return f"kie.ai error {self.code}{where}: {self.message} (HTTP {self.http_status})"
+        return (
+            f"kie.ai error {self.code}{where}: {printable(self.message)} (HTTP {self.http_status})"
+        )
 
 
 class BadRequestError(APIError):
@@ -187,22 +197,27 @@ class FeatureDisabledError(APIError):
 
 @attrs.define(eq=False, str=False)
 class TransportError(KieError):
-    """The network failed: connection refused or reset, or no answer within the timeout.
+    """The network failed: connection refused or reset, a TLS failure, a malformed HTTP answer,
+    or no (complete) answer within the timeouts.
 
     Attributes:
         message: what happened, e.g. ``"connection reset by peer"``.
         endpoint: the API path that was being called.
         sent: whether the request may have reached the server (``False`` only when the
             connection was never established, so the server cannot have seen it).
+        permanent: whether trying again cannot help: a TLS certificate or protocol failure
+            (for example an ``https://`` base URL that points to a plain-http server) or an
+            invalid URL. Such failures are never retried.
     """
 
     message: str
     endpoint: str = ""
     sent: bool = True
+    permanent: bool = False
 
     def __str__(self) -> str:
         where = f" calling {self.endpoint}" if self.endpoint else ""
-        return f"network error{where}: {self.message}"
+        return f"network error{where}: {printable(self.message)}"
 
 
 @attrs.define(eq=False, str=False)
@@ -224,7 +239,7 @@ class UnexpectedResponseError(KieError):
     def __str__(self) -> str:
         where = f" from {self.endpoint}" if self.endpoint else ""
         status = f" (HTTP {self.http_status})" if self.http_status else ""
-        return f"unexpected answer{where}{status}: {self.message}"
+        return f"unexpected answer{where}{status}: {printable(self.message)}"
 
 
 @attrs.define(eq=False, str=False)
@@ -247,7 +262,7 @@ class SubmissionUncertainError(KieError):
     def __str__(self) -> str:
         return (
             f"submission of {self.request.describe()} may or may not have created a task "
-            f"({self.reason}); it was not retried, to avoid paying twice"
+            f"({printable(self.reason)}); it was not retried, to avoid paying twice"
         )
 
 
@@ -274,9 +289,9 @@ class DownloadError(KieError):
     http_status: int | None = None
 
     def __str__(self) -> str:
-        where = self.url.split("?", 1)[0]
-        target = f" to {self.path}" if self.path else ""
-        return f"download of {where}{target} failed: {self.reason}"
+        where = printable(self.url.split("?", 1)[0])
+        target = f" to {printable(self.path)}" if self.path else ""
+        return f"download of {where}{target} failed: {printable(self.reason)}"
 
 
 @attrs.define(eq=False, str=False, slots=False)
@@ -292,7 +307,7 @@ class TaskError(KieError):
     record: TaskRecord | None = attrs.field(default=None, repr=False)
 
     def __str__(self) -> str:
-        return f"task {self.task_id} did not succeed"
+        return f"task {printable(self.task_id)} did not succeed"
 
 
 @attrs.define(eq=False, str=False, slots=False)
@@ -310,7 +325,8 @@ class TaskFailedError(TaskError):
     def __str__(self) -> str:
         status = self.record.status.name.lower() if self.record is not None else "failed"
         detail = ": ".join(x for x in (self.error_code, self.error_message) if x)
-        return f"task {self.task_id} {status}" + (f" ({detail})" if detail else "")
+        text = f"task {self.task_id} {status}" + (f" ({detail})" if detail else "")
+        return printable(text)
 
 
 @attrs.define(eq=False, str=False, slots=False)
@@ -326,7 +342,7 @@ class TaskTimeoutError(TaskError, TimeoutError):
 
     def __str__(self) -> str:
         last = f"; last status {self.record.status.name.lower()}" if self.record else ""
-        return f"task {self.task_id} not finished after {self.timeout:g}s{last}"
+        return f"task {printable(self.task_id)} not finished after {self.timeout:g}s{last}"
 
 
 def _exception_fields(exc: BaseException) -> dict[str, Any]:

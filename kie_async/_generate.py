@@ -1,71 +1,32 @@
 """GenerateRequest: a Midjourney generation (images from text or images, a video from an image).
 
 Pure: no I/O happens here. Every rule of ``POST /api/v1/mj/generate`` that kie.ai documents is
-checked when the request is constructed.
+checked when the request is constructed (the rules themselves are in ``_generate_rules``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, ClassVar, Literal, get_args
+from typing import Any, ClassVar
 
 import attrs
 
-from ._request_core import (
-    TaskKind,
-    check_choice,
-    check_common,
-    check_http_url,
-    check_int,
-    check_prompt,
-    fingerprint_of,
-    invalid,
-    short,
-    wire,
-    wire_body,
+from ._generate_rules import (
+    GENERATE_TYPES,
+    VIDEO_TYPES,
+    AspectRatio,
+    GenerateTaskType,
+    Motion,
+    Speed,
+    Version,
+    check_generate,
+    file_urls_of,
+    version_of,
 )
+from ._request_core import TaskKind, fingerprint_of, invalid, short, wire, wire_body
 
-__all__ = ["GenerateRequest"]
-
-GenerateTaskType = Literal[
-    "mj_txt2img",
-    "mj_img2img",
-    "mj_style_reference",
-    "mj_omni_reference",
-    "mj_video",
-    "mj_video_hd",
-]
-Speed = Literal["relaxed", "fast", "turbo"]
-AspectRatio = Literal["1:2", "9:16", "2:3", "3:4", "5:6", "6:5", "4:3", "3:2", "1:1", "16:9", "2:1"]
-Version = Literal["7", "6.1", "6", "5.2", "5.1", "niji6"]
-Motion = Literal["high", "low"]
-
-_GENERATE_TYPES: tuple[str, ...] = get_args(GenerateTaskType)
-VIDEO_TYPES = frozenset({"mj_video", "mj_video_hd"})
-_IMAGE_INPUT_TYPES = frozenset({"mj_img2img", "mj_style_reference", "mj_omni_reference"})
-_NO_SPEED_TYPES = VIDEO_TYPES | {"mj_omni_reference"}
-
-
-def _file_urls(value: object) -> tuple[str, ...]:
-    """``file_urls`` as a tuple: ``None`` is none, one string is one URL."""
-    if value is None:
-        return ()
-    if isinstance(value, str):
-        return (value,)
-    if isinstance(value, list | tuple):
-        return tuple(value)
-    raise invalid("file_urls", f"must be a list of URLs, not {type(value).__name__}")
-
-
-def _version(value: object) -> Any:
-    """Numbers as kie's version text (7 and 6.1 read naturally as numbers); else unchanged."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return str(int(value)) if value.is_integer() else str(value)
-    return value
+# VIDEO_TYPES is imported from here by _requests.
+__all__ = ["VIDEO_TYPES", "GenerateRequest"]
 
 
 @attrs.frozen(init=False)
@@ -116,7 +77,7 @@ class GenerateRequest:
 
     kind: ClassVar[TaskKind] = TaskKind.GENERATE
     endpoint: ClassVar[str] = "/api/v1/mj/generate"
-    task_types: ClassVar[frozenset[str]] = frozenset(_GENERATE_TYPES)
+    task_types: ClassVar[frozenset[str]] = frozenset(GENERATE_TYPES)
 
     task_type: str = attrs.field(metadata=wire("taskType"))
     prompt: str = attrs.field(metadata=wire("prompt"))
@@ -160,9 +121,9 @@ class GenerateRequest:
         self.__attrs_init__(
             task_type,
             prompt,
-            _file_urls(file_urls),
+            file_urls_of(file_urls),
             aspect_ratio,
-            _version(version),
+            version_of(version),
             speed,
             variety,
             stylization,
@@ -177,51 +138,7 @@ class GenerateRequest:
         )
 
     def __attrs_post_init__(self) -> None:
-        check_choice("task_type", self.task_type, _GENERATE_TYPES)
-        kind = self.task_type
-        check_prompt(self.prompt)
-        for i, url in enumerate(self.file_urls):
-            check_http_url(url, f"file_urls[{i}]")
-        if kind == "mj_txt2img" and self.file_urls:
-            raise invalid(
-                "file_urls", "mj_txt2img takes no images; use mj_img2img for an image prompt"
-            )
-        if kind in _IMAGE_INPUT_TYPES and not self.file_urls:
-            raise invalid("file_urls", f"{kind} needs at least one input image URL")
-        if kind in VIDEO_TYPES and len(self.file_urls) != 1:
-            raise invalid(
-                "file_urls", f"{kind} needs exactly one input image, got {len(self.file_urls)}"
-            )
-        if self.aspect_ratio is not None:
-            check_choice("aspect_ratio", self.aspect_ratio, get_args(AspectRatio))
-        if self.version is not None:
-            check_choice("version", self.version, get_args(Version))
-        if self.speed is not None:
-            if kind in _NO_SPEED_TYPES:
-                raise invalid("speed", f"is not used for {kind}; leave it out")
-            check_choice("speed", self.speed, get_args(Speed))
-        if self.variety is not None:
-            check_int("variety", self.variety, 0, 100, step=5)
-        if self.stylization is not None:
-            check_int("stylization", self.stylization, 0, 1000)
-        if self.weirdness is not None:
-            check_int("weirdness", self.weirdness, 0, 3000)
-        if self.ow is not None:
-            if kind != "mj_omni_reference":
-                raise invalid("ow", f"the omni weight is for mj_omni_reference only, not {kind}")
-            check_int("ow", self.ow, 1, 1000)
-        if self.video_batch_size is not None:
-            if kind not in VIDEO_TYPES:
-                raise invalid("video_batch_size", f"is for video only, not {kind}")
-            if isinstance(self.video_batch_size, bool) or self.video_batch_size not in (1, 2, 4):
-                raise invalid("video_batch_size", f"{self.video_batch_size!r} is not 1, 2 or 4")
-        if self.motion is not None:
-            if kind not in VIDEO_TYPES:
-                raise invalid("motion", f"is for video only, not {kind}")
-            check_choice("motion", self.motion, get_args(Motion))
-        if self.enable_translation is not None and not isinstance(self.enable_translation, bool):
-            raise invalid("enable_translation", "must be True or False")
-        check_common(self)
+        check_generate(self)
 
     # -- convenience constructors ----------------------------------------------------------------
 

@@ -1,8 +1,8 @@
 """Pure decisions about waiting and retrying: the policies, and what each failure means.
 
-Nothing here sleeps or sends; :mod:`kie_async._retry` carries the decisions out. The two
-functions :func:`create_failure` and :func:`poll_is_transient` are the only place that decides
-which failures are retried; ``docs/reliability.md`` explains each line of this table.
+Nothing here sleeps or sends; :mod:`kie_async._retry` carries the decisions out. The functions
+:func:`create_failure`, :func:`poll_is_transient` and :func:`unreachable` are the only place that
+decides which failures are retried; ``docs/reliability.md`` explains each line of this table.
 
 Which failures are retried
 ==========================
@@ -16,8 +16,13 @@ failure                                    poll (read-only)    create (costs cre
 other 5xx JSON envelope (502, 503, ...)    retry               raise ``ServerError``
 501 generation failed, 505 disabled        raise               raise
 non-JSON / truncated / envelope-less 5xx   retry               raise ``SubmissionUncertainError``
-connection refused / connect timeout       retry               retry (nothing was sent)
-connection dropped / read timeout          retry               raise ``SubmissionUncertainError``
+answer over the size cap, malformed HTTP   retry               raise ``SubmissionUncertainError``
+record-info answer for another task        retry               (not a create)
+connection refused / connect timeout       retry, at most      retry, at most
+                                           ``max_connect_``    ``max_connect_retries`` times
+                                           ``retries`` times   (nothing was sent)
+TLS failure, invalid URL (``permanent``)   raise               raise (nothing was sent)
+connection dropped / read or total timeout retry               raise ``SubmissionUncertainError``
 any other kie code (400, 401, 402, 422)    raise               raise
 =========================================  ==================  ================================
 
@@ -125,6 +130,11 @@ class RetryPolicy:
     to ± ``jitter``; a server's ``Retry-After`` is honoured, capped at ``max_retry_after``, and
     never shortened by jitter. ``max_retries=0`` disables retries.
 
+    Of those retries, at most ``max_connect_retries`` follow a failure to connect (refused,
+    connect timeout, no DNS answer): with the default delays a dead or unreachable API is
+    reported after about 7 seconds (1 + 2 + 4), not after every retry. TLS failures and
+    invalid URLs are never retried.
+
     Example::
 
         KieClient(retry=RetryPolicy(max_retries=8, max_delay=60))
@@ -136,11 +146,13 @@ class RetryPolicy:
     max_delay: float = attrs.field(default=30.0, validator=_non_negative)
     jitter: float = attrs.field(default=0.25, validator=_fraction)
     max_retry_after: float = attrs.field(default=120.0, validator=_non_negative)
+    max_connect_retries: int = attrs.field(default=3)
 
     @max_retries.validator
+    @max_connect_retries.validator
     def _check_max_retries(self, attribute: attrs.Attribute[int], value: int) -> None:
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ConfigurationError("max_retries", f"must be an int >= 0, got {value!r}")
+            raise ConfigurationError(attribute.name, f"must be an int >= 0, got {value!r}")
 
     @classmethod
     def zero_wait(cls, max_retries: int = 5) -> RetryPolicy:
@@ -168,8 +180,10 @@ def create_failure(exc: KieError) -> CreateFailure:
 
     * ``RETRY``: 429 and 455 (kie.ai refused the request), or no connection was made.
     * ``UNCERTAIN``: the request may have reached kie.ai but its answer was lost or unreadable
-      (dropped connection, read timeout, an HTML or truncated answer).
-    * ``RAISE``: kie.ai answered with an error (including a JSON 500): nothing was created.
+      (dropped connection, read or total timeout, an HTML, truncated, oversized or malformed
+      answer).
+    * ``RAISE``: kie.ai answered with an error (including a JSON 500): nothing was created; or
+      the failure is permanent (TLS, an invalid URL): nothing was sent, and nothing would be.
 
     Example::
 
@@ -182,7 +196,9 @@ def create_failure(exc: KieError) -> CreateFailure:
     if isinstance(exc, RateLimitError | ServiceUnavailableError):
         return CreateFailure.RETRY
     if isinstance(exc, TransportError):
-        return CreateFailure.UNCERTAIN if exc.sent else CreateFailure.RETRY
+        if exc.sent:
+            return CreateFailure.UNCERTAIN
+        return CreateFailure.RAISE if exc.permanent else CreateFailure.RETRY
     if isinstance(exc, UnexpectedResponseError):
         return CreateFailure.UNCERTAIN
     return CreateFailure.RAISE
@@ -193,7 +209,8 @@ def poll_is_transient(exc: BaseException) -> bool:
 
     Every failure that may pass is: 429, 455, 5xx answers (JSON or not), unreadable answers,
     dropped connections and timeouts. kie's own verdicts are not: 4xx codes, and 501
-    (generation failed) and 505 (feature disabled), which no retry changes.
+    (generation failed) and 505 (feature disabled), which no retry changes; nor are permanent
+    transport failures (TLS, an invalid URL).
 
     Example::
 
@@ -209,4 +226,23 @@ def poll_is_transient(exc: BaseException) -> bool:
         return True
     if isinstance(exc, APIError):
         return exc.code >= 500
-    return isinstance(exc, TransportError | UnexpectedResponseError)
+    if isinstance(exc, TransportError):
+        return not exc.permanent
+    return isinstance(exc, UnexpectedResponseError)
+
+
+def unreachable(exc: BaseException) -> bool:
+    """Whether a failure means kie.ai could not be reached at all: no connection was made
+    (refused, connect timeout, no DNS answer) and trying again might help. Such failures are
+    retried only ``RetryPolicy.max_connect_retries`` times, and a bulk run stops submitting
+    after a few in a row.
+
+    Example::
+
+        >>> from kie_async import TransportError
+        >>> unreachable(TransportError(message="refused", sent=False))
+        True
+        >>> unreachable(TransportError(message="TLS", sent=False, permanent=True))
+        False
+    """
+    return isinstance(exc, TransportError) and not exc.sent and not exc.permanent

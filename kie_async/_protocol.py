@@ -28,9 +28,11 @@ from ._errors import (
     TaskNotFoundError,
     UnexpectedResponseError,
     UnprocessableError,
+    ValidationError,
 )
+from ._request_core import check_task_id
 from ._version import __version__
-from ._wire import lenient_int, nullable_str
+from ._wire import is_web_url, lenient_int, nullable_str
 
 EXTEND_PATH = "/api/v1/mj/generateVideoExtend"
 RECORD_PATH = "/api/v1/mj/record-info"
@@ -58,11 +60,13 @@ _EXCERPT = 300
 
 def auth_headers(api_key: str, user_agent: str = USER_AGENT) -> dict[str, str]:
     """The headers every call carries. kie sits behind Cloudflare, which refuses library-default
-    user agents (HTTP 403, "error code: 1010"), so the agent is always explicit."""
+    user agents (HTTP 403, "error code: 1010"), so the agent is always explicit. Only the
+    encodings the client inflates itself, within the answer size cap, are accepted."""
     return {
         "Authorization": f"Bearer {api_key}",
         "User-Agent": user_agent,
         "Accept": "application/json",
+        "Accept-Encoding": "gzip",
     }
 
 
@@ -127,10 +131,13 @@ def decipher(status: int, headers: Mapping[str, str], body: bytes, *, endpoint: 
     """
     retry_after = parse_retry_after(headers.get("Retry-After"))
     envelope: object = None
-    try:
-        envelope = json.loads(body)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        envelope = None
+    # Only an object can be kie's envelope: anything else (an HTML page, a stream of garbage)
+    # is not parsed at all.
+    if body.lstrip(b" \t\r\n")[:1] == b"{":
+        try:
+            envelope = json.loads(body)
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            envelope = None
 
     if isinstance(envelope, dict) and "code" in envelope:
         code = lenient_int(envelope["code"])
@@ -189,6 +196,11 @@ def created_task_id(data: object, endpoint: str = EXTEND_PATH) -> str:
     task_id = nullable_str(data.get("taskId")) if isinstance(data, Mapping) else None
     if task_id is None:
         raise unexpected("the create answer carries no taskId", data, endpoint)
+    try:
+        check_task_id(task_id)
+    except ValidationError:
+        # A newline or an escape sequence in an id would reach logs, journals and terminals.
+        raise unexpected("the create answer's taskId is not a task id", data, endpoint) from None
     return task_id
 
 
@@ -210,4 +222,10 @@ def download_link(data: object) -> str:
     link = data.get("url", data.get("downloadUrl")) if isinstance(data, Mapping) else data
     if not isinstance(link, str) or nullable_str(link) is None:
         raise unexpected("the download-url answer carries no link", data, DOWNLOAD_URL_PATH)
+    if not is_web_url(link):
+        raise unexpected(
+            "the download-url answer's link is not an absolute https:// URL",
+            data,
+            DOWNLOAD_URL_PATH,
+        )
     return link

@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager
 
 import attrs
 
-from ._errors import ConfigurationError
+from ._errors import ConfigurationError, TransportError
 
 __all__ = ["RateLimit"]
 
@@ -86,18 +86,25 @@ class Limiter:
                     self._released.clear()
                     await self._released.wait()
 
-    def _release(self) -> None:
+    def _release(self, *, seen: bool = True) -> None:
         if self.limit is None:
             return
         self._in_flight -= 1
-        self._stamps.append(time.monotonic())
+        if seen:
+            self._stamps.append(time.monotonic())
         self._released.set()
 
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
-        """Hold one slot of the window for the duration of one create request."""
+        """Hold one slot of the window for the duration of one create request. A request
+        that never got a connection was not seen by kie.ai: it uses no share of the window
+        (retries against an unreachable API must not queue behind the limit)."""
         await self._acquire()
+        seen = True
         try:
             yield
+        except TransportError as exc:
+            seen = exc.sent
+            raise
         finally:
-            self._release()
+            self._release(seen=seen)

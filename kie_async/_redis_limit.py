@@ -328,6 +328,19 @@ class RedisLimiter:
                 exc,
             )
 
+    async def _unseen(self, slot_id: str) -> None:
+        # A create that never got a connection was not seen by kie.ai: as with the in-process
+        # limiter, it takes no share of the window (retries against a dead API must not queue).
+        try:
+            await self._redis.zrem(self._window, slot_id)
+        except self._errors as exc:
+            log.warning(
+                "could not give a rate-limit slot back to Redis (it ends with its lease, "
+                "in %gs): %s",
+                self.limit.lease,
+                exc,
+            )
+
     @contextlib.asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
         """Hold one slot of the shared window for the duration of one create request.
@@ -340,7 +353,14 @@ class RedisLimiter:
             await self.start()
         slot_id = uuid.uuid4().hex
         await self._acquire(slot_id)
+        seen = True
         try:
             yield
+        except TransportError as exc:
+            seen = exc.sent
+            raise
         finally:
-            await self._release(slot_id)
+            if seen:
+                await self._release(slot_id)
+            else:
+                await self._unseen(slot_id)

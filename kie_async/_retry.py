@@ -25,6 +25,7 @@ import attrs
 import backoff as _bo
 
 from ._errors import KieError, TransportError
+from ._polling import unreachable
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -119,16 +120,19 @@ async def retry_call(
     should_retry: Callable[[KieError], bool],
     on_retry: Callable[[KieError, float], None] | None = None,
     what: str = "request",
+    max_connect_retries: int | None = None,
 ) -> T:
     """Await ``attempt()``, retrying a :class:`KieError` that ``should_retry`` accepts.
 
-    At most ``max_retries`` retries; the last failure is raised as it is. The first retry of a
-    network failure is logged as a WARNING (``kie.ai unreachable, retry 1/5 in 2 s (...)``),
-    the others at DEBUG.
+    At most ``max_retries`` retries, of which at most ``max_connect_retries`` after failures
+    to connect at all (``None``: no such limit); the last failure is raised as it is. The
+    first retry of a network failure is logged as a WARNING (``kie.ai unreachable, retry 1/3
+    in 1 s (...)``), the others at DEBUG.
     """
     waits: Generator[float, object, None] | None = None  # built on the first failure only
     warned = False
     tries = 0
+    connect_failures = 0
     while True:
         tries += 1
         try:
@@ -136,13 +140,19 @@ async def retry_call(
         except KieError as exc:
             if tries > max_retries or not should_retry(exc):
                 raise
+            limit = max_retries
+            if max_connect_retries is not None and unreachable(exc):
+                connect_failures += 1
+                if connect_failures > max_connect_retries:
+                    raise
+                limit = min(max_retries, max_connect_retries)
             if waits is None:
                 waits = delays(schedule, rng)
                 waits.send(None)
             wait = waits.send(exc)
             if isinstance(exc, TransportError) and not warned:
                 warned = True
-                _warn_unreachable(exc, wait, what, f"retry {tries}/{max_retries}")
+                _warn_unreachable(exc, wait, what, f"retry {tries}/{limit}")
             log.debug(
                 "retrying %s in %.2fs (attempt %d of %d) after: %s",
                 what,

@@ -9,7 +9,9 @@ absent), applied by hook factories, so models never carry aliases. Leniency live
 
 * nullable strings: ``None``, ``""`` and the string ``"null"`` all mean "no value";
 * ``resultInfoJson``: an object ``{"resultUrls": [...]}``, or that object as a JSON string, whose
-  items are ``{"resultUrl": ...}`` objects or plain strings;
+  items are ``{"resultUrl": ...}`` objects or plain strings; only absolute ``https://`` URLs
+  (``http://`` on loopback, for tests) are result URLs, anything else is logged and left in
+  the raw data;
 * ``paramJson``: an object or a JSON string; anything unreadable becomes ``None``;
 * ``successFlag``: an int or a numeric string.
 
@@ -18,9 +20,13 @@ Nothing here raises anything but :class:`UnexpectedResponseError` to callers.
 
 from __future__ import annotations
 
+import functools
+import ipaddress
 import json
+import logging
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import attrs
 import cattrs
@@ -29,8 +35,11 @@ from cattrs.gen import make_dict_structure_fn, override
 from ._errors import UnexpectedResponseError
 from ._models import ExtendMode, ExtendRequest, TaskRecord
 from ._requests import TaskRequest
+from ._text import printable
 
 T = TypeVar("T")
+
+log = logging.getLogger("kie_async")
 
 
 _NULLISH = frozenset({"", "null", "none", "undefined", "nil"})
@@ -86,23 +95,65 @@ def maybe_json(value: object) -> object:
     return value
 
 
+@functools.lru_cache(maxsize=64)
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names this machine (``localhost``, ``127.0.0.0/8``, ``::1``). Cached:
+    result URLs name the same few hosts over and over."""
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def is_web_url(value: str) -> bool:
+    """Whether ``value`` is a URL the SDK may fetch or hand out: absolute ``https://`` with a
+    host, or ``http://`` to a loopback host (the fake server), without whitespace or control
+    characters. ``javascript:``, ``file:``, ``data:``, relative and scheme-relative URLs, and
+    a URL inside quotes or brackets are not."""
+    if not value.isprintable() or " " in value:  # every other space is not printable
+        return False
+    try:
+        parts = urlsplit(value)
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError:
+        return False
+    if not host:
+        return False
+    return parts.scheme == "https" or (parts.scheme == "http" and is_loopback(host))
+
+
+def _kept_url(value: str) -> bool:
+    if is_web_url(value):
+        return True
+    log.warning(
+        "ignoring a result URL that is not an absolute https:// URL: %s", printable(value[:200])
+    )
+    return False
+
+
 def result_urls(value: object) -> tuple[str, ...]:
-    """Every result URL in any of the shapes kie.ai uses, as plain strings, in order."""
+    """Every result URL in any of the shapes kie.ai uses, as plain strings, in order.
+
+    Only URLs that pass :func:`is_web_url` are kept; any other non-empty string is left out
+    with a warning (it stays in the record's raw ``data``).
+    """
     value = maybe_json(value)
     if isinstance(value, Mapping):
         value = maybe_json(value.get("resultUrls", value.get("result_urls")))
     if isinstance(value, str):
         # Still a string after maybe_json: either one bare URL, or JSON too broken to decode
         # (e.g. cut short), which must not be handed out as a URL.
-        looks_like_json = value.strip()[:1] in ("{", "[")
-        return (value,) if nullable_str(value) and not looks_like_json else ()
+        return (value,) if nullable_str(value) and _kept_url(value) else ()
     if not isinstance(value, list | tuple):
         return ()
     urls: list[str] = []
     for item in value:
         if isinstance(item, Mapping):
             item = item.get("resultUrl", item.get("url"))
-        if isinstance(item, str) and nullable_str(item):
+        if isinstance(item, str) and nullable_str(item) and _kept_url(item):
             urls.append(item)
     return tuple(urls)
 

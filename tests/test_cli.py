@@ -597,7 +597,7 @@ def test_bulk_help_describes_the_jobs_file_with_an_example_line(
 
 def test_fake_server_help_is_plain_text_with_help_for_every_option() -> None:
     """python -m kie_async.testing --help has no reST markup, and every option has a help."""
-    from kie_async.testing import _parser
+    from kie_async.testing._main import _parser
 
     parser = _parser()
     assert all(action.help for action in parser._actions)

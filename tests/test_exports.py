@@ -48,6 +48,7 @@ EXPECTED = {
     "TaskRecord",
     "TaskStatus",
     "TaskTimeoutError",
+    "Timeout",
     "TransportError",
     "UnexpectedResponseError",
     "UnprocessableError",

@@ -40,9 +40,8 @@ def pending_tasks_of_ours() -> list[asyncio.Task[Any]]:
             continue
         code = getattr(task.get_coro(), "cr_code", None)
         filename = code.co_filename if code is not None else ""
-        if ("kie_async" in filename and not filename.endswith("testing.py")) or (
-            "backoff" in filename
-        ):
+        fake = "kie_async/testing/" in filename.replace("\\", "/")  # the fake server's own
+        if ("kie_async" in filename and not fake) or ("backoff" in filename):
             found.append(task)
     return found
 

@@ -187,7 +187,7 @@ def test_every_environment_variable_is_documented() -> None:
     docs/environment.md."""
     package = ROOT / "kie_async"
     used = set()
-    for path in package.glob("*.py"):
+    for path in package.rglob("*.py"):
         used.update(re.findall(r"\bKIE_[A-Z_]+\b", path.read_text(encoding="utf-8")))
     used |= {"KIE_API_KEY", "KIE_BASE_URL", "KIE_LOG", "KIE_RATE_LIMIT_REDIS"}
     page = (ROOT / "docs" / "environment.md").read_text(encoding="utf-8")

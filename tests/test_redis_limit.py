@@ -356,3 +356,22 @@ async def test_a_redis_that_stops_answering_fails_the_create_unsent(
     assert isinstance(outcomes[0].error, TransportError)
     assert "rate limit's Redis" in str(outcomes[0].error)
     assert server.counts["request:create"] == 0
+
+
+async def test_creates_that_never_connected_take_no_share_of_the_shared_window(
+    redis_url: str,
+) -> None:
+    """As with the in-process limit, creates against a dead API use no share of the Redis
+    window: four creates under a limit of 2 per minute all fail fast instead of queueing."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    limit = RedisRateLimit(redis_url, requests=2, per=60, name=f"dead-{uuid.uuid4().hex}")
+    async with KieClient(api_key="k", base_url=dead, rate_limit=limit, max_retries=0) as kie:
+
+        async def run_all() -> list[ExtendOutcome]:
+            requests = [ExtendRequest("src", i, "go") for i in range(4)]
+            return [o async for o in kie.extend_many(requests, concurrency=4)]
+
+        outcomes = await asyncio.wait_for(run_all(), 10)
+    assert all(isinstance(o.error, TransportError) for o in outcomes)

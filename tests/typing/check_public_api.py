@@ -34,6 +34,7 @@ from kie_async import (
     TaskRecord,
     TaskStatus,
     TaskTimeoutError,
+    Timeout,
     TransportError,
     UnexpectedResponseError,
     UpscaleRequest,
@@ -90,7 +91,8 @@ def describe_error(exc: KieError) -> str:
         return request.describe()
     if isinstance(exc, TransportError):
         sent: bool = exc.sent
-        return f"{exc.message} {sent}"
+        permanent: bool = exc.permanent
+        return f"{exc.message} {sent} {permanent}"
     if isinstance(exc, UnexpectedResponseError):
         return exc.body_excerpt
     return str(exc)
@@ -99,7 +101,13 @@ def describe_error(exc: KieError) -> str:
 async def use_client(session: aiohttp.ClientSession) -> list[str]:
     policy = PollPolicy(interval=10, max_interval=60, timeout=45 * 60)
     fast: PollPolicy = PollPolicy.zero_wait(timeout=None)
-    retry = RetryPolicy(max_retries=8, max_delay=60)
+    retry = RetryPolicy(max_retries=8, max_delay=60, max_connect_retries=2)
+    budget = Timeout(total=30, connect=5, read=10, pool=None)
+    total: float | None = budget.total
+    legacy = KieClient("key", timeout=30.0, connect_timeout=5.0, max_answer_size=1 << 20)
+    timeouts: Timeout = legacy.timeouts
+    cap: int = legacy.max_answer_size
+    assert total and timeouts.read and cap
     kie = KieClient(
         "key",
         base_url="https://api.kie.ai",
@@ -107,7 +115,7 @@ async def use_client(session: aiohttp.ClientSession) -> list[str]:
         poll=policy,
         retry=retry,
         rate_limit=RateLimit(50, per=10),
-        timeout=30.0,
+        timeout=budget,
     )
     urls: list[str] = []
     async with kie as client:

@@ -1,12 +1,12 @@
 """The fake kie.ai's rules for the task kinds: what ``/api/v1/mj/generate``,
-``/generateUpscale`` and ``/generateVary`` accept, which tasks can be upscaled, varied or
-extended, and how many results each kind of task holds.
+``/generateUpscale``, ``/generateVary`` and ``/generateVideoExtend`` accept, which tasks can
+be upscaled, varied or extended, and how many results each kind of task holds.
 
 Written from ``kie-api.md`` independently of kie_async's own request classes, so a rule the SDK
 gets wrong is not mirrored here. Pure functions over raw dicts: a rejection is kie's error
 envelope as a plain dict (``422`` for a bad value, ``500 "...: This field is required"`` for a
-missing one, as kie.ai answers), ``None`` means accepted. The server in
-:mod:`kie_async.testing` owns the state and the HTTP.
+missing one, as kie.ai answers), ``None`` means accepted. The server (``_endpoints``) owns
+the state and the HTTP.
 """
 
 from __future__ import annotations
@@ -186,6 +186,46 @@ def check_image_action(
         if index >= source["videos"]:
             return envelope(422, f"imageIndex {index} is out of range")
     return None
+
+
+def check_extend(
+    body: Any,
+    tasks: Mapping[str, Mapping[str, Any]],
+    *,
+    strict: bool,
+    extend_extensions: bool,
+    max_extensions: int | None,
+) -> Envelope | None:
+    """Every documented rule of ``POST /api/v1/mj/generateVideoExtend``, then
+    :func:`check_extend_source`."""
+    if not isinstance(body, dict):
+        return envelope(400, "Request body must be JSON")
+    problem = _missing(body, "taskType", "taskId", "index")
+    if problem is not None:
+        return problem
+    task_type = body["taskType"]
+    if task_type not in EXTEND_TYPES:
+        return envelope(422, f"taskType {task_type!r} is not supported")
+    index = body["index"]
+    if not _is_int(index) or index < 0:
+        return envelope(422, "index must be a non-negative integer")
+    prompt = body.get("prompt")
+    if task_type == "mj_video_extend_manual" and (
+        not isinstance(prompt, str) or not prompt.strip()
+    ):
+        return envelope(500, "prompt: This field is required")
+    if isinstance(prompt, str) and len(prompt) > 2000:
+        return envelope(422, "prompt must be at most 2000 characters")
+    callback = body.get("callBackUrl")
+    if callback is not None and not _is_url(callback):
+        return envelope(422, "callBackUrl must be a URL")
+    return check_extend_source(
+        body,
+        tasks,
+        strict=strict,
+        extend_extensions=extend_extensions,
+        max_extensions=max_extensions,
+    )
 
 
 def check_extend_source(

@@ -1,320 +1,34 @@
-"""Receiving kie.ai's result callbacks: an aiohttp handler, signature checks, and events.
+"""CallbackReceiver: the aiohttp side of callbacks, from a POST to your code.
 
-When a create carries ``callBackUrl``, kie.ai POSTs the task's outcome there once it ends::
-
-    {"code": 200, "msg": "success",
-     "data": {"taskId": "...", "promptJson": "<JSON string>", "resultUrls": ["https://..."]}}
-
-A :class:`CallbackReceiver` turns each POST into a :class:`CallbackEvent` and hands it to your
-code (a function, an async iterator, or a :class:`~kie_async.KieClient` waiting on the task). It
-answers at once, ignores repeated deliveries of the same body, caps the body size and the time
-to send it and, given the account's webhook HMAC key, rejects unsigned, forged and stale
-callbacks with HTTP 401.
-
-The signature covers only ``taskId`` and the timestamp, not the body, so never trust a callback's
-result URLs on their own: ``event.signature_valid`` says only who sent it and when. A client
-wired to a receiver confirms each callback with ``record-info`` before it reports the task
-finished, and the receiver then keeps that record on the event (``event.record``).
-
-Example::
-
-    from kie_async import KieClient
-    from kie_async.callbacks import CallbackReceiver
-
-    receiver = CallbackReceiver(key=os.environ["KIE_WEBHOOK_KEY"])
-    await receiver.start(host="127.0.0.1", port=8080)  # behind https://public.example/kie
-    async with KieClient(callbacks=receiver, callback_url="https://public.example/kie") as kie:
-        record = await (await kie.extend_video("ee603959", prompt="Into a nebula"))
-    await receiver.close()
+It bounds and reads each body, checks the signature (:mod:`._signature`), drops repeated
+deliveries (:mod:`._dedupe`) and hands each new :class:`CallbackEvent` to ``on_event``, to
+every iterator (:mod:`._stream`) and to clients waiting on the task.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import collections
 import contextlib
-import hashlib
-import hmac
 import inspect
-import json
 import logging
 import math
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import TypeVar
 
 import attrs
 from aiohttp import ClientPayloadError, web
 
-from ._errors import ConfigurationError, UnexpectedResponseError
-from ._models import TaskRecord
-from ._retry import within
-from ._wire import json_object, lenient_int, nullable_str, result_urls
-
-__all__ = [
-    "CallbackEvent",
-    "CallbackReceiver",
-    "parse_callback",
-    "sign",
-    "verify_signature",
-]
+from .._errors import ConfigurationError, UnexpectedResponseError
+from .._models import TaskRecord
+from .._retry import within
+from .._text import printable
+from ._dedupe import MAX_BODIES, Deliveries, Verdict
+from ._events import CallbackEvent, parse_callback
+from ._signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature_problem
+from ._stream import EventStream
 
 log = logging.getLogger("kie_async")
-
-#: The header carrying the unix time (seconds) a signed callback was sent.
-TIMESTAMP_HEADER = "X-Webhook-Timestamp"
-#: The header carrying ``base64(HMAC-SHA256(key, taskId + "." + timestamp))``.
-SIGNATURE_HEADER = "X-Webhook-Signature"
-
-_ENDPOINT = "callback"
-#: The most different bodies passed on for one task (a replayed signature cannot flood).
-_MAX_BODIES = 8
-
-
-@attrs.frozen
-class CallbackEvent:
-    """One callback from kie.ai: a task ended, or so the body says.
-
-    The body is not signed (the signature covers only the task id and the time), so none of
-    ``code``, ``result_urls`` or ``params`` is verified by anything here: ``record`` is, once a
-    client confirmed the callback with ``record-info``.
-
-    Attributes:
-        task_id: the task that ended (covered by the signature).
-        code: kie's ``code`` (200 success, 500 failure), ``None`` if unreadable.
-        message: kie's ``msg``, if any.
-        result_urls: the result video URLs the body names, as plain strings (empty on failure).
-        params: the parsed ``promptJson`` (the original request), or ``None`` if absent or
-            unreadable.
-        signature_valid: whether the signature headers were checked and valid: kie.ai sent a
-            callback for ``task_id`` within the freshness window. It says nothing about the
-            body (``False`` when the receiver has no key).
-        data: the raw ``data`` object of the callback.
-        record: the :class:`~kie_async.TaskRecord` that ``record-info`` answered when a waiting
-            client confirmed this callback (see :meth:`CallbackReceiver.get`); ``None`` until
-            then. Trust it over the body.
-
-    Example::
-
-        async for event in receiver:
-            print(event.task_id, event.ok, event.result_urls, event.signature_valid)
-    """
-
-    task_id: str
-    code: int | None
-    message: str | None = None
-    result_urls: tuple[str, ...] = ()
-    params: Mapping[str, Any] | None = attrs.field(default=None, eq=False, repr=False)
-    signature_valid: bool = False
-    data: Mapping[str, Any] = attrs.field(factory=dict, eq=False, repr=False)
-    record: TaskRecord | None = attrs.field(default=None, eq=False, repr=False)
-
-    @property
-    def ok(self) -> bool:
-        """True when the body reports success (``code`` 200)."""
-        return self.code == 200
-
-    @property
-    def verified(self) -> bool:
-        """The same as :attr:`signature_valid` (its name in 0.1; the body is never verified)."""
-        return self.signature_valid
-
-    @property
-    def confirmed(self) -> bool:
-        """Whether ``record-info`` confirmed this body: :attr:`record` is final and agrees with
-        it (the same outcome and, on success, the same result URLs)."""
-        return self.record is not None and _agrees(self, self.record)
-
-
-def _agrees(event: CallbackEvent, record: TaskRecord) -> bool:
-    if not record.status.is_terminal or event.ok != record.status.ok:
-        return False
-    return not event.ok or event.result_urls == record.result_urls
-
-
-def _digest(event: CallbackEvent) -> str:
-    """What identifies a body: deliveries with the same one are duplicates."""
-    canonical = json.dumps(
-        [event.code, event.message, event.data], sort_keys=True, default=str, ensure_ascii=True
-    )
-    return hashlib.sha256(canonical.encode("ascii")).hexdigest()
-
-
-@attrs.define
-class _Seen:
-    """The distinct bodies received for one task, and the one its record confirmed."""
-
-    bodies: dict[str, CallbackEvent] = attrs.Factory(dict)
-    latest: CallbackEvent | None = None
-    confirmed: CallbackEvent | None = None
-
-
-def parse_callback(payload: bytes | str | Mapping[str, Any]) -> CallbackEvent:
-    """A :class:`CallbackEvent` from a callback body (raw bytes, text, or decoded JSON).
-
-    Lenient like the rest of the SDK: result URLs may be strings or ``{"resultUrl": ...}``
-    objects, ``promptJson`` may be an object or a JSON string, ``"null"`` means no value. The
-    event's ``signature_valid`` is ``False``: check the signature with :func:`verify_signature`.
-
-    Raises:
-        UnexpectedResponseError: the body is not JSON, not an object, or names no task.
-
-    Example::
-
-        >>> parse_callback(b'{"code": 200, "msg": "success", "data": {"taskId": "t1", '
-        ...                b'"resultUrls": ["https://cdn.example/t1.mp4"]}}').result_urls
-        ('https://cdn.example/t1.mp4',)
-    """
-    envelope: object = payload
-    if isinstance(payload, bytes | str):
-        try:
-            envelope = json.loads(payload)
-        except (ValueError, UnicodeDecodeError, RecursionError):
-            raise _unreadable("the body is not JSON", payload) from None
-    if not isinstance(envelope, Mapping):
-        raise _unreadable("the body is not a JSON object", payload)
-    data = envelope.get("data")
-    if not isinstance(data, Mapping):
-        raise _unreadable("the body has no data object", payload)
-    task_id = nullable_str(data.get("taskId"))
-    if task_id is None or not task_id.strip():
-        raise _unreadable("the callback names no taskId", payload)
-    return CallbackEvent(
-        task_id=task_id,
-        code=lenient_int(envelope.get("code")),
-        message=nullable_str(envelope.get("msg")),
-        result_urls=result_urls(data.get("resultUrls", data.get("resultInfoJson"))),
-        params=json_object(data.get("promptJson", data.get("paramJson"))),
-        data=data,
-    )
-
-
-def _unreadable(reason: str, payload: object) -> UnexpectedResponseError:
-    if isinstance(payload, bytes):
-        excerpt = payload[:300].decode("utf-8", "replace")
-    else:
-        excerpt = str(payload)[:300]
-    return UnexpectedResponseError(message=reason, endpoint=_ENDPOINT, body_excerpt=excerpt)
-
-
-def sign(key: str | bytes, task_id: str, timestamp: str | int) -> str:
-    """kie's webhook signature: ``base64(HMAC-SHA256(key, taskId + "." + timestamp))``.
-
-    Example::
-
-        >>> sign("secret", "t1", 1700000000)
-        'c/ttoTFH+mM/kCJ2sdGtg/eq3IKiIHqrXJ6h19vH51s='
-    """
-    secret = key.encode("utf-8", "surrogatepass") if isinstance(key, str) else key
-    # A JSON "\ud800" escape decodes to a lone surrogate: encode it rather than crash on it.
-    message = f"{task_id}.{timestamp}".encode("utf-8", "surrogatepass")
-    return base64.b64encode(hmac.new(secret, message, hashlib.sha256).digest()).decode("ascii")
-
-
-def _signature_problem(
-    key: str | bytes,
-    task_id: str,
-    timestamp: str | int | None,
-    signature: str | None,
-    *,
-    max_age: float,
-    now: float | None,
-) -> str | None:
-    """Why a signature is not acceptable, or ``None`` when it is."""
-    if timestamp is None or signature is None:
-        return "unsigned (no timestamp or signature header)"
-    stamp = str(timestamp).strip()
-    try:
-        sent = float(stamp)
-    except ValueError:
-        return "the timestamp is not a number"
-    if not math.isfinite(sent):
-        return "the timestamp is not a number"
-    age = (time.time() if now is None else now) - sent
-    if abs(age) > max_age:
-        return f"the timestamp is {age:+.0f}s from now, outside the {max_age:g}s window"
-    expected = sign(key, task_id, stamp).encode("ascii")
-    if not hmac.compare_digest(expected, signature.strip().encode("utf-8", "replace")):
-        return "the signature does not match"
-    return None
-
-
-def verify_signature(
-    key: str | bytes,
-    task_id: str,
-    timestamp: str | int | None,
-    signature: str | None,
-    *,
-    max_age: float = 300.0,
-    now: float | None = None,
-) -> bool:
-    """Whether a callback's signature headers are valid, for receivers on other frameworks.
-
-    Checks that ``signature`` (the ``X-Webhook-Signature`` header) equals
-    ``base64(HMAC-SHA256(key, task_id + "." + timestamp))`` in constant time, and that
-    ``timestamp`` (the ``X-Webhook-Timestamp`` header, unix seconds) is within ``max_age``
-    seconds of ``now`` in either direction, so a captured callback cannot be replayed later.
-    The signature does not cover the body: confirm the result with a ``record-info`` call
-    (:meth:`KieClient.get_task`) before acting on it.
-
-    Args:
-        key: the account's webhook HMAC key (kie.ai settings).
-        task_id: the ``taskId`` from the callback's body.
-        timestamp, signature: the header values (``None`` when missing: never valid).
-        max_age: the freshness window in seconds.
-        now: the current unix time (default ``time.time()``).
-
-    Example::
-
-        event = parse_callback(await request.body())
-        if not verify_signature(key, event.task_id, request.headers.get("X-Webhook-Timestamp"),
-                                request.headers.get("X-Webhook-Signature")):
-            return Response(status_code=401)
-    """
-    problem = _signature_problem(key, task_id, timestamp, signature, max_age=max_age, now=now)
-    return problem is None
-
-
-class _EventStream:
-    """One subscriber's queue of events, registered from the moment it is created."""
-
-    def __init__(self, owner: CallbackReceiver, size: int) -> None:
-        self._owner = owner
-        self._queue: asyncio.Queue[CallbackEvent | None] = asyncio.Queue(size)
-        self._done = owner.closed
-        owner._streams.add(self)
-
-    def offer(self, event: CallbackEvent | None) -> None:
-        try:
-            self._queue.put_nowait(event)
-        except asyncio.QueueFull:
-            if event is None:
-                self._done = True
-            else:
-                log.warning(
-                    "callback for task %s not queued: the event iterator is %d events behind",
-                    event.task_id,
-                    self._queue.maxsize,
-                )
-
-    def __aiter__(self) -> _EventStream:
-        return self
-
-    async def __anext__(self) -> CallbackEvent:
-        if self._done and self._queue.empty():
-            raise StopAsyncIteration
-        event = await self._queue.get()
-        if event is None:
-            self._done = True
-            self._owner._streams.discard(self)
-            raise StopAsyncIteration
-        return event
-
-    async def aclose(self) -> None:
-        self._done = True
-        self._owner._streams.discard(self)
-
 
 # Self for subclasses (typing.Self is 3.11+, and typing_extensions is no dependency).
 _CallbackReceiverT = TypeVar("_CallbackReceiverT", bound="CallbackReceiver")
@@ -409,11 +123,10 @@ class CallbackReceiver:
         self.max_age = float(max_age)
         self.max_body = max_body
         self.body_timeout = float(body_timeout)
-        self._remember = remember
         self._queue_size = queue_size
-        self._seen: collections.OrderedDict[str, _Seen] = collections.OrderedDict()
+        self._seen = Deliveries(remember)
         self._watchers: dict[str, list[asyncio.Event]] = {}
-        self._streams: set[_EventStream] = set()
+        self._streams: set[EventStream] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._runner: web.AppRunner | None = None
         self.counts: collections.Counter[str] = collections.Counter()
@@ -534,7 +247,7 @@ class CallbackReceiver:
         except UnexpectedResponseError as exc:
             return self._reject(400, exc.message, peer)
         if self._key is not None:
-            problem = _signature_problem(
+            problem = signature_problem(
                 self._key,
                 event.task_id,
                 request.headers.get(TIMESTAMP_HEADER),
@@ -578,41 +291,34 @@ class CallbackReceiver:
 
     def _reject(self, status: int, reason: str, peer: str) -> web.Response:
         self.counts[f"rejected:{status}"] += 1
-        log.warning("rejected a callback from %s with HTTP %d: %s", peer, status, reason)
+        # The reason may quote the sender's task id: escaped, so it cannot forge log lines.
+        log.warning("rejected a callback from %s with HTTP %d: %s", peer, status, printable(reason))
         return web.json_response({"code": status, "msg": "rejected"}, status=status)
 
     def accept(self, event: CallbackEvent) -> bool:
         """Pass ``event`` on as if it had arrived (for receivers on other frameworks, after
         :func:`parse_callback` and :func:`verify_signature`). Returns ``False`` for a body
         already seen for its task, which is dropped."""
-        digest = _digest(event)
-        seen = self._seen.get(event.task_id)
-        if seen is not None:
-            self._seen.move_to_end(event.task_id)
-            if digest in seen.bodies:
-                self.counts["duplicate"] += 1
-                log.debug("dropped a repeated callback for task %s", event.task_id)
-                return False
-            if len(seen.bodies) >= _MAX_BODIES:
-                self.counts["duplicate"] += 1
-                log.warning(
-                    "dropped a callback for task %s: %d different bodies came already",
-                    event.task_id,
-                    len(seen.bodies),
-                )
-                return False
+        verdict = self._seen.add(event)
+        if verdict is Verdict.DUPLICATE:
+            self.counts["duplicate"] += 1
+            log.debug("dropped a repeated callback for task %s", event.task_id)
+            return False
+        if verdict is Verdict.FLOOD:
+            self.counts["duplicate"] += 1
+            log.warning(
+                "dropped a callback for task %s: %d different bodies came already",
+                event.task_id,
+                MAX_BODIES,
+            )
+            return False
+        if verdict is Verdict.CONFLICTING:
             self.counts["conflicting"] += 1
             log.warning(
                 "callback for task %s has another body than an earlier one; passing it on "
                 "as well (the signature does not cover the body: confirm with record-info)",
                 event.task_id,
             )
-        else:
-            seen = self._seen[event.task_id] = _Seen()
-            while len(self._seen) > self._remember:
-                self._seen.popitem(last=False)
-        seen.bodies[digest] = event
-        seen.latest = event
         self.counts["accepted"] += 1
         log.debug("callback for task %s: code %s", event.task_id, event.code)
         for arrived in self._watchers.get(event.task_id, ()):
@@ -629,18 +335,11 @@ class CallbackReceiver:
         """Keep ``record`` (a final ``record-info`` answer) on the task's event: the body that
         agrees with it, or else the latest one (whose :attr:`~CallbackEvent.confirmed` is then
         ``False``)."""
-        seen = self._seen.get(record.task_id)
-        if seen is None or seen.latest is None:
-            return
-        for digest, event in seen.bodies.items():
-            if _agrees(event, record):
-                seen.confirmed = seen.bodies[digest] = attrs.evolve(event, record=record)
-                return
-        log.warning(
-            "the callback for task %s does not agree with record-info; record-info wins",
-            record.task_id,
-        )
-        seen.confirmed = attrs.evolve(seen.latest, record=record)
+        if self._seen.confirm(record) is False:
+            log.warning(
+                "the callback for task %s does not agree with record-info; record-info wins",
+                record.task_id,
+            )
 
     @staticmethod
     async def _run_user_code(
@@ -660,7 +359,7 @@ class CallbackReceiver:
 
         ``async for event in receiver`` is the same. Each iterator gets every event.
         """
-        return _EventStream(self, self._queue_size)
+        return EventStream(self._streams, self._queue_size, closed=self.closed)
 
     def __aiter__(self) -> AsyncIterator[CallbackEvent]:
         return self.events()
@@ -669,10 +368,7 @@ class CallbackReceiver:
         """The event received for ``task_id``, if it is among the remembered ones: once a
         waiting client confirmed it, the event whose body agrees with ``record-info``, with
         that record in :attr:`~CallbackEvent.record`; before, the latest one received."""
-        seen = self._seen.get(task_id)
-        if seen is None:
-            return None
-        return seen.confirmed or seen.latest
+        return self._seen.get(task_id)
 
     @contextlib.contextmanager
     def watch(self, task_id: str) -> Iterator[asyncio.Event]:

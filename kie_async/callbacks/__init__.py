@@ -1,0 +1,48 @@
+"""Receiving kie.ai's result callbacks: an aiohttp handler, signature checks, and events.
+
+When a create carries ``callBackUrl``, kie.ai POSTs the task's outcome there once it ends::
+
+    {"code": 200, "msg": "success",
+     "data": {"taskId": "...", "promptJson": "<JSON string>", "resultUrls": ["https://..."]}}
+
+A :class:`CallbackReceiver` turns each POST into a :class:`CallbackEvent` and hands it to your
+code (a function, an async iterator, or a :class:`~kie_async.KieClient` waiting on the task). It
+answers at once, ignores repeated deliveries of the same body, caps the body size and the time
+to send it and, given the account's webhook HMAC key, rejects unsigned, forged and stale
+callbacks with HTTP 401.
+
+The signature covers only ``taskId`` and the timestamp, not the body, so never trust a callback's
+result URLs on their own: ``event.signature_valid`` says only who sent it and when. A client
+wired to a receiver confirms each callback with ``record-info`` before it reports the task
+finished, and the receiver then keeps that record on the event (``event.record``).
+
+Example::
+
+    from kie_async import KieClient
+    from kie_async.callbacks import CallbackReceiver
+
+    receiver = CallbackReceiver(key=os.environ["KIE_WEBHOOK_KEY"])
+    await receiver.start(host="127.0.0.1", port=8080)  # behind https://public.example/kie
+    async with KieClient(callbacks=receiver, callback_url="https://public.example/kie") as kie:
+        record = await (await kie.extend_video("ee603959", prompt="Into a nebula"))
+    await receiver.close()
+"""
+
+from __future__ import annotations
+
+# The package: ``_events`` (CallbackEvent, parse_callback), ``_signature`` (sign,
+# verify_signature), ``_dedupe`` (what a receiver remembers), ``_stream`` (one iterator's
+# queue) and ``_receiver`` (CallbackReceiver).
+from ._events import CallbackEvent, parse_callback
+from ._receiver import CallbackReceiver
+from ._signature import SIGNATURE_HEADER as SIGNATURE_HEADER
+from ._signature import TIMESTAMP_HEADER as TIMESTAMP_HEADER
+from ._signature import sign, verify_signature
+
+__all__ = [
+    "CallbackEvent",
+    "CallbackReceiver",
+    "parse_callback",
+    "sign",
+    "verify_signature",
+]

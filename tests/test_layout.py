@@ -1,0 +1,251 @@
+"""The package's shape: no module past about 400 lines, and the import graph between kie_async
+modules, read from the source with ``ast`` (type-only and function-level imports included, as
+they tie modules together just the same).
+
+The import cycles are printed (``pytest -s tests/test_layout.py`` shows them) and asserted
+absent by a strict xfail: the day the restructure of issue 11 breaks the last one, that test
+passes, strict xfail turns the pass into a failure, and whoever did it removes the mark.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+
+import attrs
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "kie_async"
+
+#: The most lines a module may have ("about 400"; past it, ask whether it holds two jobs).
+MAX_LINES = 400
+
+#: Modules still owed to the restructure of issue 11: each is over MAX_LINES today, and was left
+#: alone while other branches edited it (the plan says how each is split). This list may only
+#: shrink: a listed module back under the limit, or gone, fails the test until it is removed.
+OWED = {
+    "_client.py": "KieClient: transport, task calls, downloads and callback wiring in one class",
+    "_bulk.py": "the bulk runner: scheduling, rate limit, journal and outcomes together",
+    "_cli.py": "every command, its arguments and its output in one module",
+}
+
+
+@attrs.frozen
+class Import:
+    """One import of a kie_async module by another, and where in the importer it stands."""
+
+    importer: str
+    imported: str
+    line: int
+    #: ``"top"`` (at import time), ``"type"`` (under ``if TYPE_CHECKING:``) or ``"lazy"``
+    #: (inside a function, run when it is called).
+    how: str
+
+
+def module_names(package: Path) -> dict[str, Path]:
+    """Every module of the package under ``package``, by dotted name (a package by its own
+    name, for its ``__init__.py``)."""
+    names: dict[str, Path] = {}
+    for path in sorted(package.rglob("*.py")):
+        parts = list(path.relative_to(package.parent).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        names[".".join(parts)] = path
+    return names
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def _import_nodes(tree: ast.AST) -> Iterator[tuple[ast.Import | ast.ImportFrom, str]]:
+    """Every import statement of a module, with how it runs (see :attr:`Import.how`)."""
+
+    def visit(node: ast.AST, how: str) -> Iterator[tuple[ast.Import | ast.ImportFrom, str]]:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.Import | ast.ImportFrom):
+                yield child, how
+            elif isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
+                yield from visit(child, "type" if how == "type" else "lazy")
+            elif isinstance(child, ast.If) and _is_type_checking(child.test):
+                for statement in child.body:
+                    yield from visit(ast.Module(body=[statement], type_ignores=[]), "type")
+                for statement in child.orelse:
+                    yield from visit(ast.Module(body=[statement], type_ignores=[]), how)
+            else:
+                yield from visit(child, how)
+
+    yield from visit(tree, "top")
+
+
+def imports_of(name: str, path: Path, modules: Mapping[str, Path]) -> list[Import]:
+    """The imports of other modules of the package made by module ``name`` (at ``path``)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: list[Import] = []
+    for node, how in _import_nodes(tree):
+        targets: list[str] = []
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        else:
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                source = ".".join([*base, *([node.module] if node.module else [])])
+            else:
+                source = node.module or ""
+            for alias in node.names:
+                submodule = f"{source}.{alias.name}"
+                targets.append(submodule if submodule in modules else source)
+        for target in dict.fromkeys(targets):  # once per statement, in order
+            if target in modules and target != name:
+                found.append(Import(name, target, node.lineno, how))
+    return found
+
+
+def import_graph(package: Path) -> dict[str, list[Import]]:
+    """Each module's imports of the package's other modules."""
+    modules = module_names(package)
+    return {name: imports_of(name, path, modules) for name, path in modules.items()}
+
+
+def cycles(graph: Mapping[str, Iterable[Import]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan's algorithm), each
+    sorted, in sorted order: every import cycle lies within one of them."""
+    edges = {name: sorted({i.imported for i in imports}) for name, imports in graph.items()}
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def connect(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for other in edges.get(node, ()):
+            if other not in index:
+                connect(other)
+                low[node] = min(low[node], low[other])
+            elif other in on_stack:
+                low[node] = min(low[node], index[other])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(edges):
+        if node not in index:
+            connect(node)
+    return sorted(found)
+
+
+def describe_cycles(graph: Mapping[str, Iterable[Import]]) -> str:
+    """The cycles with the imports that make them, one line each, for a reader to act on."""
+    lines = []
+    for component in cycles(graph):
+        lines.append("cycle: " + ", ".join(component))
+        members = set(component)
+        for name in component:
+            for edge in graph[name]:
+                if edge.imported in members:
+                    lines.append(
+                        f"    {edge.importer} -> {edge.imported}  (line {edge.line}, {edge.how})"
+                    )
+    return "\n".join(lines) or "no import cycles"
+
+
+def test_no_module_is_longer_than_the_limit() -> None:
+    """No module of kie_async (its subpackages included) has more than MAX_LINES lines, except
+    those still owed to the restructure, and each of those is still over the limit."""
+    too_long = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        lines = len(path.read_text(encoding="utf-8").splitlines())
+        relative = path.relative_to(PACKAGE).as_posix()
+        if lines > MAX_LINES and relative not in OWED:
+            too_long[relative] = lines
+    assert too_long == {}, f"split these modules (one job each): {too_long}"
+    for relative in OWED:
+        path = PACKAGE / relative
+        assert path.exists(), f"{relative} is gone: remove it from OWED"
+        lines = len(path.read_text(encoding="utf-8").splitlines())
+        assert lines > MAX_LINES, f"{relative} has {lines} lines now: remove it from OWED"
+
+
+def test_the_graph_covers_every_module_and_its_subpackages() -> None:
+    """The import graph holds every module, the testing and callbacks packages' own modules
+    too, and sees the imports a reader knows are there (type-only and lazy ones included)."""
+    graph = import_graph(PACKAGE)
+    assert set(graph) == set(module_names(PACKAGE))
+    assert {"kie_async.testing._server", "kie_async.callbacks._receiver"} <= set(graph)
+    edges = {(i.importer, i.imported, i.how) for imports in graph.values() for i in imports}
+    assert ("kie_async.testing._fast", "kie_async._client", "top") in edges
+    assert ("kie_async._handle", "kie_async.callbacks", "type") in edges
+    assert ("kie_async._client", "kie_async._download", "lazy") in edges
+
+
+def test_the_fake_server_is_built_without_the_sdk() -> None:
+    """No module of kie_async.testing but ``_fast`` (fast_client, which makes a KieClient)
+    imports from the rest of kie_async, so the fake's answers come from plain dicts and a
+    serialisation bug of the SDK cannot hide itself."""
+    graph = import_graph(PACKAGE)
+    outside = {
+        (i.importer, i.imported)
+        for name, imports in graph.items()
+        if name.startswith("kie_async.testing") and name != "kie_async.testing._fast"
+        for i in imports
+        if not i.imported.startswith("kie_async.testing")
+    }
+    assert outside == set()
+
+
+def test_the_cycle_finder_sees_type_only_and_lazy_imports(tmp_path: Path) -> None:
+    """In a made-up package, a cycle closed only by a TYPE_CHECKING import, and one closed only
+    by a function-level import, are both found; an import chain without a cycle is not."""
+    package = tmp_path / "pkg"
+    (package / "sub").mkdir(parents=True)
+    sources = {
+        "__init__.py": "from . import a\n",
+        "a.py": "from . import b\n",
+        "b.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .a import X\n",
+        "c.py": "from .sub import d\n",
+        "sub/__init__.py": "",
+        "sub/d.py": "def f():\n    from ..c import Y\n",
+        "e.py": "import pkg.a\n",
+    }
+    for relative, source in sources.items():
+        (package / relative).write_text(source, encoding="utf-8")
+    graph = import_graph(package)
+    assert cycles(graph) == [["pkg.a", "pkg.b"], ["pkg.c", "pkg.sub.d"]]
+    hows = {(i.importer, i.imported): i.how for imports in graph.values() for i in imports}
+    assert hows[("pkg.b", "pkg.a")] == "type"
+    assert hows[("pkg.sub.d", "pkg.c")] == "lazy"
+    assert hows[("pkg.e", "pkg.a")] == "top"
+    assert "pkg.b -> pkg.a  (line 3, type)" in describe_cycles(graph)
+
+
+def test_import_cycles_are_reported() -> None:
+    """The import cycles between kie_async modules are printed with the imports that close
+    them (``-s`` shows them); they are not asserted yet, see the xfail below."""
+    print("\n" + describe_cycles(import_graph(PACKAGE)))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 11's restructure (layers importing only downwards, Protocols for what a "
+    "lower layer needs) is not finished: kie_async's modules still import each other in "
+    "cycles. When this passes, remove this mark.",
+)
+def test_restructure_leaves_no_import_cycles() -> None:
+    """No two kie_async modules import each other, directly or through others, by any import
+    (type-only and function-level ones included)."""
+    graph = import_graph(PACKAGE)
+    assert cycles(graph) == [], describe_cycles(graph)
