@@ -7,6 +7,7 @@ import asyncio
 import io
 import json
 import logging
+import os
 import traceback
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +29,7 @@ from rawserver import (
 )
 from test_hostile import CALLS, _free_port, _plain_http_answer, client
 
+import kie_async
 from kie_async import (
     AuthenticationError,
     ExtendRequest,
@@ -72,6 +74,11 @@ def _texts(exc: BaseException, *, test_frames: bool = True) -> Iterator[str]:
         todo += [current.__cause__, current.__context__]
 
 
+# The package's own directory, not any path naming "kie_async" (an unpacked sdist's tests live
+# in kie_async-<version>/tests, and their frames hold the key on purpose).
+_PACKAGE_DIR = os.path.dirname(kie_async.__file__) + os.sep
+
+
 def _our_frames_locals(exc: BaseException) -> Iterator[str]:
     """The captured locals of the frames in kie_async's own code, along the whole chain."""
     te: traceback.TracebackException | None
@@ -79,7 +86,7 @@ def _our_frames_locals(exc: BaseException) -> Iterator[str]:
     while todo:
         te = todo.pop()
         for frame in te.stack:
-            if "kie_async" in frame.filename and frame.locals:
+            if frame.filename.startswith(_PACKAGE_DIR) and frame.locals:
                 yield from (f"{name}={value}" for name, value in frame.locals.items())
         todo += [t for t in (te.__cause__, te.__context__) if t is not None]
 
