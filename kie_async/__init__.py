@@ -28,11 +28,7 @@ from ._errors import (
     RateLimitError,
     ServerError,
     ServiceUnavailableError,
-    SubmissionUncertainError,
-    TaskError,
-    TaskFailedError,
     TaskNotFoundError,
-    TaskTimeoutError,
     TransportError,
     UnexpectedResponseError,
     UnprocessableError,
@@ -52,6 +48,7 @@ from ._requests import (
     UpscaleRequest,
     VaryRequest,
 )
+from ._task_errors import SubmissionUncertainError, TaskError, TaskFailedError, TaskTimeoutError
 from ._timeout import Timeout
 from ._version import __version__
 

@@ -29,9 +29,6 @@ from ._errors import (
     FeatureDisabledError,
     InsufficientCreditsError,
     KieError,
-    SubmissionUncertainError,
-    TaskFailedError,
-    TaskTimeoutError,
     TransportError,
     _exception_fields,
 )
@@ -40,6 +37,7 @@ from ._journal import Journal, capped
 from ._models import ExtendRequest, TaskRecord
 from ._polling import CreateFailure, PollPolicy, create_failure, unreachable
 from ._retry import Schedule, next_delay, rng
+from ._task_errors import SubmissionUncertainError, TaskFailedError, TaskTimeoutError
 from ._wire import parse_record, request_to_json
 
 if TYPE_CHECKING:

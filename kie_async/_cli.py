@@ -38,9 +38,7 @@ from ._errors import (
     ConfigurationError,
     DownloadError,
     KieError,
-    TaskFailedError,
     TaskNotFoundError,
-    TaskTimeoutError,
     ValidationError,
 )
 from ._handle import TaskHandle
@@ -48,6 +46,7 @@ from ._models import ExtendRequest, TaskRecord
 from ._polling import PollPolicy
 from ._ratelimit import RateLimit
 from ._redis_limit import RedisRateLimit
+from ._task_errors import TaskFailedError, TaskTimeoutError
 from ._text import printable
 from ._version import __version__
 

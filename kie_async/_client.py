@@ -38,7 +38,6 @@ from ._errors import (
     ClientClosedError,
     ConfigurationError,
     KieError,
-    SubmissionUncertainError,
     TransportError,
     UnexpectedResponseError,
     ValidationError,
@@ -63,6 +62,7 @@ from ._requests import (
     image_action,
 )
 from ._retry import Schedule, retry_call, within
+from ._task_errors import SubmissionUncertainError
 from ._text import printable, redact, redact_bytes
 from ._timeout import Timeout
 from ._wire import is_loopback, parse_record

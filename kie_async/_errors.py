@@ -20,11 +20,14 @@ Every error is a :class:`KieError`; catch that to catch everything the SDK raise
     │   └── FeatureDisabledError            505
     ├── TransportError                      the network failed: refused, reset, timed out
     ├── UnexpectedResponseError             an answer that is not kie's documented JSON
-    ├── SubmissionUncertainError            a create whose reply was lost: it may have been paid for
+    ├── SubmissionUncertainError            a create whose reply was lost: it may be paid for  (*)
     ├── DownloadError                       a result file could not be saved to disk
-    └── TaskError                           a task ended badly
-        ├── TaskFailedError                 successFlag 2 or 3
-        └── TaskTimeoutError (TimeoutError) the wait's deadline passed first
+    └── TaskError                           a task ended badly  (*)
+        ├── TaskFailedError                 successFlag 2 or 3  (*)
+        └── TaskTimeoutError (TimeoutError) the wait's deadline passed first  (*)
+
+(*) defined in ``_task_errors``: they carry a record or a request, and this module imports no
+model, so that the requests and records layers can raise the errors defined here.
 
 kie.ai reports most errors inside HTTP 200 answers; an :class:`APIError` is raised for the same
 code whether it came in the body or as the HTTP status.
@@ -38,15 +41,11 @@ of an error shows a server's text with control characters escaped, so it is safe
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 
 from ._text import printable
-
-if TYPE_CHECKING:
-    from ._models import TaskRecord
-    from ._requests import TaskRequest
 
 __all__ = [
     "APIError",
@@ -63,11 +62,7 @@ __all__ = [
     "RateLimitError",
     "ServerError",
     "ServiceUnavailableError",
-    "SubmissionUncertainError",
-    "TaskError",
-    "TaskFailedError",
     "TaskNotFoundError",
-    "TaskTimeoutError",
     "TransportError",
     "UnexpectedResponseError",
     "UnprocessableError",
@@ -243,30 +238,6 @@ class UnexpectedResponseError(KieError):
 
 
 @attrs.define(eq=False, str=False)
-class SubmissionUncertainError(KieError):
-    """A create request may have reached kie.ai, but its reply was lost.
-
-    kie.ai has no idempotency key, so the SDK never retries such a request by itself: doing so
-    could pay twice for one video. The task may or may not exist; check your kie.ai dashboard, or
-    resubmit explicitly if you accept the risk.
-
-    Attributes:
-        request: the request (any kind, e.g. :class:`~kie_async.ExtendRequest`) whose fate is
-            unknown.
-        reason: what was lost (e.g. the connection dropped after the request was sent).
-    """
-
-    request: TaskRequest
-    reason: str
-
-    def __str__(self) -> str:
-        return (
-            f"submission of {self.request.describe()} may or may not have created a task "
-            f"({printable(self.reason)}); it was not retried, to avoid paying twice"
-        )
-
-
-@attrs.define(eq=False, str=False)
 class DownloadError(KieError):
     """A result file could not be saved: the file host refused it, the connection failed, the
     body was shorter than announced, or the disk write failed.
@@ -292,57 +263,6 @@ class DownloadError(KieError):
         where = printable(self.url.split("?", 1)[0])
         target = f" to {printable(self.path)}" if self.path else ""
         return f"download of {where}{target} failed: {printable(self.reason)}"
-
-
-@attrs.define(eq=False, str=False, slots=False)
-class TaskError(KieError):
-    """A task did not end in success.
-
-    Attributes:
-        task_id: the kie.ai task id.
-        record: the last :class:`~kie_async.TaskRecord` seen, if any poll succeeded.
-    """
-
-    task_id: str
-    record: TaskRecord | None = attrs.field(default=None, repr=False)
-
-    def __str__(self) -> str:
-        return f"task {printable(self.task_id)} did not succeed"
-
-
-@attrs.define(eq=False, str=False, slots=False)
-class TaskFailedError(TaskError):
-    """kie.ai reports the task failed (``successFlag`` 2, failed, or 3, generation failed).
-
-    Attributes:
-        error_code: kie's ``errorCode`` for the task, if any.
-        error_message: kie's ``errorMessage`` for the task, if any.
-    """
-
-    error_code: str | None = None
-    error_message: str | None = None
-
-    def __str__(self) -> str:
-        status = self.record.status.name.lower() if self.record is not None else "failed"
-        detail = ": ".join(x for x in (self.error_code, self.error_message) if x)
-        text = f"task {self.task_id} {status}" + (f" ({detail})" if detail else "")
-        return printable(text)
-
-
-@attrs.define(eq=False, str=False, slots=False)
-class TaskTimeoutError(TaskError, TimeoutError):
-    """The wait's deadline passed before the task finished. The task may still finish later:
-    re-attach with ``client.task(task_id)``.
-
-    Attributes:
-        timeout: the deadline that passed, in seconds.
-    """
-
-    timeout: float = 0.0
-
-    def __str__(self) -> str:
-        last = f"; last status {self.record.status.name.lower()}" if self.record else ""
-        return f"task {printable(self.task_id)} not finished after {self.timeout:g}s{last}"
 
 
 def _exception_fields(exc: BaseException) -> dict[str, Any]:

@@ -11,14 +11,13 @@ from typing import TYPE_CHECKING, Any
 from . import _retry
 from ._errors import (
     KieError,
-    TaskFailedError,
     TaskNotFoundError,
-    TaskTimeoutError,
     ValidationError,
 )
 from ._models import TaskRecord, TaskStatus
 from ._polling import PollPolicy, poll_is_transient
 from ._retry import Schedule, next_delay, poll_until, within
+from ._task_errors import TaskFailedError, TaskTimeoutError
 
 if TYPE_CHECKING:
     from ._client import KieClient
