@@ -20,7 +20,7 @@ from collections.abc import (
     Sequence,
 )
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
@@ -32,7 +32,7 @@ from ._errors import (
     TransportError,
     _exception_fields,
 )
-from ._handle import TaskHandle, finished
+from ._handle import CallbackSource, TaskHandle, finished
 from ._journal import Journal, capped
 from ._models import ExtendRequest, TaskRecord
 from ._polling import CreateFailure, PollPolicy, create_failure, unreachable
@@ -41,11 +41,41 @@ from ._task_errors import SubmissionUncertainError, TaskFailedError, TaskTimeout
 from ._wire import parse_record, request_to_json
 
 if TYPE_CHECKING:
-    from ._client import KieClient
+    from ._requests import TaskRequest
+    from ._timeout import Timeout
 
 __all__ = ["BulkRun", "ExtendOutcome", "OutcomeKind", "Progress", "extend_many"]
 
 log = logging.getLogger("kie_async")
+
+
+class Submitter(Protocol):
+    """What a bulk run needs of its client (a :class:`~kie_async.KieClient` is one): its poll
+    schedule, timeouts and pool size, whether callbacks end waits, and the two task calls."""
+
+    @property
+    def poll_policy(self) -> PollPolicy: ...
+
+    @property
+    def read_timeout(self) -> float: ...
+
+    @property
+    def timeouts(self) -> Timeout: ...
+
+    @property
+    def max_connections(self) -> int: ...
+
+    @property
+    def callbacks(self) -> CallbackSource | None: ...
+
+    def task(self, task_id: str) -> TaskHandle:
+        """A handle on a task created earlier (a journal's), by id."""
+        ...
+
+    async def _submit(self, request: TaskRequest, watch: _Send | None = None) -> TaskHandle:
+        """Create the task, telling ``watch`` of each attempt (see :class:`_Send`)."""
+        ...
+
 
 #: Errors after which no later submission can succeed: stop submitting at once.
 FATAL_ERRORS = (AuthenticationError, InsufficientCreditsError, FeatureDisabledError)
@@ -436,7 +466,7 @@ class _Poller:
 class _Run:
     def __init__(
         self,
-        client: KieClient,
+        client: Submitter,
         journal: Journal | None,
         poll: PollPolicy | None,
         counts: _Counts,
@@ -474,7 +504,7 @@ class _Run:
         self.closing = True
         loop = asyncio.get_running_loop()
         client = self.client
-        deadline = loop.time() + client.read_timeout + (client._connect_timeout or 0.0) + 1.0
+        deadline = loop.time() + client.read_timeout + (client.timeouts.connect or 0.0) + 1.0
         cancelled: set[asyncio.Future[None]] = set()
         announced = False
         try:
@@ -749,7 +779,7 @@ class BulkRun(AsyncIterator[ExtendOutcome]):
 
 
 def extend_many(
-    client: KieClient,
+    client: Submitter,
     requests: Iterable[ExtendRequest] | AsyncIterable[ExtendRequest],
     *,
     concurrency: int = 50,
@@ -773,7 +803,7 @@ def extend_many(
 
 
 async def _outcomes(
-    client: KieClient,
+    client: Submitter,
     requests: Iterable[ExtendRequest] | AsyncIterable[ExtendRequest],
     *,
     concurrency: int,

@@ -6,7 +6,8 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Generator
-from typing import TYPE_CHECKING, Any
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any, Protocol
 
 from . import _retry
 from ._errors import (
@@ -20,11 +21,9 @@ from ._retry import Schedule, next_delay, poll_until, within
 from ._task_errors import TaskFailedError, TaskTimeoutError
 
 if TYPE_CHECKING:
-    from ._client import KieClient
     from ._requests import TaskRequest
-    from .callbacks import CallbackReceiver
 
-__all__ = ["TaskHandle"]
+__all__ = ["CallbackSource", "RecordSource", "TaskHandle"]
 
 log = logging.getLogger("kie_async")
 
@@ -37,6 +36,41 @@ class _Default:
 _POLICY_TIMEOUT: Any = _Default()
 
 _NO_FLAGS: frozenset[int | None] = frozenset()
+
+
+class CallbackSource(Protocol):
+    """What a wait needs of a callback receiver (a :class:`~kie_async.callbacks.CallbackReceiver`
+    is one): to hear of a task's callback, and to keep the record that confirmed it."""
+
+    def watch(self, task_id: str) -> AbstractContextManager[asyncio.Event]:
+        """An event of the caller's own, set when a callback for ``task_id`` is accepted."""
+        ...
+
+    def _confirm(self, record: TaskRecord) -> None:
+        """Keep ``record`` (a final ``record-info`` answer) on the task's callback event."""
+        ...
+
+
+class RecordSource(Protocol):
+    """What a :class:`TaskHandle` needs of its client (a :class:`~kie_async.KieClient` is one):
+    its poll schedules, its callback receiver, and a task's record."""
+
+    @property
+    def poll_policy(self) -> PollPolicy: ...
+
+    @property
+    def safety_poll(self) -> PollPolicy: ...
+
+    @property
+    def callbacks(self) -> CallbackSource | None: ...
+
+    async def fetch_record(self, task_id: str) -> TaskRecord:
+        """One ``record-info`` call, not retried."""
+        ...
+
+    async def get_task(self, task_id: str) -> TaskRecord:
+        """The task's record, transient failures retried."""
+        ...
 
 
 class TaskHandle:
@@ -61,7 +95,7 @@ class TaskHandle:
 
     def __init__(
         self,
-        client: KieClient,
+        client: RecordSource,
         task_id: str,
         *,
         request: TaskRequest | None = None,
@@ -218,7 +252,7 @@ class TaskHandle:
 
     async def _race_callback(
         self,
-        receiver: CallbackReceiver,
+        receiver: CallbackSource,
         polling: Callable[[float | None], Awaitable[TaskRecord | KieError]],
         poll_once: Callable[[], Awaitable[TaskRecord | KieError]],
         finished: Callable[[TaskRecord | KieError], bool],
@@ -294,7 +328,7 @@ class TaskHandle:
 
     @staticmethod
     def _confirmed(
-        receiver: CallbackReceiver,
+        receiver: CallbackSource,
         value: TaskRecord | KieError,
         finished: Callable[[TaskRecord | KieError], bool],
     ) -> TaskRecord | KieError:

@@ -3,8 +3,8 @@ modules, read from the source with ``ast`` (type-only and function-level imports
 they tie modules together just the same).
 
 The import cycles are printed (``pytest -s tests/test_layout.py`` shows them) and asserted
-absent by a strict xfail: the day the restructure of issue 11 breaks the last one, that test
-passes, strict xfail turns the pass into a failure, and whoever did it removes the mark.
+absent, and every module sits in one of the package's layers (:data:`LAYERS`) and imports only
+from its own layer or the layers above it.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 import attrs
-import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "kie_async"
 
@@ -29,6 +28,50 @@ OWED = {
     "_bulk.py": "the bulk runner: scheduling, rate limit, journal and outcomes together",
     "_cli.py": "every command, its arguments and its output in one module",
 }
+
+
+#: The layers of kie_async, from the top (imported by all below) down: a module imports only from
+#: its own layer or the layers above it, never from one below. A lower layer names what it needs
+#: of a higher one with a small ``typing.Protocol`` of its own (``_handle.RecordSource``,
+#: ``_bulk.Submitter``, ``_download.FileSource``) instead of importing the class.
+#: A package (``callbacks``, ``testing``) is listed once, for all its modules.
+LAYERS: dict[str, tuple[str, ...]] = {
+    # errors, policies, retry schedules: nothing about kie.ai's endpoints
+    "base": ("_text", "_version", "_logging", "_errors", "_timeout", "_polling", "_retry"),
+    # one frozen class per task kind: its endpoint, its body, its validation
+    "requests": ("_request_core", "_generate_rules", "_generate", "_requests"),
+    # what kie.ai answers and what it means: records, the converter, the envelope
+    "records": ("_models", "_wire", "_protocol", "_task_errors"),
+    # session, the one exchange, timeouts, the answer cap, read retries, the limiter
+    "transport": ("_ratelimit", "_redis_limit", "_config", "_transport"),
+    # one task: create it, poll it, hear its callback
+    "tasks": ("_submit", "_handle", "callbacks"),
+    # many tasks: bulk runs, chains, the journal, downloads
+    "runs": (
+        "_journal",
+        "_outcomes",
+        "_bulk_poller",
+        "_bulk",
+        "_chains",
+        "_download_core",
+        "_part_file",
+        "_download",
+    ),
+    # KieClient, wiring the layers for the user, and the package's public names
+    "facade": ("_client", ""),
+    # the command line and the fake server (``testing._fast`` is the one to import the facade)
+    "tools": ("_cli", "_cli_jobs", "_cli_progress", "__main__", "testing"),
+}
+
+
+def layer_of(module: str) -> int:
+    """The index in :data:`LAYERS` of a module (by dotted name); KeyError for one not listed."""
+    short = module.removeprefix("kie_async").removeprefix(".")
+    for index, members in enumerate(LAYERS.values()):
+        for member in members:
+            if short == member or (member and short.startswith(member + ".")):
+                return index
+    raise KeyError(module)
 
 
 @attrs.frozen
@@ -188,7 +231,7 @@ def test_the_graph_covers_every_module_and_its_subpackages() -> None:
     assert {"kie_async.testing._server", "kie_async.callbacks._receiver"} <= set(graph)
     edges = {(i.importer, i.imported, i.how) for imports in graph.values() for i in imports}
     assert ("kie_async.testing._fast", "kie_async._client", "top") in edges
-    assert ("kie_async._handle", "kie_async.callbacks", "type") in edges
+    assert ("kie_async._client", "kie_async.callbacks", "type") in edges
     assert ("kie_async._client", "kie_async._download", "lazy") in edges
 
 
@@ -234,18 +277,53 @@ def test_the_cycle_finder_sees_type_only_and_lazy_imports(tmp_path: Path) -> Non
 
 def test_import_cycles_are_reported() -> None:
     """The import cycles between kie_async modules are printed with the imports that close
-    them (``-s`` shows them); they are not asserted yet, see the xfail below."""
+    them (``-s`` shows them; the next test asserts there are none)."""
     print("\n" + describe_cycles(import_graph(PACKAGE)))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 11's restructure (layers importing only downwards, Protocols for what a "
-    "lower layer needs) is not finished: kie_async's modules still import each other in "
-    "cycles. When this passes, remove this mark.",
-)
 def test_restructure_leaves_no_import_cycles() -> None:
     """No two kie_async modules import each other, directly or through others, by any import
     (type-only and function-level ones included)."""
     graph = import_graph(PACKAGE)
     assert cycles(graph) == [], describe_cycles(graph)
+
+
+def test_every_module_imports_only_from_its_layer_or_above() -> None:
+    """Every kie_async module is placed in a layer, and none imports (at import time, type-only
+    or inside a function) from a layer below its own: the shape of issue 11 holds."""
+    graph = import_graph(PACKAGE)
+    unplaced = []
+    for name in graph:
+        try:
+            layer_of(name)
+        except KeyError:
+            unplaced.append(name)
+    assert unplaced == [], f"put these modules in a layer of LAYERS: {unplaced}"
+    names = list(LAYERS)
+    upward = [
+        f"{i.importer} ({names[layer_of(i.importer)]}) -> {i.imported} "
+        f"({names[layer_of(i.imported)]})  (line {i.line}, {i.how})"
+        for imports in graph.values()
+        for i in imports
+        if layer_of(i.imported) > layer_of(i.importer)
+    ]
+    assert upward == [], "imports from a lower layer:\n" + "\n".join(upward)
+
+
+def test_the_layer_check_places_packages_and_rejects_unknown_modules() -> None:
+    """A package's modules take its layer, the package's own ``__init__`` is the facade, and a
+    module nobody placed is not silently given a layer."""
+    assert layer_of("kie_async") == list(LAYERS).index("facade")
+    assert layer_of("kie_async.callbacks._receiver") == list(LAYERS).index("tasks")
+    assert layer_of("kie_async.testing._fast") == list(LAYERS).index("tools")
+    assert (
+        layer_of("kie_async._errors")
+        < layer_of("kie_async._handle")
+        < layer_of("kie_async._client")
+    )
+    try:
+        layer_of("kie_async._nowhere")
+    except KeyError:
+        pass
+    else:
+        raise AssertionError("an unplaced module was given a layer")
