@@ -315,7 +315,7 @@ async def with_canned(cfg: dict[str, Any], tally: Tally, measure: Measure) -> No
     poll = PollPolicy.zero_wait()
     source = bodies(cfg["tasks"])
     async with KieClient(API_KEY, base_url=cfg["url"], rate_limit=None) as kie:
-        kie._exchange = canned  # type: ignore[method-assign]
+        kie._transport._exchange = canned  # type: ignore[method-assign]
 
         async def one(body: dict[str, Any]) -> None:
             if variant == "canned_bare":
@@ -328,7 +328,8 @@ async def with_canned(cfg: dict[str, Any], tally: Tally, measure: Measure) -> No
                 return
             request = ExtendRequest(body["taskId"], body["index"], body["prompt"])
             if variant == "canned_call":
-                data = await kie._call("POST", proto.EXTEND_PATH, json=request_body(request))
+                wire = request_body(request)
+                data = await kie._transport.call("POST", proto.EXTEND_PATH, json=wire)
                 await kie.fetch_record(proto.created_task_id(data))
             else:
                 handle = await kie.submit(request)

@@ -200,7 +200,7 @@ async def test_own_session_is_closed_on_exit(server: FakeKieServer) -> None:
     """The session a client creates itself is closed when the async with block ends."""
     async with fast_client(server) as kie:
         await kie.credits()
-        session = kie._session  # the private session: nothing public exposes it
+        session = kie._transport._session  # the private session: nothing public exposes it
         assert session is not None and not session.closed
     assert session.closed
 

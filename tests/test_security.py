@@ -684,8 +684,11 @@ async def test_borrowed_session_is_left_open(server: FakeKieServer) -> None:
 
 
 def test_no_attribute_of_the_client_holds_the_key_in_clear() -> None:
-    """vars(client), as an error reporter would dump it, never shows the key."""
+    """vars(client), as an error reporter would dump it, never shows the key, nor do the vars
+    of its transport (the one object that sends it)."""
     key = "attr-secret-5b1d9e"
     client = KieClient(key, base_url="http://127.0.0.1:9")
     assert key not in repr(vars(client))
     assert key not in str(vars(client))
+    assert key not in repr(vars(client._transport)) + repr(client._transport)
+    assert key not in str(vars(client._transport))

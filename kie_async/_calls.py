@@ -1,0 +1,260 @@
+"""The calls of :class:`~kie_async.KieClient` that build a request, or hand the client to a
+layer below: one method per task kind (each builds its request and submits it), downloads and
+bulk runs. :class:`KieClient` inherits them, so they are its methods and are documented there;
+each names what it needs of the client with a Protocol (``self: FileSource``...), so this module
+does not import the client. Its settings, wiring and lifecycle live in ``_client.py``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterable, Callable, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from ._download import FileSource
+from ._handle import TaskHandle
+from ._models import ExtendMode, ExtendRequest, TaskRecord
+from ._polling import PollPolicy
+from ._requests import GenerateRequest, TaskRequest, UpscaleRequest, VaryRequest, image_action
+
+if TYPE_CHECKING:
+    from ._bulk import BulkRun, Progress, Submitter
+
+__all__ = ["KindCalls", "RunCalls"]
+
+
+class _Submits(Protocol):
+    async def submit(self, request: TaskRequest) -> TaskHandle: ...
+
+
+class KindCalls:
+    """One method per task kind: build its request (validated before anything is sent) and
+    :meth:`~kie_async.KieClient.submit` it. A new kind adds its method here."""
+
+    async def extend_video(
+        self: _Submits,
+        task_id: str,
+        index: int = 0,
+        prompt: str | None = None,
+        *,
+        mode: ExtendMode | str | None = None,
+        watermark: str | None = None,
+        callback_url: str | None = None,
+    ) -> TaskHandle:
+        """Extend one video of a Midjourney video record; returns the new task's handle.
+
+        Manual mode (your ``prompt`` says what happens next) when a prompt is given, auto mode
+        (the model continues) otherwise; ``mode`` overrides. Input is validated before anything
+        is sent.
+
+        Raises:
+            ValidationError: an argument is invalid (nothing was sent).
+            SubmissionUncertainError, APIError, TransportError: see :meth:`submit`.
+
+        Example::
+
+            handle = await kie.extend_video("ee603959", index=0, prompt="Into a nebula")
+            record = await handle.wait()
+        """
+        request = ExtendRequest(
+            task_id, index, prompt, mode=mode, watermark=watermark, callback_url=callback_url
+        )
+        return await self.submit(request)
+
+    async def generate(self: _Submits, request: GenerateRequest) -> TaskHandle:
+        """Start a Midjourney generation (images, or a video from an image); returns the new
+        task's handle. Build the request with :meth:`GenerateRequest.image`,
+        :meth:`~GenerateRequest.video` and the other constructors.
+
+        Raises:
+            TypeError: ``request`` is not a :class:`GenerateRequest`.
+            SubmissionUncertainError, APIError, TransportError: see :meth:`submit`.
+
+        Example::
+
+            handle = await kie.generate(GenerateRequest.image("a lighthouse in a storm"))
+            record = await handle           # record.result_urls: 4 images
+        """
+        if not isinstance(request, GenerateRequest):
+            raise TypeError(f"generate() takes a GenerateRequest, not {type(request).__name__}")
+        return await self.submit(request)
+
+    async def upscale(
+        self: _Submits,
+        task_id: str | UpscaleRequest,
+        index: int | None = None,
+        *,
+        watermark: str | None = None,
+        callback_url: str | None = None,
+    ) -> TaskHandle:
+        """Upscale image ``index`` (0-3) of an image task; returns the new task's handle.
+        Pass an :class:`UpscaleRequest` instead of ``task_id`` and ``index`` if you have one.
+
+        Raises:
+            ValidationError: an argument is invalid (nothing was sent).
+            SubmissionUncertainError, APIError, TransportError: see :meth:`submit`.
+
+        Example::
+
+            record = await (await kie.upscale(image_task_id, index=2)).wait()
+        """
+        return await self.submit(
+            image_action(UpscaleRequest, task_id, index, watermark, callback_url)
+        )
+
+    async def vary(
+        self: _Submits,
+        task_id: str | VaryRequest,
+        index: int | None = None,
+        *,
+        watermark: str | None = None,
+        callback_url: str | None = None,
+    ) -> TaskHandle:
+        """Make variations of image ``index`` (0-3) of an image task; returns the new task's
+        handle. Pass a :class:`VaryRequest` instead of ``task_id`` and ``index`` if you have
+        one.
+
+        Raises:
+            ValidationError: an argument is invalid (nothing was sent).
+            SubmissionUncertainError, APIError, TransportError: see :meth:`submit`.
+
+        Example::
+
+            record = await (await kie.vary(image_task_id, index=0)).wait()
+        """
+        request = image_action(VaryRequest, task_id, index, watermark, callback_url)
+        return await self.submit(request)
+
+
+class RunCalls:
+    """Downloads and bulk runs: the client handed to :mod:`~kie_async._download` and
+    :mod:`~kie_async._bulk`, which need only what their Protocols name."""
+
+    async def download(
+        self: FileSource,
+        record: TaskRecord,
+        dest_dir: str | os.PathLike[str],
+        *,
+        concurrency: int = 4,
+    ) -> list[Path]:
+        """Save a finished task's result files in ``dest_dir``; returns their paths in order.
+
+        Each file is named ``<task_id>_<i>.<ext>`` (``i`` its position in
+        ``record.result_urls``, the extension from the URL, ``.mp4`` by default; an id that is
+        not a safe file name as it is gets a short hash, so distinct ids never share a file)
+        and streamed to a temporary file in the same directory (created exclusively, never
+        through a symlink; written off the event loop), checked against ``Content-Length``,
+        then renamed into place: a file under its final name is always complete, and one that
+        exists already is skipped without a request. A link that answers 403, 404 or 410
+        (expired) is replaced once by a fresh one from :meth:`download_url`; dropped
+        connections, 5xx answers and hosts too slow for the client's :class:`DownloadPolicy`
+        are retried by its :class:`RetryPolicy`. Redirects are followed, but never from https
+        to http nor to another scheme. Files are fetched with a plain GET: the API key goes
+        only to the API's base URL, never to a file host.
+
+        Raises:
+            DownloadError: the record has no result URLs, or a file could not be saved (after
+                the other files of the call were finished). No partial file is left behind.
+            ValidationError: ``concurrency`` is not an int >= 1.
+
+        Example::
+
+            record = await handle
+            paths = await kie.download(record, "videos/")
+        """
+        from ._download import download_records
+
+        return await download_records(self, [record], Path(dest_dir), concurrency=concurrency)
+
+    async def download_many(
+        self: FileSource,
+        records: Iterable[TaskRecord],
+        dest_dir: str | os.PathLike[str],
+        *,
+        concurrency: int = 4,
+    ) -> list[Path]:
+        """Save the result files of many finished tasks, at most ``concurrency`` at a time;
+        returns every path, in the order of ``records`` and their URLs.
+
+        Each file is handled as in :meth:`download`, so a rerun after a crash or an error
+        fetches only what is missing.
+
+        Raises:
+            DownloadError: a record has no result URLs (checked before anything is fetched),
+                or a file could not be saved (the first such error, raised once every other
+                file is finished; the others are logged).
+            ValidationError: ``concurrency`` is not an int >= 1.
+
+        Example::
+
+            records = [o.record for o in outcomes if o.ok and o.record]
+            paths = await kie.download_many(records, "videos/", concurrency=8)
+        """
+        from ._download import download_records
+
+        return await download_records(self, records, Path(dest_dir), concurrency=concurrency)
+
+    def extend_many(
+        self: Submitter,
+        requests: Iterable[ExtendRequest] | AsyncIterable[ExtendRequest],
+        *,
+        concurrency: int = 50,
+        journal: str | os.PathLike[str] | None = None,
+        poll: PollPolicy | None = None,
+        on_progress: Callable[[Progress], None] | None = None,
+        resubmit_uncertain: bool = False,
+    ) -> BulkRun:
+        """Submit and await many extensions: a :class:`BulkRun` yielding one
+        :class:`ExtendOutcome` per request as each finishes (not in input order).
+
+        One bad request never ends the run. After an error that dooms every later submission
+        (401 bad key, 402 out of credits, 505 feature disabled, a TLS failure, or three creates
+        in a row that could not connect to kie.ai at all) no new create is sent: tasks already
+        submitted are still awaited, and the remaining requests are yielded as
+        :attr:`OutcomeKind.NOT_SUBMITTED`. Every create goes through the client's rate limiter.
+
+        Args:
+            requests: the :class:`ExtendRequest` items, a sync or async iterable; read lazily,
+                so a generator of any length works.
+            concurrency: at most this many requests submitted and not yet consumed: an outcome
+                you have not taken yet still holds its place, so a consumer that stops reading
+                stops the creates too.
+            journal: a JSON-lines file recording progress. A rerun with the same journal skips
+                finished requests, re-attaches to submitted ones, and reports a request whose
+                create may have reached kie.ai as :attr:`OutcomeKind.UNCERTAIN` instead of
+                sending it again.
+            poll: the :class:`PollPolicy` for waiting; defaults to the client's.
+            on_progress: called with a :class:`Progress` whenever a count changes; an
+                exception it raises is logged and ignored.
+            resubmit_uncertain: resubmit requests the journal marks uncertain (may pay twice).
+
+        Raises:
+            ValidationError: ``concurrency`` is not a positive int.
+            ConfigurationError: the journal cannot be read, is not a kie-async journal, or is
+                in use by another run (its pid, host and start time are named); a
+                :class:`RedisRateLimit` whose Redis cannot be reached.
+            OSError: the journal cannot be written (the run stops).
+            TypeError: an item of ``requests`` is not an :class:`ExtendRequest`.
+
+        These are raised from the iteration, not from this call. Use the run as an async
+        context manager (or ``contextlib.aclosing``) to end it when the block ends; see
+        :class:`BulkRun` for what a stop costs.
+
+        Example::
+
+            async with kie.extend_many(requests, journal="run.jsonl") as run:
+                async for outcome in run:
+                    print(outcome.request.task_id, outcome.kind.value)
+        """
+        from ._bulk import extend_many
+
+        return extend_many(
+            self,
+            requests,
+            concurrency=concurrency,
+            journal=Path(journal) if journal is not None else None,
+            poll=poll,
+            on_progress=on_progress,
+            resubmit_uncertain=resubmit_uncertain,
+        )

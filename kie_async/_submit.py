@@ -1,0 +1,78 @@
+"""A task's two calls below the facade: create it (the request's body, the client's
+``callBackUrl``, an uncertain create told apart) and read its record (checked to be its own).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Protocol
+
+from . import _protocol as proto
+from ._errors import KieError, UnexpectedResponseError
+from ._models import TaskRecord
+from ._polling import CreateFailure, create_failure
+from ._requests import REQUEST_TYPES, TaskRequest
+from ._task_errors import SubmissionUncertainError
+from ._wire import parse_record
+
+if TYPE_CHECKING:
+    from ._transport import SendWatch
+
+__all__ = ["Creates", "create_task", "record_of"]
+
+
+class Creates(Protocol):
+    """What a create needs of the transport (a :class:`~kie_async._transport.Transport` is one)."""
+
+    async def create(
+        self, path: str, body: Mapping[str, Any], watch: SendWatch | None, what: str
+    ) -> str: ...
+
+
+async def create_task(
+    transport: Creates,
+    request: TaskRequest,
+    callback_url: str | None,
+    watch: SendWatch | None = None,
+) -> str:
+    """Create the task of ``request`` (with ``callBackUrl=callback_url`` unless the request
+    names its own) and return its id; ``watch`` hears of each attempt.
+
+    Raises:
+        TypeError: ``request`` is not one of the request kinds.
+        SubmissionUncertainError: the reply was lost after the request may have been sent.
+        KieError: any other failure of the create, as the transport raised it.
+    """
+    if not isinstance(request, REQUEST_TYPES):
+        kinds = ", ".join(kind.__name__ for kind in REQUEST_TYPES)
+        raise TypeError(f"submit() takes one of {kinds}, not {type(request).__name__}")
+    path = request.endpoint
+    body = request.body()
+    if callback_url is not None and "callBackUrl" not in body:
+        body["callBackUrl"] = callback_url
+    what = f"create for {request.describe()}"
+    try:
+        task_id = await transport.create(path, body, watch, what)
+    except KieError as exc:
+        if create_failure(exc) is CreateFailure.UNCERTAIN:
+            raise SubmissionUncertainError(request=request, reason=str(exc)) from exc
+        raise
+    return task_id
+
+
+def record_of(data: object, task_id: str) -> TaskRecord:
+    """The :class:`TaskRecord` in a record-info answer for ``task_id``.
+
+    Raises:
+        UnexpectedResponseError: the answer is about another task (a confused cache or proxy,
+            or a hostile server): it must never be taken for this task's state.
+    """
+    record = parse_record(data, task_id=task_id, endpoint=proto.RECORD_PATH)
+    if record.task_id != task_id:
+        raise UnexpectedResponseError(
+            message=f"record-info answered for task {record.task_id[:80]!r}, not {task_id!r}",
+            http_status=200,
+            endpoint=proto.RECORD_PATH,
+            body_excerpt=repr(data)[:300],
+        )
+    return record
