@@ -326,3 +326,23 @@ def test_the_layer_check_places_packages_and_rejects_unknown_modules() -> None:
         pass
     else:
         raise AssertionError("an unplaced module was given a layer")
+
+
+def test_the_transport_knows_nothing_about_tasks() -> None:
+    """The transport modules (settings, HTTP helpers, the exchange) import nothing that knows a
+    task: no request kind, no record, no task error, no handle; only the protocol's envelope
+    (``_protocol``) and ``_wire``'s loopback check."""
+    graph = import_graph(PACKAGE)
+    allowed_above = {"kie_async._protocol", "kie_async._wire"}
+    transport = list(LAYERS).index("transport")
+    seen = {
+        (i.importer, i.imported)
+        for name, imports in graph.items()
+        if layer_of(name) == transport
+        for i in imports
+        if layer_of(i.imported) != transport
+        and list(LAYERS)[layer_of(i.imported)] != "base"
+        and i.imported not in allowed_above
+    }
+    assert seen == set()
+    assert {"kie_async._transport", "kie_async._config", "kie_async._http"} <= set(graph)
