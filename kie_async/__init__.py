@@ -11,6 +11,7 @@ Example::
 """
 
 from ._bulk import BulkRun, ExtendOutcome, OutcomeKind, Progress
+from ._chains import Chain, ExtendStep, UpscaleStep, VaryStep
 from ._client import KieClient
 from ._download import DownloadPolicy
 from ._errors import (
@@ -57,6 +58,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "BulkRun",
+    "Chain",
     "ClientClosedError",
     "ConfigurationError",
     "DownloadError",
@@ -64,6 +66,7 @@ __all__ = [
     "ExtendMode",
     "ExtendOutcome",
     "ExtendRequest",
+    "ExtendStep",
     "FeatureDisabledError",
     "GenerateRequest",
     "GenerationFailedError",
@@ -94,8 +97,10 @@ __all__ = [
     "UnexpectedResponseError",
     "UnprocessableError",
     "UpscaleRequest",
+    "UpscaleStep",
     "ValidationError",
     "VaryRequest",
+    "VaryStep",
     "__version__",
 ]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import copy
 import enum
 import heapq
 import itertools
@@ -20,10 +21,11 @@ from collections.abc import (
     Sequence,
 )
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Generic, Protocol
 
 import attrs
 
+from ._chains import BulkItem, Chain, journal_key, request_json, run_chain
 from ._errors import (
     AuthenticationError,
     FeatureDisabledError,
@@ -36,13 +38,22 @@ from ._handle import CallbackSource, TaskHandle, finished
 from ._journal import Journal, capped
 from ._models import ExtendRequest, TaskRecord
 from ._polling import CreateFailure, PollPolicy, create_failure, unreachable
+from ._requests import TaskRequest
 from ._retry import Schedule, next_delay, rng
 from ._task_errors import SubmissionUncertainError, TaskFailedError, TaskTimeoutError
-from ._wire import parse_record, request_to_json
+from ._wire import parse_record
 
 if TYPE_CHECKING:
-    from ._requests import TaskRequest
+    from typing_extensions import TypeVar
+
     from ._timeout import Timeout
+
+    #: The request type of an outcome: an extension unless said otherwise (``extend_many``).
+    R = TypeVar("R", covariant=True, bound=BulkItem, default=ExtendRequest)
+else:
+    from typing import TypeVar
+
+    R = TypeVar("R", covariant=True)
 
 __all__ = ["BulkRun", "ExtendOutcome", "OutcomeKind", "Progress", "extend_many"]
 
@@ -99,11 +110,13 @@ class OutcomeKind(str, enum.Enum):
 
 
 @attrs.frozen
-class ExtendOutcome:
-    """The outcome of one request in :meth:`KieClient.extend_many`.
+class ExtendOutcome(Generic[R]):
+    """The outcome of one request in :meth:`KieClient.extend_many` or
+    :meth:`KieClient.run_many`.
 
     Attributes:
-        request: the :class:`ExtendRequest`.
+        request: the :class:`ExtendRequest` (``extend_many``); for ``run_many``, the request of
+            any kind or the :class:`Chain`.
         kind: how it ended (:class:`OutcomeKind`).
         task_id: the kie.ai task id, if a task was created (keep it: you can re-attach).
         record: the final :class:`TaskRecord`, if known (``None`` for a create that failed;
@@ -111,15 +124,20 @@ class ExtendOutcome:
             record of a success, typed without ``None``.
         error: why it did not succeed.
         from_journal: ``True`` when the journal already held this final outcome and nothing
-            was sent this run.
+            was sent this run (for a chain: every step's).
+        steps: for a :class:`Chain`, the outcome of each step that ran, in order (the request
+            of each is the step's full request, with its source's task id); the chain's own
+            ``kind``, ``task_id``, ``record`` and ``error`` are its last step's. Empty
+            otherwise.
     """
 
-    request: ExtendRequest
+    request: R
     kind: OutcomeKind
     task_id: str | None = None
     record: TaskRecord | None = None
     error: Exception | None = attrs.field(default=None, eq=False)
     from_journal: bool = False
+    steps: tuple[ExtendOutcome[TaskRequest], ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -147,6 +165,10 @@ class ExtendOutcome:
         if self.error is not None:
             raise self.error
         raise LookupError(f"no task record for {self.request.describe()} ({self.kind.value})")
+
+
+#: The outcomes a run handles inside: of any request kind, or of a chain.
+_Outcome = ExtendOutcome[BulkItem]
 
 
 @attrs.frozen
@@ -197,7 +219,7 @@ class _Send:
 
     __slots__ = ("intent", "key", "maybe_sent", "request", "run", "task")
 
-    def __init__(self, run: _Run, key: str, request: ExtendRequest) -> None:
+    def __init__(self, run: _Run, key: str, request: TaskRequest) -> None:
         self.run = run
         self.key = key
         self.request = request
@@ -213,7 +235,7 @@ class _Send:
         if run.fatal is not None or run.closing:
             raise _StoppedError
         if not self.intent:
-            run._record("intent", self.key, request=request_to_json(self.request))
+            run._record("intent", self.key, request=request_json(self.request))
             self.intent = True
             await run._sync()
             if run.fatal is not None or run.closing:
@@ -268,12 +290,16 @@ class _Source:
 
     def __init__(
         self,
-        requests: Iterable[ExtendRequest] | AsyncIterable[ExtendRequest],
+        requests: Iterable[BulkItem] | AsyncIterable[BulkItem],
         *,
         keyed: bool = True,
+        accept: tuple[type, ...] = (ExtendRequest,),
+        caller: str = "extend_many",
     ) -> None:
-        self._sync: Iterator[ExtendRequest] | None = None
-        self._async: AsyncIterator[ExtendRequest] | None = None
+        self._sync: Iterator[BulkItem] | None = None
+        self._async: AsyncIterator[BulkItem] | None = None
+        self._accept = accept
+        self._caller = caller
         if isinstance(requests, AsyncIterable):
             self._async = aiter(requests)
         else:
@@ -285,7 +311,7 @@ class _Source:
         # fingerprint for the whole run: only a run with a journal uses them.
         self._keyed = keyed
 
-    async def next(self) -> tuple[int, str, ExtendRequest] | None:
+    async def next(self) -> tuple[int, str, BulkItem] | None:
         async with self._lock:
             try:
                 if self._async is not None:
@@ -297,14 +323,14 @@ class _Source:
                 return None
             position = self._position
             self._position += 1
-        if not isinstance(request, ExtendRequest):
+        if not isinstance(request, self._accept):
+            names = " or ".join(kind.__name__ for kind in self._accept)
             raise TypeError(
-                f"extend_many() takes ExtendRequest items; item {position} is "
-                f"{type(request).__name__}"
+                f"{self._caller}() takes {names} items; item {position} is {type(request).__name__}"
             )
         if not self._keyed:
             return position, "", request
-        fingerprint = request.fingerprint()
+        fingerprint = journal_key(request)
         self._seen[fingerprint] += 1
         occurrence = self._seen[fingerprint]
         key = fingerprint if occurrence == 1 else f"{fingerprint}#{occurrence}"
@@ -317,7 +343,7 @@ class _Waiting:
     __slots__ = ("base", "cut_short", "deadline", "grace_until", "handle", "key", "request")
 
     def __init__(
-        self, key: str, request: ExtendRequest, handle: TaskHandle, policy: PollPolicy
+        self, key: str, request: TaskRequest, handle: TaskHandle, policy: PollPolicy
     ) -> None:
         self.key = key
         self.request = request
@@ -483,7 +509,7 @@ class _Run:
         # Set when the run is being closed or cancelled: a worker whose cancellation was lost
         # (asyncio.wait_for before 3.12, async_timeout on 3.10) must still send nothing more.
         self.closing = False
-        self.outcomes: asyncio.Queue[ExtendOutcome | BaseException] = asyncio.Queue()
+        self.outcomes: asyncio.Queue[_Outcome | BaseException] = asyncio.Queue()
         # A place for each request in flight: taken before a request is read from the input,
         # given back only when the consumer has taken its outcome, so a consumer that stops
         # reading (or breaks out while holding the run) stops the creates too.
@@ -496,6 +522,10 @@ class _Run:
         # are saved instead of being lost as uncertain.
         self.on_wire: set[asyncio.Task[Any]] = set()
         self.wire_changed = asyncio.Event()
+        # Chains running (one task each, stopped like a worker), and the steps they await:
+        # a step's outcome goes to its chain, not to the consumer.
+        self.chains: set[asyncio.Future[None]] = set()
+        self.routes: dict[int, asyncio.Future[_Outcome]] = {}
 
     async def stop(self, workers: Sequence[asyncio.Future[None]]) -> None:
         """Stop submitting at once: cancel every worker not sending a create, and wait for the
@@ -544,11 +574,17 @@ class _Run:
                 worker.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
 
-    def emit(self, outcome: ExtendOutcome) -> None:
-        """Hand ``outcome`` to the consumer; its place is freed once the consumer took it."""
+    def emit(self, outcome: _Outcome) -> None:
+        """Hand ``outcome`` to the consumer (a chain's step: to its chain); its place is freed
+        once the consumer took it."""
+        route = self.routes.pop(id(outcome.request), None) if self.routes else None
+        if route is not None:
+            if not route.done():
+                route.set_result(outcome)
+            return
         self.outcomes.put_nowait(outcome)
 
-    def fail(self, request: ExtendRequest, exc: BaseException) -> None:
+    def fail(self, request: BulkItem, exc: BaseException) -> None:
         """Report an unexpected error for ``request``; a journal that cannot be written, or
         anything else that is not an ``Exception``, ends the run."""
         if isinstance(exc, OSError) or not isinstance(exc, Exception):
@@ -586,10 +622,13 @@ class _Run:
         if self.journal is not None:
             await self.journal.sync()
 
-    async def process(self, key: str, request: ExtendRequest) -> ExtendOutcome | None:
+    async def process(self, key: str, request: BulkItem) -> _Outcome | None:
         """Start ``request``: its outcome, or ``None`` once its task is being awaited."""
         # Taken out, not looked up: a rerun's memory shrinks as it goes instead of holding
         # every earlier entry to the end.
+        if isinstance(request, Chain):
+            self._chain(key, request)
+            return None
         entry = self.journal.entries.pop(key, None) if self.journal is not None else None
         if entry is not None and entry.state == "done":
             return self._from_journal(request, entry)
@@ -608,7 +647,44 @@ class _Run:
                 return ExtendOutcome(request, OutcomeKind.UNCERTAIN, error=error)
         return await self._submit(key, request)
 
-    async def _submit(self, key: str, request: ExtendRequest) -> ExtendOutcome | None:
+    def _chain(self, key: str, chain: Chain) -> None:
+        """Run ``chain``'s steps in a task of their own; one outcome, the last step's."""
+
+        async def run() -> None:
+            try:
+                steps: list[Any] = await run_chain(chain, key, self)
+                journaled = all(step.from_journal for step in steps)
+                self.emit(
+                    attrs.evolve(steps[-1], request=chain, steps=(*steps,), from_journal=journaled)
+                )
+            except asyncio.CancelledError:
+                raise
+            except BaseException as exc:  # as a worker does: nothing may lose the chain
+                self.counts.change(queued=-1)
+                self.fail(chain, exc)
+
+        task = asyncio.ensure_future(run())
+        self.chains.add(task)
+        task.add_done_callback(self.chains.discard)
+
+    async def step(self, key: str, request: TaskRequest, *, last: bool) -> _Outcome:
+        """One step of a chain, journaled under ``key`` like a request of its own."""
+        # A copy of its own: its outcome is routed by the request's identity, and a chain
+        # given twice shares its first request.
+        request = copy.copy(request)
+        route: asyncio.Future[_Outcome] = asyncio.get_running_loop().create_future()
+        self.routes[id(request)] = route
+        try:
+            outcome = await self.process(key, request)
+            if outcome is None:
+                outcome = await route
+        finally:
+            self.routes.pop(id(request), None)
+        if outcome.ok and not last:
+            self.counts.change(succeeded=-1, queued=1)  # the chain goes on: counted once
+        return outcome
+
+    async def _submit(self, key: str, request: TaskRequest) -> _Outcome | None:
         if self.fatal is not None:
             self.counts.change(queued=-1, failed=1)
             return ExtendOutcome(request, OutcomeKind.NOT_SUBMITTED, error=self.fatal)
@@ -646,7 +722,7 @@ class _Run:
         self._await(key, request, handle)
         return None
 
-    def _await(self, key: str, request: ExtendRequest, handle: TaskHandle) -> None:
+    def _await(self, key: str, request: TaskRequest, handle: TaskHandle) -> None:
         """Await the task: through the shared poller, or, with a callback receiver, through
         :meth:`TaskHandle.wait` in a task of its own."""
         if self.closing:
@@ -659,7 +735,7 @@ class _Run:
         self.waits.add(wait)
         wait.add_done_callback(self.waits.discard)
 
-    async def _wait(self, key: str, request: ExtendRequest, handle: TaskHandle) -> None:
+    async def _wait(self, key: str, request: TaskRequest, handle: TaskHandle) -> None:
         try:
             try:
                 record = await handle.wait(poll=self.poll)
@@ -678,8 +754,8 @@ class _Run:
             self.fail(request, exc)
 
     def _ended(
-        self, key: str, request: ExtendRequest, handle: TaskHandle, record: TaskRecord
-    ) -> ExtendOutcome:
+        self, key: str, request: TaskRequest, handle: TaskHandle, record: TaskRecord
+    ) -> _Outcome:
         """The outcome of a task kie.ai reports ended, recorded as final in the journal."""
         task_id = handle.task_id
         try:
@@ -700,8 +776,8 @@ class _Run:
         return ExtendOutcome(request, OutcomeKind.SUCCEEDED, task_id, record)
 
     def _wait_failed(
-        self, key: str, request: ExtendRequest, handle: TaskHandle, exc: KieError
-    ) -> ExtendOutcome:
+        self, key: str, request: TaskRequest, handle: TaskHandle, exc: KieError
+    ) -> _Outcome:
         """A timeout or a lasting poll error: the task may still finish. The journal keeps it
         as submitted, so a rerun re-attaches to it."""
         self._note_fatal(exc)
@@ -709,7 +785,7 @@ class _Run:
         self.counts.change(running=-1, failed=1)
         return ExtendOutcome(request, OutcomeKind.FAILED, handle.task_id, last, exc)
 
-    def _from_journal(self, request: ExtendRequest, entry: Any) -> ExtendOutcome:
+    def _from_journal(self, request: TaskRequest, entry: Any) -> _Outcome:
         record = None
         if entry.record:
             try:
@@ -734,7 +810,7 @@ class _Run:
         )
 
 
-class BulkRun(AsyncIterator[ExtendOutcome]):
+class BulkRun(AsyncIterator[ExtendOutcome[R]]):
     """A bulk run from :meth:`KieClient.extend_many`: an async iterator of
     :class:`ExtendOutcome`, and an async context manager that ends the run when its block ends.
 
@@ -758,20 +834,20 @@ class BulkRun(AsyncIterator[ExtendOutcome]):
 
     __slots__ = ("_outcomes",)
 
-    def __init__(self, outcomes: AsyncGenerator[ExtendOutcome, None]) -> None:
+    def __init__(self, outcomes: AsyncGenerator[ExtendOutcome[R], None]) -> None:
         self._outcomes = outcomes
 
-    def __aiter__(self) -> BulkRun:
+    def __aiter__(self) -> BulkRun[R]:
         return self
 
-    async def __anext__(self) -> ExtendOutcome:
+    async def __anext__(self) -> ExtendOutcome[R]:
         return await self._outcomes.__anext__()
 
     async def aclose(self) -> None:
         """Stop the run (see above) and wait until it has stopped. Safe to call twice."""
         await self._outcomes.aclose()
 
-    async def __aenter__(self) -> BulkRun:
+    async def __aenter__(self) -> BulkRun[R]:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -790,7 +866,7 @@ def extend_many(
 ) -> BulkRun:
     """The :class:`BulkRun` of :meth:`KieClient.extend_many` (documented there)."""
     return BulkRun(
-        _outcomes(
+        _outcomes(  # type: ignore[arg-type]  # only ExtendRequest items are accepted
             client,
             requests,
             concurrency=concurrency,
@@ -804,14 +880,16 @@ def extend_many(
 
 async def _outcomes(
     client: Submitter,
-    requests: Iterable[ExtendRequest] | AsyncIterable[ExtendRequest],
+    requests: Iterable[BulkItem] | AsyncIterable[BulkItem],
     *,
     concurrency: int,
     journal: Path | None,
     poll: PollPolicy | None,
     on_progress: Callable[[Progress], None] | None,
     resubmit_uncertain: bool,
-) -> AsyncGenerator[ExtendOutcome, None]:
+    accept: tuple[type, ...] = (ExtendRequest,),
+    caller: str = "extend_many",
+) -> AsyncGenerator[_Outcome, None]:
     """The run itself, as an async generator; see :meth:`KieClient.extend_many`."""
     from ._errors import ValidationError
 
@@ -820,7 +898,7 @@ async def _outcomes(
     book = Journal(journal) if journal is not None else None
     counts = _Counts(callback=on_progress)
     run = _Run(client, book, poll, counts, resubmit_uncertain, concurrency)
-    source = _Source(requests, keyed=book is not None)
+    source = _Source(requests, keyed=book is not None, accept=accept, caller=caller)
     outcomes = run.outcomes
     done_reading = object()
 
@@ -885,7 +963,7 @@ async def _outcomes(
         for task in pending:
             task.cancel()
         try:
-            await run.stop(workers)
+            await run.stop([*workers, *run.chains])
         finally:
             try:
                 pending += [wait for wait in run.waits if wait not in pending]

@@ -20,6 +20,7 @@ from ._requests import GenerateRequest, TaskRequest, UpscaleRequest, VaryRequest
 
 if TYPE_CHECKING:
     from ._bulk import BulkRun, Progress, Submitter
+    from ._chains import BulkItem
 
 __all__ = ["KindCalls", "RunCalls"]
 
@@ -250,6 +251,51 @@ class RunCalls:
         from ._bulk import extend_many
 
         return extend_many(
+            self,
+            requests,
+            concurrency=concurrency,
+            journal=Path(journal) if journal is not None else None,
+            poll=poll,
+            on_progress=on_progress,
+            resubmit_uncertain=resubmit_uncertain,
+        )
+
+    def run_many(
+        self: Submitter,
+        requests: Iterable[BulkItem] | AsyncIterable[BulkItem],
+        *,
+        concurrency: int = 50,
+        journal: str | os.PathLike[str] | None = None,
+        poll: PollPolicy | None = None,
+        on_progress: Callable[[Progress], None] | None = None,
+        resubmit_uncertain: bool = False,
+    ) -> BulkRun[BulkItem]:
+        """Submit and await many requests of any kind, and chains: :meth:`extend_many` for a
+        mix of :class:`GenerateRequest`, :class:`UpscaleRequest`, :class:`VaryRequest`,
+        :class:`ExtendRequest` and :class:`Chain` items, with the same arguments, journal, rate
+        limit, backpressure, stops and :class:`ExtendOutcome` outcomes (``outcome.request`` is
+        the item).
+
+        A :class:`Chain` yields one outcome: its steps run one after another, each journaled
+        as a request of its own (its intent before its create, its task id, its end), so a
+        rerun resumes a chain at the step it reached and never pays for a finished step
+        again; ``outcome.steps`` holds every step's outcome. Journal keys name the kind
+        (an extension's key is the same as :meth:`extend_many`'s, so its journals match).
+
+        Raises:
+            TypeError: an item is not a request or a :class:`Chain`; and the errors of
+                :meth:`extend_many`, from the iteration.
+
+        Example::
+
+            chain = Chain(GenerateRequest.video("waves", image_url=frame), ExtendStep(0, "calm"))
+            async with kie.run_many([chain, UpscaleRequest(image_task, 2)]) as run:
+                async for outcome in run:
+                    print(outcome.request.describe(), outcome.kind.value, outcome.task_id)
+        """
+        from ._many import run_many
+
+        return run_many(
             self,
             requests,
             concurrency=concurrency,

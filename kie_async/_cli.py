@@ -1,4 +1,5 @@
-"""The ``kie-async`` command: extend videos, check tasks, run a jobs file in bulk, or a demo.
+"""The ``kie-async`` command: generate, upscale, vary or extend, check tasks, run a jobs file
+in bulk, or a demo.
 
 Each subcommand is one entry of :data:`COMMANDS`: a function adding its arguments and an async
 function running it, returning the exit status. :func:`run` is the whole command as a coroutine
@@ -30,8 +31,9 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import attrs
 
-from ._bulk import ExtendOutcome, OutcomeKind
-from ._cli_jobs import Job, Sink, _ResultsWriter, _status_name, parse_jobs
+from ._bulk import OutcomeKind
+from ._cli_jobs import BULK_HELP, Job, Outcome, Sink, _ResultsWriter, _status_name, parse_jobs
+from ._cli_kinds import KIND_COMMANDS, KIND_FLAGS
 from ._cli_progress import _is_terminal, _open_display, first_estimate
 from ._client import KieClient, _Secret
 from ._errors import (
@@ -46,6 +48,7 @@ from ._models import ExtendRequest, TaskRecord
 from ._polling import PollPolicy
 from ._ratelimit import RateLimit
 from ._redis_limit import RedisRateLimit
+from ._requests import TaskRequest
 from ._task_errors import TaskFailedError, TaskTimeoutError
 from ._text import printable
 from ._version import __version__
@@ -141,6 +144,7 @@ _FLAGS = {
     "rate_limit": "--rate-limit",
     "concurrency": "--concurrency",
     "timeout": "--timeout",
+    **KIND_FLAGS,
 }
 
 #: Python spellings in the library's messages, and what a command-line user types instead.
@@ -202,7 +206,7 @@ class Tally:
     total: int
     kinds: collections.Counter[OutcomeKind] = attrs.Factory(collections.Counter)
     from_journal: int = 0
-    problems: list[tuple[Job, ExtendOutcome]] = attrs.Factory(list)
+    problems: list[tuple[Job, Outcome]] = attrs.Factory(list)
     elapsed: float = 0.0
 
     @property
@@ -215,7 +219,7 @@ class Tally:
         """True when every job succeeded."""
         return self.kinds[OutcomeKind.SUCCEEDED] == self.total
 
-    def add(self, job: Job, outcome: ExtendOutcome) -> None:
+    def add(self, job: Job, outcome: Outcome) -> None:
         """Count one outcome."""
         self.kinds[outcome.kind] += 1
         self.from_journal += outcome.from_journal
@@ -234,7 +238,7 @@ async def execute_bulk(
     interval: float = 10.0,
     sinks: Sequence[Sink] = (),
 ) -> Tally:
-    """Run ``jobs`` through :meth:`KieClient.extend_many` with a progress display, hand each
+    """Run ``jobs`` through :meth:`KieClient.run_many` with a progress display, hand each
     outcome to ``sinks``, and print the summary. On cancellation (Ctrl-C) it prints what was
     finished and how to continue, then re-raises.
     """
@@ -251,7 +255,7 @@ async def execute_bulk(
     try:
         async with (
             display,
-            client.extend_many(
+            client.run_many(
                 (job.request for job in jobs),
                 concurrency=concurrency,
                 journal=journal,
@@ -298,7 +302,7 @@ _KIND_LABELS = {
 _MAX_PROBLEMS_SHOWN = 20
 
 
-def _problem_text(job: Job, outcome: ExtendOutcome) -> str:
+def _problem_text(job: Job, outcome: Outcome) -> str:
     reason = str(outcome.error) if outcome.error is not None else "no result"
     if outcome.task_id and outcome.task_id not in reason:
         reason = f"task {outcome.task_id}: {reason}"
@@ -416,6 +420,24 @@ async def _extend(ctx: Context, args: argparse.Namespace) -> int:
         if not args.wait:
             return EXIT_OK
         return await _await_task(ctx, handle, args.timeout)
+
+
+def _submitting(
+    build: Callable[[argparse.Namespace], TaskRequest],
+) -> Callable[[Context, argparse.Namespace], Awaitable[int]]:
+    """The run of a command submitting the request ``build`` makes of its arguments (see
+    ``_cli_kinds``), as :func:`_extend` does: the request is checked before anything is sent."""
+
+    async def submit(ctx: Context, args: argparse.Namespace) -> int:
+        request = build(args)
+        async with ctx.client() as kie:
+            handle = await kie.submit(request)
+            ctx.say(handle.task_id)
+            if not args.wait:
+                return EXIT_OK
+            return await _await_task(ctx, handle, args.timeout)
+
+    return submit
 
 
 def _add_task_id(parser: argparse.ArgumentParser) -> None:
@@ -581,7 +603,7 @@ class _Downloader:
         self.saved = 0
         self.failed = 0
 
-    async def __call__(self, job: Job, outcome: ExtendOutcome) -> None:
+    async def __call__(self, job: Job, outcome: Outcome) -> None:
         if not outcome.ok or outcome.record is None or not outcome.record.result_urls:
             return
         try:
@@ -699,28 +721,21 @@ class Command:
     talks_to_kie: bool = True
 
 
-_BULK_HELP = """\
-Extend every job of a jobs file, at most --concurrency at once and within kie.ai's rate
-limit, and print a summary. Exit status 1 unless every job succeeded.
-
-The jobs file (JOBS.jsonl) holds one JSON object per line; blank lines and lines starting
-with # are skipped. A line:
-
-  {"task_id": "ee603959", "index": 0, "prompt": "The camera pulls back", "key": "shot-1"}
-
-task_id (the original video record) and index (0 to 3) are required. Optional: prompt (what
-happens next; without one the model continues), mode ("manual" or "auto"), watermark,
-callback_url, and key (your own name for the job, kept in the journal and the results).
-Every line is checked before anything is sent."""
-
 #: The subcommands, in the order ``--help`` lists them.
 COMMANDS: dict[str, Command] = {
+    **{
+        name: Command(kind.help, kind.configure, _submitting(kind.build))
+        for name, kind in KIND_COMMANDS.items()
+    },
     "extend": Command("extend one video; print the new task id", _add_extend, _extend),
     "status": Command("show a task's current status (one query)", _add_task_id, _status),
     "wait": Command("wait for a task to finish and show its result", _add_wait, _wait),
     "credits": Command("show the account's remaining credits", _add_nothing, _credits),
     "bulk": Command(
-        "extend every job of a JSON-lines file", _add_bulk, _bulk, description=_BULK_HELP
+        "run every job (any kind, or chains) of a JSON-lines file",
+        _add_bulk,
+        _bulk,
+        description=BULK_HELP,
     ),
     "download": Command("save a finished task's videos in a directory", _add_download, _download),
     "demo": Command(
@@ -811,7 +826,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser: global options, then one subparser per entry of :data:`COMMANDS`."""
     parser = argparse.ArgumentParser(
         prog="kie-async",
-        description="Extend Midjourney videos with kie.ai, one at a time or in bulk.",
+        description="Generate, upscale, vary and extend Midjourney images and videos with "
+        "kie.ai, one at a time or in bulk.",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

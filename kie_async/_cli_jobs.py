@@ -9,21 +9,62 @@ from typing import Any, TextIO
 import attrs
 
 from ._bulk import ExtendOutcome
+from ._chains import BulkItem, Chain, ExtendStep, UpscaleStep, VaryStep, chain_json, request_json
 from ._errors import ValidationError, _exception_fields
-from ._models import ExtendRequest, TaskRecord
-from ._wire import request_to_json
+from ._models import TaskRecord
+from ._requests import ExtendRequest, GenerateRequest, UpscaleRequest, VaryRequest
 
-#: The keys a jobs-file line may hold; ``task_id`` and ``index`` are required.
+#: A bulk run's outcome as the command handles it: of any kind, or of a chain.
+Outcome = ExtendOutcome[BulkItem]
+
+#: The keys an extension line may hold; ``task_id`` and ``index`` are required.
 JOB_FIELDS = ("task_id", "index", "prompt", "mode", "watermark", "callback_url", "key")
-_REQUIRED_FIELDS = ("task_id", "index")
+#: The keys of a generation line; ``task_type`` and ``prompt`` are required.
+GENERATE_FIELDS = (
+    "task_type",
+    "prompt",
+    "file_urls",
+    "aspect_ratio",
+    "version",
+    "speed",
+    "variety",
+    "stylization",
+    "weirdness",
+    "ow",
+    "video_batch_size",
+    "motion",
+    "watermark",
+    "enable_translation",
+    "callback_url",
+    "key",
+)
+#: The keys of an upscale or variation line; ``task_id`` and ``index`` are required.
+IMAGE_FIELDS = ("task_id", "index", "watermark", "callback_url", "key")
+
+#: Each line kind: the class it builds, the keys it may hold, the keys it needs.
+_KINDS: dict[str, tuple[Callable[..., Any], tuple[str, ...], tuple[str, ...]]] = {
+    "extend": (ExtendRequest, JOB_FIELDS, ("task_id", "index")),
+    "generate": (GenerateRequest, GENERATE_FIELDS, ("task_type", "prompt")),
+    "upscale": (UpscaleRequest, IMAGE_FIELDS, ("task_id", "index")),
+    "vary": (VaryRequest, IMAGE_FIELDS, ("task_id", "index")),
+}
+#: The kinds of a chain's later steps: no task id (it is the step before's), no key.
+_STEPS: dict[str, tuple[Callable[..., Any], tuple[str, ...], tuple[str, ...]]] = {
+    "extend": (ExtendStep, ("index", "prompt", "mode", "watermark", "callback_url"), ()),
+    "upscale": (UpscaleStep, ("index", "watermark", "callback_url"), ("index",)),
+    "vary": (VaryStep, ("index", "watermark", "callback_url"), ("index",)),
+}
+_CHAIN_FIELDS = ("steps", "key")
+_FRAME = "https://example.com/f.png"
 
 
 @attrs.frozen
 class Job:
-    """One request of a bulk run and where it came from (``label`` is e.g. ``"line 3"``)."""
+    """One item of a bulk run (a request of any kind, or a chain) and where it came from
+    (``label`` is e.g. ``"line 3"``)."""
 
     number: int
-    request: ExtendRequest
+    request: BulkItem
     label: str
 
 
@@ -40,12 +81,81 @@ class LineError:
         return f"line {self.line}: {field}{self.reason}"
 
 
+class _RefusedError(Exception):
+    """The problems of one line: ``(field, reason)`` pairs."""
+
+    def __init__(self, *problems: tuple[str | None, str]) -> None:
+        super().__init__(problems)
+        self.problems = problems
+
+
+def _build(
+    data: dict[str, Any],
+    table: dict[str, tuple[Callable[..., Any], tuple[str, ...], tuple[str, ...]]],
+    prefix: str = "",
+) -> Any:
+    """The object ``data`` describes, by its ``kind`` (``extend`` when absent) in ``table``."""
+    kind = data.get("kind", "extend")
+    if kind not in table:
+        known = ", ".join(repr(name) for name in table)
+        raise _RefusedError((f"{prefix}kind", f"{kind!r:.40} is not one of {known}"))
+    build, allowed, required = table[kind]
+    if prefix and "task_id" in data and "task_id" not in allowed:
+        raise _RefusedError((f"{prefix}task_id", "a later step takes the task of the step before"))
+    unknown = sorted(set(data) - set(allowed) - {"kind"})
+    if unknown:
+        known = ", ".join(allowed)
+        raise _RefusedError(
+            *((f"{prefix}{name}", f"unknown field (known: {known})") for name in unknown)
+        )
+    missing = [name for name in required if data.get(name) is None]
+    if missing:
+        raise _RefusedError(*((f"{prefix}{name}", "is required") for name in missing))
+    fields = {name: value for name, value in data.items() if value is not None and name != "kind"}
+    try:
+        return build(**fields)
+    except ValidationError as exc:
+        raise _RefusedError((f"{prefix}{exc.field}", exc.reason)) from None
+    except (TypeError, ValueError) as exc:  # a JSON type the model did not foresee
+        raise _RefusedError((prefix.rstrip(".") or None, str(exc))) from None
+
+
+def _chain(data: dict[str, Any]) -> Chain:
+    unknown = sorted(set(data) - {*_CHAIN_FIELDS, "kind"})
+    if unknown:
+        known = ", ".join(_CHAIN_FIELDS)
+        raise _RefusedError(*((name, f"unknown field (known: {known})") for name in unknown))
+    steps = data.get("steps")
+    if not isinstance(steps, list) or len(steps) < 2:
+        raise _RefusedError(("steps", "must be a list of at least 2 steps (a request, then steps)"))
+    problems: list[tuple[str | None, str]] = []
+    built: list[Any] = []
+    for number, step in enumerate(steps):
+        where = f"steps[{number}]"
+        if not isinstance(step, dict):
+            problems.append((where, f"must be a JSON object, not {type(step).__name__}"))
+            continue
+        try:
+            built.append(_build(step, _STEPS if number else _KINDS, f"{where}."))
+        except _RefusedError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise _RefusedError(*problems)
+    try:
+        return Chain(built[0], *built[1:], key=data.get("key"))
+    except ValidationError as exc:
+        raise _RefusedError((exc.field, exc.reason)) from None
+
+
 def parse_jobs(text: str) -> tuple[list[Job], list[LineError]]:
     """Every job of a jobs file (one JSON object per line) and every bad line, by line number.
 
-    Blank lines and lines starting with ``#`` are skipped. A line is bad when it is not JSON, not
-    an object, has a key outside :data:`JOB_FIELDS`, lacks ``task_id`` or ``index``, or is
-    refused by :class:`ExtendRequest` (the error names the field).
+    Blank lines and lines starting with ``#`` are skipped. A line's ``kind`` says what it is:
+    ``"extend"`` (the default, so files without kinds keep working), ``"generate"``,
+    ``"upscale"``, ``"vary"``, or ``"chain"`` (``steps``: a request line, then steps naming
+    the ``index`` of the step before's output they take). A line is bad when it is not a JSON
+    object, has a key its kind does not know, lacks a required key, or is refused by its
+    request class (the error names the field, e.g. ``steps[1].index``).
     """
     jobs: list[Job] = []
     errors: list[LineError] = []
@@ -65,35 +175,23 @@ def parse_jobs(text: str) -> tuple[list[Job], list[LineError]]:
             kind = type(data).__name__
             errors.append(LineError(number, None, f"must be a JSON object, not {kind}"))
             continue
-        unknown = sorted(set(data) - set(JOB_FIELDS))
-        if unknown:
-            known = ", ".join(JOB_FIELDS)
-            for name in unknown:
-                errors.append(LineError(number, name, f"unknown field (known: {known})"))
-            continue
-        missing = [name for name in _REQUIRED_FIELDS if data.get(name) is None]
-        if missing:
-            errors.extend(LineError(number, name, "is required") for name in missing)
-            continue
-        fields = {name: value for name, value in data.items() if value is not None}
         try:
-            request = ExtendRequest(**fields)
-        except ValidationError as exc:
-            errors.append(LineError(number, exc.field, exc.reason))
+            item = _chain(data) if data.get("kind") == "chain" else _build(data, _KINDS)
+        except _RefusedError as exc:
+            errors.extend(LineError(number, field, reason) for field, reason in exc.problems)
             continue
-        except (TypeError, ValueError) as exc:  # a JSON type the model did not foresee
-            errors.append(LineError(number, None, str(exc)))
-            continue
-        jobs.append(Job(number, request, f"line {number}"))
+        jobs.append(Job(number, item, f"line {number}"))
     return jobs, errors
 
 
-def result_line(job: Job, outcome: ExtendOutcome) -> dict[str, Any]:
-    """One line of a results file: the request, how it ended, its task and result URLs."""
+def result_line(job: Job, outcome: Outcome) -> dict[str, Any]:
+    """One line of a results file: the request, how it ended, its task and result URLs (a
+    chain's: its last step's, and each step's task under ``steps``)."""
     record = outcome.record
-    return {
+    item = outcome.request
+    line = {
         "line": job.number,
-        "request": request_to_json(outcome.request),
+        "request": chain_json(item) if isinstance(item, Chain) else request_json(item),
         "kind": outcome.kind.value,
         "task_id": outcome.task_id,
         "status": _status_name(record) if record is not None else None,
@@ -103,6 +201,12 @@ def result_line(job: Job, outcome: ExtendOutcome) -> dict[str, Any]:
         "from_journal": outcome.from_journal,
         "error": _exception_fields(outcome.error) if outcome.error is not None else None,
     }
+    if isinstance(item, Chain):
+        line["steps"] = [
+            {"kind": step.kind.value, "task_id": step.task_id, "from_journal": step.from_journal}
+            for step in outcome.steps
+        ]
+    return line
 
 
 def _status_name(record: TaskRecord) -> str:
@@ -110,7 +214,7 @@ def _status_name(record: TaskRecord) -> str:
 
 
 #: Something done with each outcome of a bulk run as it arrives (writing results, ...).
-Sink = Callable[[Job, ExtendOutcome], Awaitable[None]]
+Sink = Callable[[Job, Outcome], Awaitable[None]]
 
 
 class _ResultsWriter:
@@ -119,7 +223,46 @@ class _ResultsWriter:
     def __init__(self, file: TextIO) -> None:
         self._file = file
 
-    async def __call__(self, job: Job, outcome: ExtendOutcome) -> None:
+    async def __call__(self, job: Job, outcome: Outcome) -> None:
         line = json.dumps(result_line(job, outcome), ensure_ascii=False)
         self._file.write(line + "\n")
         self._file.flush()
+
+
+_CHAIN_EXAMPLE = {
+    "kind": "chain",
+    "steps": [
+        {"kind": "generate", "task_type": "mj_video", "prompt": "waves", "file_urls": [_FRAME]},
+        {"kind": "extend", "index": 0, "prompt": "the wave breaks"},
+    ],
+}
+
+#: ``kie-async bulk --help``: what a jobs file holds, with a line of every kind.
+BULK_HELP = """\
+Run every job of a jobs file, at most --concurrency at once and within kie.ai's rate limit,
+and print a summary. Exit status 1 unless every job succeeded.
+
+The jobs file (JOBS.jsonl) holds one JSON object per line; blank lines and lines starting
+with # are skipped. A line's "kind" says what it is: "extend" (the default, so a line without
+a kind extends a video), "generate", "upscale", "vary", or "chain". Lines:
+
+  {"task_id": "ee603959", "index": 0, "prompt": "The camera pulls back", "key": "shot-1"}
+  {"kind": "generate", "task_type": "mj_txt2img", "prompt": "a lighthouse", "key": "l1"}
+  {"kind": "upscale", "task_id": "2584469c", "index": 2}
+  {"kind": "vary", "task_id": "2584469c", "index": 0, "watermark": "acme"}
+  CHAIN_EXAMPLE
+
+extend: task_id (the video record) and index (0 to 3) are required; optional: prompt (what
+happens next; without one the model continues), mode ("manual" or "auto"), watermark,
+callback_url, and key (your own name for the job, kept in the journal and the results).
+generate: task_type and prompt are required; optional: file_urls, aspect_ratio, version,
+speed, variety, stylization, weirdness, ow, video_batch_size, motion, watermark,
+enable_translation, callback_url, key. upscale and vary: task_id (an image task) and index
+(0 to 3) are required; optional: watermark, callback_url, key.
+chain: "steps" is a request line (any kind), then steps of kind "extend" (index, prompt, mode,
+watermark, callback_url), "upscale" or "vary" (index, watermark, callback_url) that take
+output "index" of the step before, one after another; no task_id (it is the step before's).
+Optional: key. With --journal each step is journaled, so a rerun resumes a chain at the step
+it reached. Every line is checked before anything is sent.""".replace(
+    "CHAIN_EXAMPLE", json.dumps(_CHAIN_EXAMPLE)
+)

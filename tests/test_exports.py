@@ -16,6 +16,7 @@ EXPECTED = {
     "AuthenticationError",
     "BadRequestError",
     "BulkRun",
+    "Chain",
     "ClientClosedError",
     "ConfigurationError",
     "DownloadError",
@@ -23,6 +24,7 @@ EXPECTED = {
     "ExtendMode",
     "ExtendOutcome",
     "ExtendRequest",
+    "ExtendStep",
     "FeatureDisabledError",
     "GenerateRequest",
     "GenerationFailedError",
@@ -53,8 +55,10 @@ EXPECTED = {
     "UnexpectedResponseError",
     "UnprocessableError",
     "UpscaleRequest",
+    "UpscaleStep",
     "ValidationError",
     "VaryRequest",
+    "VaryStep",
     "__version__",
 }
 

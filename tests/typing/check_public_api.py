@@ -17,9 +17,11 @@ import kie_async
 from kie_async import (
     APIError,
     BulkRun,
+    Chain,
     ExtendMode,
     ExtendOutcome,
     ExtendRequest,
+    ExtendStep,
     GenerateRequest,
     KieClient,
     KieError,
@@ -38,6 +40,7 @@ from kie_async import (
     TransportError,
     UnexpectedResponseError,
     UpscaleRequest,
+    UpscaleStep,
     ValidationError,
     VaryRequest,
 )
@@ -146,6 +149,21 @@ async def use_client(session: aiohttp.ClientSession) -> list[str]:
         async with client.extend_many(build_requests(), journal="run.jsonl") as run:
             async for outcome in run:
                 assert outcome.ok
+        chain = Chain(GenerateRequest.image("a cat"), UpscaleStep(2), key="c")
+        clip = Chain(GenerateRequest.video("w", image_url="https://e.com/f.png"), ExtendStep(0))
+        async with client.run_many([chain, clip, UpscaleRequest("t", 1)]) as mixed:
+            async for any_outcome in mixed:
+                described: str = any_outcome.request.describe()
+                kind_of_item: Chain | TaskKind = (
+                    any_outcome.request
+                    if isinstance(any_outcome.request, Chain)
+                    else any_outcome.request.kind
+                )
+                for step in any_outcome.steps:
+                    step_kind: TaskKind = step.request.kind
+                    step_id: str | None = step.task_id
+                    assert step_kind and step_id
+                assert described and kind_of_item and any_outcome.ok
         assert last or again or balance or link or base or limit
     await kie.aclose()
     return urls
