@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import copy
 import enum
 import heapq
 import itertools
@@ -25,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol
 
 import attrs
 
-from ._chains import BulkItem, Chain, journal_key, request_json, run_chain
+from ._chains import BulkItem, journal_key, request_json
 from ._errors import (
     AuthenticationError,
     FeatureDisabledError,
@@ -38,7 +37,7 @@ from ._handle import CallbackSource, TaskHandle, finished
 from ._journal import Journal, capped
 from ._models import ExtendRequest, TaskRecord
 from ._polling import CreateFailure, PollPolicy, create_failure, unreachable
-from ._requests import TaskRequest
+from ._requests import REQUEST_TYPES, TaskRequest
 from ._retry import Schedule, next_delay, rng
 from ._task_errors import SubmissionUncertainError, TaskFailedError, TaskTimeoutError
 from ._wire import parse_record
@@ -522,10 +521,6 @@ class _Run:
         # are saved instead of being lost as uncertain.
         self.on_wire: set[asyncio.Task[Any]] = set()
         self.wire_changed = asyncio.Event()
-        # Chains running (one task each, stopped like a worker), and the steps they await:
-        # a step's outcome goes to its chain, not to the consumer.
-        self.chains: set[asyncio.Future[None]] = set()
-        self.routes: dict[int, asyncio.Future[_Outcome]] = {}
 
     async def stop(self, workers: Sequence[asyncio.Future[None]]) -> None:
         """Stop submitting at once: cancel every worker not sending a create, and wait for the
@@ -575,13 +570,7 @@ class _Run:
             await asyncio.gather(*workers, return_exceptions=True)
 
     def emit(self, outcome: _Outcome) -> None:
-        """Hand ``outcome`` to the consumer (a chain's step: to its chain); its place is freed
-        once the consumer took it."""
-        route = self.routes.pop(id(outcome.request), None) if self.routes else None
-        if route is not None:
-            if not route.done():
-                route.set_result(outcome)
-            return
+        """Hand ``outcome`` to the consumer; its place is freed once the consumer took it."""
         self.outcomes.put_nowait(outcome)
 
     def fail(self, request: BulkItem, exc: BaseException) -> None:
@@ -624,11 +613,9 @@ class _Run:
 
     async def process(self, key: str, request: BulkItem) -> _Outcome | None:
         """Start ``request``: its outcome, or ``None`` once its task is being awaited."""
+        assert isinstance(request, REQUEST_TYPES), "only run_many's runs take chains"
         # Taken out, not looked up: a rerun's memory shrinks as it goes instead of holding
         # every earlier entry to the end.
-        if isinstance(request, Chain):
-            self._chain(key, request)
-            return None
         entry = self.journal.entries.pop(key, None) if self.journal is not None else None
         if entry is not None and entry.state == "done":
             return self._from_journal(request, entry)
@@ -646,43 +633,6 @@ class _Run:
                 error = SubmissionUncertainError(request=request, reason=f"journal: {reason}")
                 return ExtendOutcome(request, OutcomeKind.UNCERTAIN, error=error)
         return await self._submit(key, request)
-
-    def _chain(self, key: str, chain: Chain) -> None:
-        """Run ``chain``'s steps in a task of their own; one outcome, the last step's."""
-
-        async def run() -> None:
-            try:
-                steps: list[Any] = await run_chain(chain, key, self)
-                journaled = all(step.from_journal for step in steps)
-                self.emit(
-                    attrs.evolve(steps[-1], request=chain, steps=(*steps,), from_journal=journaled)
-                )
-            except asyncio.CancelledError:
-                raise
-            except BaseException as exc:  # as a worker does: nothing may lose the chain
-                self.counts.change(queued=-1)
-                self.fail(chain, exc)
-
-        task = asyncio.ensure_future(run())
-        self.chains.add(task)
-        task.add_done_callback(self.chains.discard)
-
-    async def step(self, key: str, request: TaskRequest, *, last: bool) -> _Outcome:
-        """One step of a chain, journaled under ``key`` like a request of its own."""
-        # A copy of its own: its outcome is routed by the request's identity, and a chain
-        # given twice shares its first request.
-        request = copy.copy(request)
-        route: asyncio.Future[_Outcome] = asyncio.get_running_loop().create_future()
-        self.routes[id(request)] = route
-        try:
-            outcome = await self.process(key, request)
-            if outcome is None:
-                outcome = await route
-        finally:
-            self.routes.pop(id(request), None)
-        if outcome.ok and not last:
-            self.counts.change(succeeded=-1, queued=1)  # the chain goes on: counted once
-        return outcome
 
     async def _submit(self, key: str, request: TaskRequest) -> _Outcome | None:
         if self.fatal is not None:
@@ -889,6 +839,7 @@ async def _outcomes(
     resubmit_uncertain: bool,
     accept: tuple[type, ...] = (ExtendRequest,),
     caller: str = "extend_many",
+    run_type: type[_Run] = _Run,
 ) -> AsyncGenerator[_Outcome, None]:
     """The run itself, as an async generator; see :meth:`KieClient.extend_many`."""
     from ._errors import ValidationError
@@ -897,7 +848,7 @@ async def _outcomes(
         raise ValidationError("concurrency", f"must be an int >= 1, got {concurrency!r}")
     book = Journal(journal) if journal is not None else None
     counts = _Counts(callback=on_progress)
-    run = _Run(client, book, poll, counts, resubmit_uncertain, concurrency)
+    run = run_type(client, book, poll, counts, resubmit_uncertain, concurrency)
     source = _Source(requests, keyed=book is not None, accept=accept, caller=caller)
     outcomes = run.outcomes
     done_reading = object()
@@ -963,7 +914,7 @@ async def _outcomes(
         for task in pending:
             task.cancel()
         try:
-            await run.stop([*workers, *run.chains])
+            await run.stop(workers)
         finally:
             try:
                 pending += [wait for wait in run.waits if wait not in pending]
