@@ -280,3 +280,30 @@ async def test_bulk_with_a_bad_chain_line_sends_nothing(
     err = capsys.readouterr().err
     assert "line 2: steps[1].index" in err and "nothing was submitted" in err
     assert server.counts["create"] == 0
+
+
+async def test_bulk_reports_a_refused_re_extension_as_a_failed_chain(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server refusing to extend an extension fails that chain's line with kie's reason,
+    exit status 1; the steps before it are in the results file with their task ids."""
+    monkeypatch.setenv("KIE_API_KEY", KEY)
+    jobs = tmp_path / "jobs.jsonl"
+    chain = {
+        "kind": "chain",
+        "steps": [
+            {"kind": "generate", "task_type": "mj_video", "prompt": "w", "file_urls": [FRAME]},
+            {"index": 0, "prompt": "one"},
+            {"index": 0, "prompt": "two"},
+        ],
+    }
+    jobs.write_text(json.dumps(chain) + "\n")
+    out = tmp_path / "results.jsonl"
+    async with FakeKieServer(api_key=KEY, extend_extensions=False) as server:
+        assert await cli(server, "bulk", str(jobs), "--out", str(out)) == 1
+    printed = capsys.readouterr().out
+    assert "line 1: failed:" in printed and "cannot be extended again" in printed
+    [result] = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [s["kind"] for s in result["steps"]] == ["succeeded", "succeeded", "failed"]
+    assert all(s["task_id"] for s in result["steps"][:2]) and result["steps"][2]["task_id"] is None
+    assert server.counts["create:extend"] == 1
