@@ -4,9 +4,37 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
+
+from ._text import printable
 
 LOGGER_NAME = "kie_async"
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}
+
+
+class _Printable(logging.Filter):
+    """Escapes control characters in every string argument of the library's log records.
+
+    Task ids, URLs and messages in log lines often come from a server (or from an unsigned
+    callback): a newline in one must not forge a log line, nor an escape sequence recolour a
+    terminal. One filter on the logger covers every call, so no call site can forget; it runs
+    only for records that are emitted (the level check comes first)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple):
+            record.args = tuple(printable(a) if isinstance(a, str) else a for a in args)
+        elif isinstance(args, Mapping):
+            record.args = {k: printable(v) if isinstance(v, str) else v for k, v in args.items()}
+        return True
+
+
+def _install_filter(logger: logging.Logger) -> None:
+    if not any(isinstance(f, _Printable) for f in logger.filters):
+        logger.addFilter(_Printable())
+
+
+_install_filter(logging.getLogger(LOGGER_NAME))
 
 
 def configure_from_env() -> None:
@@ -16,6 +44,7 @@ def configure_from_env() -> None:
     their logging. The API key never reaches a log line at any level.
     """
     logger = logging.getLogger(LOGGER_NAME)
+    _install_filter(logger)
     if not any(isinstance(h, logging.NullHandler) for h in logger.handlers):
         logger.addHandler(logging.NullHandler())
     level = _LEVELS.get(os.environ.get("KIE_LOG", "").strip().lower())

@@ -212,3 +212,20 @@ async def test_clients_leaving_mid_body_cost_one_line_each(
     assert all(r.levelno == logging.WARNING and "\n" not in r.getMessage() for r in lines)
     assert [r for r in caplog.records if r.exc_info] == []
     assert receiver.counts["accepted"] == 0
+
+
+async def test_a_task_id_with_a_newline_forges_no_log_line(
+    receiver: CallbackReceiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A callback (signed or not, its body is the sender's) whose task id holds a newline and a
+    terminal escape is logged on one line with both escaped, at every level the receiver logs."""
+    caplog.set_level(logging.DEBUG, logger="kie_async")
+    task_id = "t1\nERROR forged line \x1b[31m"
+    body = body_for(task_id, ["https://files.example/a.mp4"])
+    assert await post(receiver.url, body, signed_headers(task_id)) == 200
+    assert await post(receiver.url, body, signed_headers(task_id)) == 200  # the repeat's line
+    lines = [r.getMessage() for r in caplog.records if "t1" in r.getMessage()]
+    assert len(lines) >= 2, lines
+    for line in lines:
+        assert "\n" not in line and "\x1b" not in line, line
+        assert "t1\\nERROR forged line \\x1b[31m" in line, line
