@@ -115,11 +115,12 @@ def _key_problem(given: _Secret) -> str | None:
     that no frame holding the key in clear is in the traceback of the error."""
     key = given.reveal()
     if key is not None and not isinstance(key, str):
-        return f"must be a string, not {type(key).__name__}"
+        return f"the API key must be a string, not {type(key).__name__}"
     if key is None or not key.strip():
         return "no API key: pass KieClient(api_key=...) or set KIE_API_KEY"
     if any(c.isspace() or ord(c) < 32 for c in key.strip()):
-        return "contains whitespace or control characters"
+        # The CLI shows an api_key reason without the setting's name: the reason names it.
+        return "the API key contains whitespace or control characters (is it one line?)"
     return None
 
 

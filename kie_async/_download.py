@@ -205,8 +205,10 @@ def _make_dir(dest_dir: Path) -> None:
     try:
         dest_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
+        # mkdir says "File exists" for a file in the way; say what it means.
+        why = "not a directory" if dest_dir.exists() else (exc.strerror or str(exc))
         raise DownloadError(
-            url="", reason=f"cannot create {dest_dir}: {exc.strerror or exc}", path=str(dest_dir)
+            url="", reason=f"cannot save files in {dest_dir}: {why}", path=str(dest_dir)
         ) from exc
 
 

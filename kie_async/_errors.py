@@ -260,6 +260,8 @@ class DownloadError(KieError):
     http_status: int | None = None
 
     def __str__(self) -> str:
+        if not self.url:  # before any file: the destination itself is at fault
+            return f"download failed: {printable(self.reason)}"
         where = printable(self.url.split("?", 1)[0])
         target = f" to {printable(self.path)}" if self.path else ""
         return f"download of {where}{target} failed: {printable(self.reason)}"

@@ -373,6 +373,20 @@ async def test_missing_key_or_key_file_exits_2(
     assert server.requests == []
 
 
+async def test_a_key_with_whitespace_is_named_in_the_message(
+    server: FakeKieServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A key file holding two lines exits 2 with a message that says the API key is at fault
+    (the CLI drops the setting's name, so the reason must name it), and nothing is sent."""
+    key_file = tmp_path / "key"
+    key_file.write_text("first-line\nsecond-line\n")
+    assert await cli(server, "--api-key-file", str(key_file), "credits") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: the API key contains whitespace or control characters"), err
+    assert "first-line" not in err and "second-line" not in err
+    assert server.requests == []
+
+
 async def test_key_file_works_before_or_after_the_command(
     server: FakeKieServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -277,6 +277,30 @@ async def test_record_without_results_is_refused_before_any_request(
     assert server.counts["request:file"] == 0
 
 
+async def test_a_file_in_place_of_the_directory_is_named_as_such(
+    server: FakeKieServer, kie: KieClient, tmp_path: Path
+) -> None:
+    """A destination that is a file raises DownloadError saying it is not a directory, with no
+    empty URL in the message ("download of  to ..."), and no file is fetched; a record with no
+    results reads as cleanly."""
+    record = await finished(kie, server)
+    in_the_way = tmp_path / "videos"
+    in_the_way.write_text("not a directory")
+    with pytest.raises(DownloadError) as caught:
+        await kie.download(record, in_the_way)
+    assert (
+        str(caught.value) == f"download failed: cannot save files in {in_the_way}: not a directory"
+    )
+    assert caught.value.path == str(in_the_way)
+    assert server.counts["request:file"] == 0
+    empty = parse_record({"taskId": "t-run", "successFlag": 0})
+    with pytest.raises(DownloadError) as caught:
+        await kie.download(empty, tmp_path)
+    assert (
+        str(caught.value) == "download failed: task t-run has no result files (status generating)"
+    )
+
+
 async def test_memory_stays_flat_for_a_large_file(tmp_path: Path) -> None:
     """A 16 MiB file is saved with well under 4 MiB of peak Python memory (64 KiB chunks)."""
     size = 16 * 1024 * 1024
