@@ -626,6 +626,51 @@ def test_fake_server_help_is_plain_text_with_help_for_every_option() -> None:
     assert "--rate-limit N/SECONDS" in done.stdout
 
 
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--rate-limit", "abc"], "argument --rate-limit: 'abc' is not N/SECONDS"),
+        (["--rate-limit", "0/10"], "argument --rate-limit: '0/10' is not N/SECONDS"),
+        (["--port", "99999"], "argument --port: must be 0 to 65535, got 99999"),
+        (["--polls", "-1"], "argument --polls: must be 0 or more, got -1"),
+        (["--seconds", "nan"], "argument --seconds: must be a number of seconds >= 0"),
+        (["--max-extensions", "-1"], "argument --max-extensions: must be 0 or more"),
+    ],
+)
+def test_fake_server_refuses_bad_options_without_a_traceback(args: list[str], says: str) -> None:
+    """python -m kie_async.testing with a malformed option exits 2 with one usage error, never
+    a traceback from inside the server (a bad --rate-limit or --port used to raise there)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "kie_async.testing", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done
+    assert says in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert done.stdout == ""
+
+
+def test_fake_server_on_a_taken_port_says_so() -> None:
+    """python -m kie_async.testing on a port already in use exits 2 with one 'error:' line
+    naming the address, not a traceback."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "kie_async.testing", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 2, done
+    assert done.stderr.startswith(f"error: cannot listen on 127.0.0.1:{port}: "), done.stderr
+    assert "Traceback" not in done.stderr and done.stdout == ""
+
+
 def test_progress_shows_an_estimate_before_the_first_task_ends() -> None:
     """Before any task has finished, the ETA is the earliest end from the rate limit and the
     poll schedule (36 creates at 2/s plus a 5 s poll: at least 0:23), not '?'."""

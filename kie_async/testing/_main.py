@@ -10,21 +10,52 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import signal
+import sys
 
 from ._scripts import DEFAULT_API_KEY, TaskScript
 from ._server import FakeKieServer
 
 
 def _parse_rate(text: str) -> tuple[int, float]:
+    """``N/SECONDS`` (``N`` alone: per 10 s), checked here so that a typo is a usage error
+    rather than a traceback when the server starts."""
     count, _, per = text.partition("/")
-    return int(count), float(per or 10)
+    try:
+        limit = int(count), float(per or 10)
+    except ValueError:
+        limit = (0, 0.0)
+    if limit[0] < 1 or not 0 < limit[1] < math.inf:
+        raise argparse.ArgumentTypeError(f"{text!r} is not N/SECONDS (e.g. 20/10)")
+    return limit
+
+
+def _port(text: str) -> int:
+    port = int(text)
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"must be 0 to 65535, got {port}")
+    return port
+
+
+def _count(text: str) -> int:
+    count = int(text)
+    if count < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {count}")
+    return count
+
+
+def _seconds(text: str) -> float:
+    seconds = float(text)
+    if not 0 <= seconds < math.inf:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds >= 0, got {text}")
+    return seconds
 
 
 async def _serve_forever(args: argparse.Namespace) -> None:
     server = FakeKieServer(
         api_key=args.api_key,
-        rate_limit=_parse_rate(args.rate_limit) if args.rate_limit else None,
+        rate_limit=args.rate_limit,
         record_requests=False,
         host=args.host,
         port=args.port,
@@ -37,10 +68,19 @@ async def _serve_forever(args: argparse.Namespace) -> None:
     # read how many creates were accepted or rejected with 429 from them).
     with contextlib.suppress(NotImplementedError):  # no signal handlers on Windows loops
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    async with server:
+    try:
+        try:
+            await server.start()
+        except OSError as exc:  # the port is taken, or the address is not this machine's
+            where = f"{args.host}:{args.port}"
+            print(f"error: cannot listen on {where}: {exc.strerror or exc}", file=sys.stderr)  # noqa: T201
+            raise SystemExit(2) from None
         print(server.url, flush=True)  # noqa: T201 - the parent process reads the URL here
         await stop.wait()
-    print(json.dumps(dict(server.counts), sort_keys=True), flush=True)  # noqa: T201
+    finally:
+        await server.close()
+    with contextlib.suppress(BrokenPipeError):  # a parent that stopped reading
+        print(json.dumps(dict(server.counts), sort_keys=True), flush=True)  # noqa: T201
 
 
 _MAIN_HELP = """\
@@ -63,7 +103,7 @@ def _parser() -> argparse.ArgumentParser:
         "--host", default="127.0.0.1", help="the address to listen on (127.0.0.1: loopback)"
     )
     parser.add_argument(
-        "--port", type=int, default=0, help="the port to listen on (0: a free one, printed)"
+        "--port", type=_port, default=0, help="the port to listen on (0: a free one, printed)"
     )
     parser.add_argument(
         "--api-key",
@@ -73,20 +113,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--rate-limit",
+        type=_parse_rate,
         metavar="N/SECONDS",
         help="refuse creates beyond N per SECONDS with 429, as kie.ai does, e.g. 20/10 "
         "(default: no limit)",
     )
     parser.add_argument(
         "--polls",
-        type=int,
+        type=_count,
         default=0,
         metavar="N",
         help="polls that answer 'generating' before each task ends (0)",
     )
     parser.add_argument(
         "--seconds",
-        type=float,
+        type=_seconds,
         default=0.0,
         metavar="S",
         help="seconds after its creation before each task ends (0)",
@@ -98,7 +139,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--max-extensions",
-        type=int,
+        type=_count,
         metavar="N",
         help="refuse (422) an extension making a chain of more than N (default: no limit)",
     )
