@@ -36,9 +36,9 @@ from ._errors import (
 from ._handle import CallbackSource, TaskHandle, finished
 from ._journal import Journal, capped
 from ._models import ExtendRequest, TaskRecord
-from ._polling import CreateFailure, PollPolicy, create_failure, unreachable
+from ._polling import CreateFailure, PollPolicy, create_failure, poll_schedule, unreachable
 from ._requests import REQUEST_TYPES, TaskRequest
-from ._retry import Schedule, next_delay, rng
+from ._retry import grown, next_delay, rng
 from ._task_errors import SubmissionUncertainError, TaskFailedError, TaskTimeoutError
 from ._wire import parse_record
 
@@ -339,7 +339,16 @@ class _Source:
 class _Waiting:
     """One task of a bulk run between polls: all the poller keeps for it."""
 
-    __slots__ = ("base", "cut_short", "deadline", "grace_until", "handle", "key", "request")
+    __slots__ = (
+        "base",
+        "cut_short",
+        "deadline",
+        "delays",
+        "grace_until",
+        "handle",
+        "key",
+        "request",
+    )
 
     def __init__(
         self, key: str, request: TaskRequest, handle: TaskHandle, policy: PollPolicy
@@ -348,6 +357,7 @@ class _Waiting:
         self.request = request
         self.handle = handle
         self.base = policy.interval
+        self.delays = 0
         timeout = policy.timeout
         self.deadline = time.monotonic() + timeout if timeout is not None else math.inf
         self.grace_until = handle._grace_until(policy)
@@ -367,13 +377,7 @@ class _Poller:
     def __init__(self, run: _Run, policy: PollPolicy, limit: int) -> None:
         self._run = run
         self._policy = policy
-        self._schedule = Schedule(
-            policy.interval,
-            policy.factor,
-            policy.max_interval,
-            policy.jitter,
-            retry_after_cap=policy.max_interval,
-        )
+        self._schedule = poll_schedule(policy)
         self._heap: list[tuple[float, int, _Waiting]] = []
         self._order = itertools.count()
         self._wake = asyncio.Event()
@@ -456,8 +460,8 @@ class _Poller:
                 )
                 return
             delay = next_delay(self._schedule, waiting.base, value, rng)
-            if waiting.base < self._schedule.cap:
-                waiting.base *= self._schedule.factor
+            waiting.delays += 1
+            waiting.base = grown(self._schedule, waiting.base, waiting.delays)
             delay = min(delay, waiting.deadline - now)
             if isinstance(value, KieError):
                 log.debug(
@@ -678,7 +682,9 @@ class _Run:
         if self.closing:
             return  # a create answered while the run stops: its id is saved, nobody waits
         if self.client.callbacks is None:
-            self.poller.add(_Waiting(key, request, handle, self.poll or self.client.poll_policy))
+            policy = self.poll or self.client.poll_policy
+            first = policy.first_wait(age=handle._age(), deadline=policy.timeout)
+            self.poller.add(_Waiting(key, request, handle, policy), first)
             return
         self.flush()
         wait = asyncio.ensure_future(self._wait(key, request, handle))

@@ -454,7 +454,7 @@ async def _status(ctx: Context, args: argparse.Namespace) -> int:
 def _add_wait(parser: argparse.ArgumentParser) -> None:
     _add_task_id(parser)
     parser.add_argument(
-        "--timeout", type=_positive_float, metavar="S", help="give up after S seconds (20 min)"
+        "--timeout", type=_positive_float, metavar="S", help="give up after S seconds (45 min)"
     )
 
 
@@ -684,7 +684,9 @@ async def _demo(ctx: Context, args: argparse.Namespace) -> int:
             f"demo: extending {count} videos of {len(sources)} source records on a local fake "
             f"kie.ai; {planned_failures} are scripted to fail"
         )
-        poll = PollPolicy(interval=0.2, factor=1, max_interval=0.2, jitter=0.1, timeout=60)
+        poll = PollPolicy(
+            interval=0.2, factor=1, max_interval=0.2, jitter=0.1, timeout=60, first_delay=0.2
+        )
         async with KieClient(
             api_key=server.api_key,
             base_url=server.url,

@@ -53,7 +53,20 @@ log = logging.getLogger("kie_async")
 
 #: The default safety poll of a client wired to a callback receiver: the callback normally ends
 #: the wait, so polls are rare (after 2 minutes, then 3, then every 5) and only catch lost ones.
-SAFETY_POLL = PollPolicy(interval=120.0, factor=1.5, max_interval=300.0)
+SAFETY_POLL = PollPolicy(
+    interval=120.0, factor=1.5, max_interval=300.0, first_delay=0.0, steady_polls=0
+)
+
+
+def _default_poll() -> PollPolicy:
+    """``PollPolicy()``, or ``PollPolicy.zero_wait()`` when ``KIE_POLL_ZERO_WAIT=1`` (so that the
+    command-line tool can be pointed at a fake server whose tasks end at once)."""
+    flag = os.environ.get("KIE_POLL_ZERO_WAIT", "").strip()
+    if flag in ("", "0"):
+        return PollPolicy()
+    if flag != "1":
+        raise ConfigurationError("KIE_POLL_ZERO_WAIT", f"must be 0 or 1, got {flag[:40]!r}")
+    return PollPolicy.zero_wait()
 
 
 # Self for subclasses (typing.Self is 3.11+, and typing_extensions is no dependency).
@@ -71,7 +84,9 @@ class KieClient(KindCalls, RunCalls):
         base_url: the API root; defaults to ``KIE_BASE_URL`` or ``https://api.kie.ai``. Plain
             ``http://`` is refused unless it points to loopback or ``allow_insecure_http`` is set.
         session: an ``aiohttp.ClientSession`` to borrow instead of creating one.
-        poll: the default :class:`PollPolicy` for :meth:`TaskHandle.wait`.
+        poll: the default :class:`PollPolicy` for :meth:`TaskHandle.wait` (default
+            ``PollPolicy()``, or ``PollPolicy.zero_wait()`` when the environment variable
+            ``KIE_POLL_ZERO_WAIT`` is ``1``: for a fake server only).
         retry: the :class:`RetryPolicy` for single requests.
         max_retries: shorthand to override ``retry.max_retries`` (``0`` disables retries).
         rate_limit: the client-side limit on creates, shared by every submission of this client
@@ -149,7 +164,7 @@ class KieClient(KindCalls, RunCalls):
             raise ConfigurationError("poll", "must be a PollPolicy")
         if retry is not None and not isinstance(retry, RetryPolicy):
             raise ConfigurationError("retry", "must be a RetryPolicy")
-        self.poll_policy: PollPolicy = poll or PollPolicy()
+        self.poll_policy: PollPolicy = poll or _default_poll()
         policy = retry or RetryPolicy()
         if max_retries is not None:
             policy = attrs.evolve(policy, max_retries=max_retries)

@@ -16,7 +16,7 @@ from ._errors import (
     ValidationError,
 )
 from ._models import TaskRecord, TaskStatus
-from ._polling import PollPolicy, poll_is_transient
+from ._polling import PollPolicy, poll_is_transient, poll_schedule
 from ._retry import Schedule, next_delay, poll_until, within
 from ._task_errors import TaskFailedError, TaskTimeoutError
 
@@ -149,7 +149,8 @@ class TaskHandle:
     ) -> TaskRecord:
         """Poll until the task ends; return its :class:`TaskRecord` on success.
 
-        The first poll goes out at once, then at the growing, jittered interval of ``poll``
+        The first poll goes out at once (for a task this process just created: after the
+        policy's ``first_delay``), then at the growing, jittered interval of ``poll``
         (default: the client's :class:`PollPolicy`). Transient trouble (429, 455, 5xx, dropped
         connections, HTML error pages, read timeouts) does not end the wait: it is retried inside
         the deadline. Cancelling the awaiting task cancels the wait cleanly.
@@ -182,13 +183,7 @@ class TaskHandle:
             isinstance(deadline, bool) or not isinstance(deadline, int | float) or not deadline > 0
         ):
             raise ValidationError("timeout", f"must be a number > 0 or None, got {deadline!r}")
-        schedule = Schedule(
-            policy.interval,
-            policy.factor,
-            policy.max_interval,
-            policy.jitter,
-            retry_after_cap=policy.max_interval,
-        )
+        schedule = poll_schedule(policy)
         grace_until = self._grace_until(policy)
 
         async def poll_once() -> TaskRecord | KieError:
@@ -211,12 +206,21 @@ class TaskHandle:
                 receiver, polling, poll_once, finished, deadline, first_delay, policy
             )
         else:
+            # A task created a moment ago cannot be done yet: its first poll waits.
+            first = policy.first_wait(age=self._age(), deadline=deadline)
+            if first:
+                await asyncio.sleep(first)
+            remaining = None if deadline is None else deadline - first
             # Not asyncio.wait_for: before Python 3.12 it can swallow a cancellation.
-            result = await within(polling(deadline), deadline)
+            result = await within(polling(remaining), remaining)
         if result is None or not finished(result):
             raise TaskTimeoutError(task_id=self.task_id, record=self._last, timeout=deadline or 0)
         assert isinstance(result, TaskRecord)
         return self._outcome(result)
+
+    def _age(self) -> float | None:
+        """Seconds since this process created the task; ``None`` for a re-attached one."""
+        return None if self._fresh_until is None else time.monotonic() - self._fresh_until
 
     def _grace_until(self, policy: PollPolicy) -> float | None:
         """Until when "recordInfo is null" is not believed for this task (fresh tasks only)."""

@@ -53,6 +53,7 @@ from ._errors import (
     TransportError,
     UnexpectedResponseError,
 )
+from ._retry import Schedule
 
 __all__ = ["PollPolicy", "RetryPolicy"]
 
@@ -81,45 +82,94 @@ def _factor(_: object, attribute: attrs.Attribute[float], value: float) -> None:
         raise ConfigurationError(attribute.name, f"must be between 1 and 100, got {value!r}")
 
 
+def _count(_: object, attribute: attrs.Attribute[int], value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigurationError(attribute.name, f"must be an int >= 0, got {value!r}")
+
+
 @attrs.frozen
 class PollPolicy:
-    """How :meth:`TaskHandle.wait` polls ``record-info``.
+    """How :meth:`TaskHandle.wait` and :meth:`KieClient.extend_many` poll ``record-info``.
 
-    The first poll goes out at once (a re-attached task may be done already). Then the interval
-    starts at ``interval`` and grows by ``factor`` after each poll up to ``max_interval``, each
-    delay varied by up to ± ``jitter`` (a fraction) so that many waiting tasks spread out. The
-    whole wait ends after ``timeout`` seconds with :class:`TaskTimeoutError`.
+    A task this process just created is first polled after ``first_delay`` seconds (at most
+    half the deadline); a task you re-attach to is polled at once, since it may be done
+    already. Then the delay between polls stays at ``interval`` for the next
+    ``steady_polls`` polls, and after that grows by ``factor`` per poll up to
+    ``max_interval``. Each delay is varied by up to ± ``jitter`` (a fraction, never beyond
+    ``max_interval``) so that many waiting tasks spread out. The whole wait ends after
+    ``timeout`` seconds with :class:`TaskTimeoutError`.
 
-    The defaults suit Midjourney video extension, which takes minutes: polls at 5 s, 7.5 s,
-    11 s, ... settling at one every 30 s, so a 3-minute task costs about 10 polls, stays far
-    below kie's 3-queries-per-second guidance, and is noticed within 30 s of finishing. The
-    20-minute deadline matches what public clients use (12-30 min) with room for busy hours.
-    Transient poll failures (429, 455, 5xx, dropped connections) follow the same schedule,
-    honouring a server's ``Retry-After``.
+    The defaults come from an assumption about how long a video extension takes (kie.ai
+    publishes no durations): not under 2 minutes, mostly within 5.5, some 20 or more.
+    So nothing is polled in the first 2 minutes, then every 19 s until about 5.5 minutes (a
+    task is noticed about 10 s after it ends), then every 30 s (about 15 s). A 2, 5, 10 or
+    20-minute task costs about 2, 11, 22 or 43 ``record-info`` calls, far below kie's
+    3-queries-per-second guidance. The 45-minute deadline leaves a slow 20-minute task more
+    than twice its length. ``docs/waiting.md`` has the computed table
+    (``benchmarks/poll_schedule.py``). Transient poll failures (429, 455, 5xx, dropped
+    connections) follow the same schedule, honouring a server's ``Retry-After``.
 
     ``not_found_grace`` is how long a task submitted by this process may still be unknown to
     ``record-info`` ("recordInfo is null") before that is believed: a freshly created task can
     take a moment to appear.
 
+    A policy for a fake server with short intervals should also set ``first_delay`` (or use
+    :meth:`zero_wait`): the two-minute default applies to every task created in the process.
+
+    Raises:
+        ConfigurationError: a setting is out of range (e.g. a negative interval, jitter > 0.5).
+
     Example::
 
-        policy = PollPolicy(interval=10, max_interval=60, timeout=45 * 60)
+        policy = PollPolicy(first_delay=30, interval=10, max_interval=60, timeout=60 * 60)
         record = await handle.wait(poll=policy)
     """
 
-    interval: float = attrs.field(default=5.0, validator=_non_negative)
+    interval: float = attrs.field(default=19.0, validator=_non_negative)
     factor: float = attrs.field(default=1.5, validator=_factor)
     max_interval: float = attrs.field(default=30.0, validator=_non_negative)
     jitter: float = attrs.field(default=0.1, validator=_fraction)
-    timeout: float | None = attrs.field(default=20 * 60.0, validator=_optional_positive)
+    timeout: float | None = attrs.field(default=45 * 60.0, validator=_optional_positive)
     not_found_grace: float = attrs.field(default=30.0, validator=_non_negative)
+    first_delay: float = attrs.field(default=120.0, validator=_non_negative)
+    steady_polls: int = attrs.field(default=12, validator=_count)
 
     @classmethod
     def zero_wait(cls, timeout: float | None = 30.0) -> PollPolicy:
         """A policy that never sleeps between polls: for tests against a fake server only."""
         return cls(
-            interval=0, factor=1, max_interval=0, jitter=0, timeout=timeout, not_found_grace=0
+            interval=0,
+            factor=1,
+            max_interval=0,
+            jitter=0,
+            timeout=timeout,
+            not_found_grace=0,
+            first_delay=0,
+            steady_polls=0,
         )
+
+    def first_wait(self, *, age: float | None, deadline: float | None) -> float:
+        """Seconds before the first poll of a wait: what is left of ``first_delay`` for a task
+        this process created ``age`` seconds ago, at most half of ``deadline``; none for a task
+        re-attached by id (``age`` is ``None``)."""
+        if age is None:
+            return 0.0
+        wait = max(self.first_delay - age, 0.0)
+        return wait if deadline is None else min(wait, deadline / 2)
+
+
+def poll_schedule(policy: PollPolicy) -> Schedule:
+    """The delays between the polls of ``policy`` (after the first poll), as the waiting loops
+    and ``benchmarks/poll_schedule.py`` use them; ``Retry-After`` honoured up to
+    ``max_interval``."""
+    return Schedule(
+        policy.interval,
+        policy.factor,
+        policy.max_interval,
+        policy.jitter,
+        retry_after_cap=policy.max_interval,
+        steady=policy.steady_polls,
+    )
 
 
 @attrs.frozen

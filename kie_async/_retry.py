@@ -41,7 +41,8 @@ class Schedule:
     A ``retry_after`` attribute on the failure (a server's ``Retry-After``, in seconds) is
     honoured up to ``retry_after_cap`` (``0`` ignores it): the delay is then at least
     ``min(retry_after, retry_after_cap)``, jitter only lengthens it, and it never passes
-    ``retry_after_cap`` because of jitter.
+    ``retry_after_cap`` because of jitter. The first ``steady`` delays stay at ``initial``;
+    growth starts after them.
     """
 
     initial: float
@@ -49,6 +50,14 @@ class Schedule:
     cap: float
     jitter: float
     retry_after_cap: float
+    steady: int = 0
+
+
+def grown(schedule: Schedule, base: float, delays_so_far: int) -> float:
+    """The exponential base for the next delay, after ``delays_so_far`` delays at ``base``."""
+    if delays_so_far >= schedule.steady and base < schedule.cap:
+        return base * schedule.factor
+    return base
 
 
 def next_delay(schedule: Schedule, base: float, failure: object, rng: random.Random) -> float:
@@ -75,7 +84,8 @@ _LONGEST = 86_400.0
 
 
 def _bases(schedule: Schedule) -> Iterator[float]:
-    """The un-jittered delays: ``initial`` times ``factor`` per step, then ``cap`` for ever.
+    """The un-jittered delays: ``initial`` for the first ``steady`` steps, then times ``factor``
+    per step, then ``cap`` for ever.
 
     backoff's ``expo`` computes ``factor ** n`` at every step, which overflows a float after a
     few thousand steps (a long wait): it is only asked until it reaches the cap.
@@ -90,7 +100,9 @@ def _bases(schedule: Schedule) -> Iterator[float]:
     # A cap past a day would let the powers overflow before reaching it; no wait needs more.
     ceiling = min(float(schedule.cap), _LONGEST)
     growing = itertools.takewhile(lambda base: base < ceiling, expo)
-    return itertools.chain(growing, itertools.repeat(ceiling))
+    # expo's first value is ``initial``: with it, the first ``steady`` delays stay there.
+    held = itertools.repeat(float(min(schedule.initial, ceiling)), max(schedule.steady - 1, 0))
+    return itertools.chain(held, growing, itertools.repeat(ceiling))
 
 
 def delays(schedule: Schedule, rng: random.Random) -> Generator[float, object, None]:

@@ -31,3 +31,4 @@ def _no_env_key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("KIE_BASE_URL", raising=False)
     monkeypatch.delenv("KIE_LOG", raising=False)
     monkeypatch.delenv("KIE_RATE_LIMIT_REDIS", raising=False)
+    monkeypatch.delenv("KIE_POLL_ZERO_WAIT", raising=False)

@@ -267,7 +267,8 @@ _KILLED_RUN = textwrap.dedent(
 
     async def main(url, journal, count):
         requests = [ExtendRequest(f"src{i // 4}", i % 4, f"scene {i}") for i in range(count)]
-        policy = PollPolicy(interval=0.02, factor=1, max_interval=0.02, jitter=0, timeout=60)
+        policy = PollPolicy(interval=0.02, factor=1, max_interval=0.02, jitter=0, timeout=60,
+                            first_delay=0)
         async with KieClient("test-key", base_url=url, poll=policy, rate_limit=None,
                              retry=RetryPolicy.zero_wait()) as kie:
             async for _ in kie.extend_many(requests, concurrency=16, journal=journal):

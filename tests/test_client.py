@@ -303,7 +303,9 @@ async def test_api_key_never_shows(caplog: pytest.LogCaptureFixture) -> None:
             shown.append(failed.value)
             slow = await kie.extend_video("src", 3)
             with pytest.raises(TaskTimeoutError) as timed_out:
-                await slow.wait(timeout=0.2, poll=PollPolicy(interval=0.05, factor=1, jitter=0))
+                await slow.wait(
+                    timeout=0.2, poll=PollPolicy(interval=0.05, factor=1, jitter=0, first_delay=0)
+                )
             shown.append(timed_out.value)
             server.fail_next("create", "drop_after")
             with pytest.raises(SubmissionUncertainError) as uncertain:

@@ -29,7 +29,9 @@ NEVER_ENDS = TaskScript(polls=10**9)
 
 def spaced(interval: float, **kwargs: Any) -> PollPolicy:
     """A policy polling every ``interval`` seconds exactly (no growth, no jitter)."""
-    return PollPolicy(interval=interval, factor=1, max_interval=interval, jitter=0, **kwargs)
+    return PollPolicy(
+        interval=interval, factor=1, max_interval=interval, jitter=0, first_delay=0, **kwargs
+    )
 
 
 def pending_tasks_of_ours() -> list[asyncio.Task[Any]]:
@@ -308,7 +310,9 @@ async def test_reattached_handle_waits_too(kie: KieClient, server: FakeKieServer
 
 async def test_fresh_task_is_given_grace(server: FakeKieServer) -> None:
     """A just-submitted task that record-info does not know yet is polled until it appears."""
-    policy = PollPolicy(interval=0, factor=1, max_interval=0, jitter=0, not_found_grace=5)
+    policy = PollPolicy(
+        interval=0, factor=1, max_interval=0, jitter=0, not_found_grace=5, first_delay=0
+    )
     async with fast_client(server, poll=policy) as kie:
         handle = await kie.extend_video("src", 0, "go")
         server.answer_next("record", 422, "recordInfo is null", times=3)

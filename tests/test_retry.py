@@ -401,7 +401,7 @@ async def test_poll_honours_retry_after_within_its_interval_cap(server: FakeKieS
     """A poll refused with 429 and Retry-After waits that long (up to max_interval) before the
     next poll."""
     server.faults = Faults(retry_after=0.25)
-    poll = PollPolicy(interval=0, factor=1, max_interval=0.5, jitter=0, timeout=5)
+    poll = PollPolicy(interval=0, factor=1, max_interval=0.5, jitter=0, timeout=5, first_delay=0)
     async with fast_client(server, poll=poll) as kie:
         handle = await kie.extend_video("src", 0, "go")
         server.fail_next("record", "rate_limited")

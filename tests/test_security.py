@@ -363,6 +363,7 @@ async def _cli(
     """Run the CLI in a subprocess against ``server``; its exit status and all its output."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("KIE_")}
     env.update(KIE_API_KEY=key, KIE_BASE_URL=server.url, KIE_LOG="debug", COLUMNS="200")
+    env.update(KIE_POLL_ZERO_WAIT="1")  # the fake's tasks end at once: no need to wait for them
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -572,7 +573,15 @@ async def test_cancelling_wait_at_any_point_leaves_nothing(
     )
     far_server.script_next(TaskScript(polls=10**6))
     before = asyncio.all_tasks()
-    poll = PollPolicy(interval=0.002, factor=2, max_interval=0.02, jitter=0.5, timeout=5)
+    poll = PollPolicy(
+        interval=0.002,
+        factor=2,
+        max_interval=0.02,
+        jitter=0.5,
+        timeout=5,
+        first_delay=0,
+        steady_polls=0,
+    )
     async with fast_client(far_server, timeout=0.05, max_connections=2, poll=poll) as kie:
         handle = await kie.submit(ExtendRequest("src", 0, "go"))
         await _cancel_after(handle.wait(), delay)
@@ -607,7 +616,15 @@ async def test_cancelling_extend_many_at_any_point_leaves_nothing(
     journal = tmp_path / "run.jsonl"
     requests = [ExtendRequest("src", i % 4, f"clip {i}") for i in range(40)]
     before = asyncio.all_tasks()
-    poll = PollPolicy(interval=0.002, factor=2, max_interval=0.02, jitter=0.5, timeout=2)
+    poll = PollPolicy(
+        interval=0.002,
+        factor=2,
+        max_interval=0.02,
+        jitter=0.5,
+        timeout=2,
+        first_delay=0,
+        steady_polls=0,
+    )
     async with fast_client(far_server, timeout=0.1, max_connections=3, poll=poll) as kie:
 
         async def consume() -> None:
