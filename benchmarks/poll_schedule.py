@@ -6,7 +6,7 @@ Run ``python benchmarks/poll_schedule.py``: it prints the table that ``docs/wait
 ``--minutes 1,3,8`` other task lengths.
 
 Nothing here sleeps or talks to a server: the schedule is the library's own code
-(:meth:`PollPolicy.first_wait`, :func:`kie_async._polling.poll_schedule` and the delay
+(:meth:`PollPolicy.first_wait`, :func:`kie_async._retry.poll_schedule` and the delay
 generator of :mod:`kie_async._retry`, the same calls ``TaskHandle.wait`` and the bulk poller
 make), stepped through in simulated time. For a task of T minutes, created at time 0 by this
 process, the finish time is spread evenly over T ± 10 % (a real task is never exactly T
@@ -32,8 +32,7 @@ from pathlib import Path
 import attrs
 
 from kie_async import PollPolicy
-from kie_async._polling import poll_schedule
-from kie_async._retry import delays
+from kie_async._retry import delays, poll_schedule
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "waiting.md"

@@ -10,48 +10,52 @@ Example::
         print(record.status, record.result_urls)
 """
 
-from ._bulk import BulkRun, ExtendOutcome, OutcomeKind, Progress
-from ._chains import Chain, ExtendStep, UpscaleStep, VaryStep
-from ._client import KieClient
-from ._download import DownloadPolicy
-from ._errors import (
-    APIError,
-    AuthenticationError,
-    BadRequestError,
-    ClientClosedError,
-    ConfigurationError,
-    DownloadError,
-    FeatureDisabledError,
-    GenerationFailedError,
-    InsufficientCreditsError,
-    KieError,
-    NotFoundError,
-    RateLimitError,
-    ServerError,
-    ServiceUnavailableError,
-    TaskNotFoundError,
-    TransportError,
-    UnexpectedResponseError,
-    UnprocessableError,
-    ValidationError,
-)
-from ._handle import TaskHandle
+from typing import TYPE_CHECKING
+
 from ._logging import configure_from_env as _configure_logging
-from ._models import TaskRecord, TaskStatus
-from ._polling import PollPolicy, RetryPolicy
-from ._ratelimit import RateLimit
-from ._redis_limit import RedisRateLimit
-from ._requests import (
-    ExtendMode,
-    ExtendRequest,
-    GenerateRequest,
-    TaskKind,
-    UpscaleRequest,
-    VaryRequest,
-)
-from ._task_errors import SubmissionUncertainError, TaskError, TaskFailedError, TaskTimeoutError
-from ._timeout import Timeout
 from ._version import __version__
+
+if TYPE_CHECKING:
+    from ._bulk import BulkRun, ExtendOutcome, OutcomeKind, Progress
+    from ._chains import Chain, ExtendStep, UpscaleStep, VaryStep
+    from ._client import KieClient
+    from ._download import DownloadPolicy
+    from ._errors import (
+        APIError,
+        AuthenticationError,
+        BadRequestError,
+        ClientClosedError,
+        ConfigurationError,
+        DownloadError,
+        FeatureDisabledError,
+        GenerationFailedError,
+        InsufficientCreditsError,
+        KieError,
+        NotFoundError,
+        RateLimitError,
+        ServerError,
+        ServiceUnavailableError,
+        TaskNotFoundError,
+        TransportError,
+        UnexpectedResponseError,
+        UnprocessableError,
+        ValidationError,
+    )
+    from ._handle import TaskHandle
+    from ._models import TaskRecord, TaskStatus
+    from ._polling import PollPolicy, RetryPolicy
+    from ._ratelimit import RateLimit
+    from ._redis_limit import RedisRateLimit
+    from ._requests import (
+        ExtendMode,
+        ExtendRequest,
+        GenerateRequest,
+        TaskKind,
+        UpscaleRequest,
+        VaryRequest,
+    )
+    from ._task_errors import SubmissionUncertainError, TaskError, TaskFailedError, TaskTimeoutError
+    from ._timeout import Timeout
 
 __all__ = [
     "APIError",
@@ -103,5 +107,74 @@ __all__ = [
     "VaryStep",
     "__version__",
 ]
+
+# Each public name is imported from its module when first used: ``import kie_async`` (and the
+# ``kie-async`` command's ``--help``) then costs no aiohttp, whose import takes most of a second.
+# Type checkers read the imports above; ``tests/test_exports.py`` checks every name resolves.
+_WHERE = {
+    "APIError": "_errors",
+    "AuthenticationError": "_errors",
+    "BadRequestError": "_errors",
+    "BulkRun": "_bulk",
+    "Chain": "_chains",
+    "ClientClosedError": "_errors",
+    "ConfigurationError": "_errors",
+    "DownloadError": "_errors",
+    "DownloadPolicy": "_download",
+    "ExtendMode": "_requests",
+    "ExtendOutcome": "_bulk",
+    "ExtendRequest": "_requests",
+    "ExtendStep": "_chains",
+    "FeatureDisabledError": "_errors",
+    "GenerateRequest": "_requests",
+    "GenerationFailedError": "_errors",
+    "InsufficientCreditsError": "_errors",
+    "KieClient": "_client",
+    "KieError": "_errors",
+    "NotFoundError": "_errors",
+    "OutcomeKind": "_bulk",
+    "PollPolicy": "_polling",
+    "Progress": "_bulk",
+    "RateLimit": "_ratelimit",
+    "RateLimitError": "_errors",
+    "RedisRateLimit": "_redis_limit",
+    "RetryPolicy": "_polling",
+    "ServerError": "_errors",
+    "ServiceUnavailableError": "_errors",
+    "SubmissionUncertainError": "_task_errors",
+    "TaskError": "_task_errors",
+    "TaskFailedError": "_task_errors",
+    "TaskHandle": "_handle",
+    "TaskKind": "_requests",
+    "TaskNotFoundError": "_errors",
+    "TaskRecord": "_models",
+    "TaskStatus": "_models",
+    "TaskTimeoutError": "_task_errors",
+    "Timeout": "_timeout",
+    "TransportError": "_errors",
+    "UnexpectedResponseError": "_errors",
+    "UnprocessableError": "_errors",
+    "UpscaleRequest": "_requests",
+    "UpscaleStep": "_chains",
+    "ValidationError": "_errors",
+    "VaryRequest": "_requests",
+    "VaryStep": "_chains",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
 
 _configure_logging()

@@ -36,9 +36,9 @@ from ._errors import (
 from ._handle import CallbackSource, TaskHandle, finished
 from ._journal import Journal, capped
 from ._models import ExtendRequest, TaskRecord
-from ._polling import CreateFailure, PollPolicy, create_failure, poll_schedule, unreachable
+from ._polling import CreateFailure, PollPolicy, create_failure, unreachable
 from ._requests import REQUEST_TYPES, TaskRequest
-from ._retry import grown, next_delay, rng
+from ._retry import grown, next_delay, poll_schedule, rng
 from ._task_errors import SubmissionUncertainError, TaskFailedError, TaskTimeoutError
 from ._wire import parse_record
 

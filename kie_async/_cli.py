@@ -31,11 +31,8 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import attrs
 
-from ._bulk import OutcomeKind
-from ._cli_jobs import BULK_HELP, Job, Outcome, Sink, _ResultsWriter, _status_name, parse_jobs
+from ._cli_help import BULK_HELP
 from ._cli_kinds import KIND_COMMANDS, KIND_FLAGS
-from ._cli_progress import _is_terminal, _open_display, first_estimate
-from ._client import KieClient, _Secret
 from ._errors import (
     ConfigurationError,
     DownloadError,
@@ -43,17 +40,22 @@ from ._errors import (
     TaskNotFoundError,
     ValidationError,
 )
-from ._handle import TaskHandle
-from ._models import ExtendRequest, TaskRecord
-from ._polling import PollPolicy
-from ._ratelimit import RateLimit
-from ._redis_limit import RedisRateLimit
 from ._requests import TaskRequest
 from ._task_errors import TaskFailedError, TaskTimeoutError
 from ._text import printable
 from ._version import __version__
 
+# The rest of the SDK is imported where it is used: `kie-async --help` and a usage error answer
+# without aiohttp (its import alone takes most of a second) or the bulk runner.
+# tests/test_cli.py checks it.
 if TYPE_CHECKING:
+    from ._bulk import OutcomeKind
+    from ._cli_jobs import Job, Outcome, Sink
+    from ._client import KieClient
+    from ._handle import TaskHandle
+    from ._models import TaskRecord
+    from ._polling import PollPolicy
+    from ._ratelimit import RateLimit
     from .testing import TaskScript
 
 __all__ = ["COMMANDS", "main", "run"]
@@ -98,6 +100,10 @@ class Context:
         Raises:
             ConfigurationError: no API key, an unreadable key file, or a bad base URL.
         """
+        # Imported here, not at the top: aiohttp's import costs most of a second, and --help or
+        # a usage error must not pay it.
+        from ._client import KieClient, _Secret
+
         options: dict[str, Any] = {
             # Wrapped, so that no local of these frames shows the key in a traceback.
             "api_key": _Secret(_api_key(self.args.api_key_file)),
@@ -179,6 +185,8 @@ def _in_cli_words(exc: ConfigurationError | ValidationError) -> str:
 
 def _read_jobs(ctx: Context, path: str) -> list[Job] | None:
     """The jobs of ``path``; ``None`` after reporting every bad line (or an unreadable file)."""
+    from ._cli_jobs import parse_jobs
+
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -217,6 +225,8 @@ class Tally:
     @property
     def all_succeeded(self) -> bool:
         """True when every job succeeded."""
+        from ._bulk import OutcomeKind
+
         return self.kinds[OutcomeKind.SUCCEEDED] == self.total
 
     def add(self, job: Job, outcome: Outcome) -> None:
@@ -243,6 +253,9 @@ async def execute_bulk(
     finished and how to continue, then re-raises.
     """
     global _bulk_running
+    from ._cli_jobs import Job
+    from ._cli_progress import _open_display, first_estimate
+
     by_request = {id(job.request): job for job in jobs}
     tally = Tally(total=len(jobs))
     limit = client.rate_limit
@@ -294,10 +307,11 @@ async def execute_bulk(
 
 
 _KIND_LABELS = {
-    OutcomeKind.SUCCEEDED: "succeeded",
-    OutcomeKind.FAILED: "failed",
-    OutcomeKind.UNCERTAIN: "uncertain",
-    OutcomeKind.NOT_SUBMITTED: "not submitted",
+    # Keyed by OutcomeKind's values, which equal its members (a str enum).
+    "succeeded": "succeeded",
+    "failed": "failed",
+    "uncertain": "uncertain",
+    "not_submitted": "not submitted",
 }
 _MAX_PROBLEMS_SHOWN = 20
 
@@ -311,6 +325,9 @@ def _problem_text(job: Job, outcome: Outcome) -> str:
 
 def print_summary(ctx: Context, tally: Tally) -> None:
     """The summary table (outcomes by kind) and the jobs that did not succeed, on stdout."""
+    from ._bulk import OutcomeKind
+    from ._cli_progress import _is_terminal
+
     rows = [(_KIND_LABELS[kind], tally.kinds[kind]) for kind in OutcomeKind]
     rows.append(("total", tally.finished))
     if tally.finished < tally.total:
@@ -353,6 +370,8 @@ def _rich_table(stream: TextIO, rows: list[tuple[str, int]]) -> bool:
 
 
 def _show_record(ctx: Context, record: TaskRecord) -> None:
+    from ._cli_jobs import _status_name
+
     rows: list[tuple[str, str | None]] = [
         ("task", record.task_id),
         ("status", _status_name(record)),
@@ -406,6 +425,8 @@ def _add_extend(parser: argparse.ArgumentParser) -> None:
 
 
 async def _extend(ctx: Context, args: argparse.Namespace) -> int:
+    from ._requests import ExtendRequest
+
     request = ExtendRequest(
         args.task_id,
         args.index,
@@ -476,6 +497,8 @@ def _add_download(parser: argparse.ArgumentParser) -> None:
 
 
 async def _download(ctx: Context, args: argparse.Namespace) -> int:
+    from ._cli_jobs import _status_name
+
     async with ctx.client() as kie:
         record = await kie.get_task(args.task_id)
         if not record.status.ok:
@@ -542,6 +565,10 @@ def _add_bulk(parser: argparse.ArgumentParser) -> None:
 
 
 async def _bulk(ctx: Context, args: argparse.Namespace) -> int:
+    from ._bulk import OutcomeKind
+    from ._ratelimit import RateLimit
+    from ._redis_limit import RedisRateLimit
+
     jobs = _read_jobs(ctx, args.jobs)
     if jobs is None:
         return EXIT_USAGE
@@ -585,6 +612,8 @@ def _bulk_sinks(
     """What to do with each outcome of a bulk run, one sink per option that asks for one.
     Files and other resources are entered on ``resources``; ``kie`` is for sinks that call
     kie.ai themselves (fetching download links, say)."""
+    from ._cli_jobs import _ResultsWriter
+
     sinks: list[Sink] = []
     if args.out is not None:
         sinks.append(_ResultsWriter(resources.enter_context(_open_output(args.out))))
@@ -656,6 +685,12 @@ def _add_demo(parser: argparse.ArgumentParser) -> None:
 
 
 async def _demo(ctx: Context, args: argparse.Namespace) -> int:
+    from ._bulk import OutcomeKind
+    from ._cli_jobs import Job
+    from ._client import KieClient
+    from ._polling import PollPolicy
+    from ._ratelimit import RateLimit
+    from ._requests import ExtendRequest
     from .testing import FakeKieServer, TaskScript
 
     count: int = args.videos
@@ -770,6 +805,8 @@ def _positive_float(text: str) -> float:
 
 
 def _rate_limit(text: str) -> RateLimit:
+    from ._ratelimit import RateLimit
+
     count, slash, per = text.partition("/")
     try:
         if not slash:

@@ -34,7 +34,7 @@ from ._errors import ConfigurationError, ValidationError
 from ._handle import TaskHandle
 from ._http import _FileAnswer
 from ._models import TaskRecord, check_http_url, check_task_id
-from ._polling import PollPolicy, RetryPolicy
+from ._polling import PollPolicy, RetryPolicy, default_poll
 from ._ratelimit import RateLimit
 from ._redis_limit import RedisRateLimit
 from ._requests import TaskRequest
@@ -56,17 +56,6 @@ log = logging.getLogger("kie_async")
 SAFETY_POLL = PollPolicy(
     interval=120.0, factor=1.5, max_interval=300.0, first_delay=0.0, steady_polls=0
 )
-
-
-def _default_poll() -> PollPolicy:
-    """``PollPolicy()``, or ``PollPolicy.zero_wait()`` when ``KIE_POLL_ZERO_WAIT=1`` (so that the
-    command-line tool can be pointed at a fake server whose tasks end at once)."""
-    flag = os.environ.get("KIE_POLL_ZERO_WAIT", "").strip()
-    if flag in ("", "0"):
-        return PollPolicy()
-    if flag != "1":
-        raise ConfigurationError("KIE_POLL_ZERO_WAIT", f"must be 0 or 1, got {flag[:40]!r}")
-    return PollPolicy.zero_wait()
 
 
 # Self for subclasses (typing.Self is 3.11+, and typing_extensions is no dependency).
@@ -164,7 +153,7 @@ class KieClient(KindCalls, RunCalls):
             raise ConfigurationError("poll", "must be a PollPolicy")
         if retry is not None and not isinstance(retry, RetryPolicy):
             raise ConfigurationError("retry", "must be a RetryPolicy")
-        self.poll_policy: PollPolicy = poll or _default_poll()
+        self.poll_policy: PollPolicy = poll or default_poll()
         policy = retry or RetryPolicy()
         if max_retries is not None:
             policy = attrs.evolve(policy, max_retries=max_retries)

@@ -16,8 +16,8 @@ from ._errors import (
     ValidationError,
 )
 from ._models import TaskRecord, TaskStatus
-from ._polling import PollPolicy, poll_is_transient, poll_schedule
-from ._retry import Schedule, next_delay, poll_until, within
+from ._polling import PollPolicy, poll_is_transient
+from ._retry import Schedule, next_delay, poll_schedule, poll_until, within
 from ._task_errors import TaskFailedError, TaskTimeoutError
 
 if TYPE_CHECKING:

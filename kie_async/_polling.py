@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import enum
 import math
+import os
 
 import attrs
 
@@ -53,7 +54,6 @@ from ._errors import (
     TransportError,
     UnexpectedResponseError,
 )
-from ._retry import Schedule
 
 __all__ = ["PollPolicy", "RetryPolicy"]
 
@@ -158,18 +158,19 @@ class PollPolicy:
         return wait if deadline is None else min(wait, deadline / 2)
 
 
-def poll_schedule(policy: PollPolicy) -> Schedule:
-    """The delays between the polls of ``policy`` (after the first poll), as the waiting loops
-    and ``benchmarks/poll_schedule.py`` use them; ``Retry-After`` honoured up to
-    ``max_interval``."""
-    return Schedule(
-        policy.interval,
-        policy.factor,
-        policy.max_interval,
-        policy.jitter,
-        retry_after_cap=policy.max_interval,
-        steady=policy.steady_polls,
-    )
+def default_poll() -> PollPolicy:
+    """``PollPolicy()``, or ``PollPolicy.zero_wait()`` when ``KIE_POLL_ZERO_WAIT=1`` (so that the
+    command-line tool can be pointed at a fake server whose tasks end at once).
+
+    Raises:
+        ConfigurationError: ``KIE_POLL_ZERO_WAIT`` is set to anything but ``0`` or ``1``.
+    """
+    flag = os.environ.get("KIE_POLL_ZERO_WAIT", "").strip()
+    if flag in ("", "0"):
+        return PollPolicy()
+    if flag != "1":
+        raise ConfigurationError("KIE_POLL_ZERO_WAIT", f"must be 0 or 1, got {flag[:40]!r}")
+    return PollPolicy.zero_wait()
 
 
 @attrs.frozen

@@ -25,7 +25,7 @@ import attrs
 import backoff as _bo
 
 from ._errors import KieError, TransportError
-from ._polling import unreachable
+from ._polling import PollPolicy, unreachable
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -51,6 +51,20 @@ class Schedule:
     jitter: float
     retry_after_cap: float
     steady: int = 0
+
+
+def poll_schedule(policy: PollPolicy) -> Schedule:
+    """The delays between the polls of ``policy`` (after the first poll), as the waiting loops
+    and ``benchmarks/poll_schedule.py`` use them; ``Retry-After`` honoured up to
+    ``max_interval``."""
+    return Schedule(
+        policy.interval,
+        policy.factor,
+        policy.max_interval,
+        policy.jitter,
+        retry_after_cap=policy.max_interval,
+        steady=policy.steady_polls,
+    )
 
 
 def grown(schedule: Schedule, base: float, delays_so_far: int) -> float:

@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 
 from kie_async import PollPolicy, Progress, RetryPolicy
-from kie_async._cli import Context, build_parser, main, parse_jobs, run
+from kie_async._cli import Context, build_parser, main, run
+from kie_async._cli_jobs import parse_jobs
 from kie_async._cli_progress import INSTALL_HINT, first_estimate, progress_line
 from kie_async.testing import FakeKieServer, TaskScript
 
@@ -698,3 +699,42 @@ async def test_bulk_progress_lines_carry_the_estimate(
     lines = [line for line in capsys.readouterr().err.splitlines() if PLAIN_LINE.match(line)]
     early = [line for line in lines if " done 0/4 " in line]
     assert early and all("ETA >=" in line for line in early), lines
+
+
+_IMPORTS_OF_A_RUN = """
+import json, runpy, sys
+sys.argv = ["kie-async", *json.loads(sys.argv[1])]
+try:
+    runpy.run_module("kie_async", run_name="__main__")
+except SystemExit as exc:
+    status = exc.code
+heavy = ("aiohttp", "cattrs", "kie_async._client", "kie_async._bulk", "kie_async._wire")
+loaded = [m for m in sys.modules if m in heavy or m.split(".")[0] in heavy]
+print(json.dumps({"status": status, "loaded": sorted(loaded)}), file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize(
+    ("argv", "status"),
+    [
+        (["--help"], 0),
+        (["bulk", "--help"], 0),
+        (["--version"], 0),
+        (["bulk"], 2),
+        (["extend", "src", "--index", "nine"], 2),
+        (["no-such-command"], 2),
+    ],
+)
+def test_help_and_usage_errors_import_no_aiohttp(argv: list[str], status: int) -> None:
+    """--help, --version and usage errors answer without importing aiohttp, cattrs or the bulk
+    runner (aiohttp's import alone took most of a second)."""
+    done = subprocess.run(
+        [sys.executable, "-c", _IMPORTS_OF_A_RUN, json.dumps(argv)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=child_env(),
+        check=False,
+    )
+    report = json.loads(done.stderr.strip().splitlines()[-1])
+    assert report == {"status": status, "loaded": []}, done.stderr

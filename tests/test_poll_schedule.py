@@ -13,8 +13,7 @@ from types import ModuleType
 import pytest
 
 from kie_async import ConfigurationError, ExtendRequest, KieClient, PollPolicy
-from kie_async._polling import poll_schedule
-from kie_async._retry import Schedule, delays
+from kie_async._retry import Schedule, delays, poll_schedule
 from kie_async.testing import FakeKieServer, TaskScript, fast_client
 
 ROOT = Path(__file__).resolve().parent.parent
