@@ -1,25 +1,41 @@
-"""Bulk extension benchmark: ``extend_many`` against bare loops, each in a process of its own.
+"""Bulk benchmark: kie_async's client CPU against bare aiohttp doing the same requests.
 
-Run ``python benchmarks/bench_bulk.py`` (or ``nox -s bench``); ``--quick`` for a smoke run. It
-needs the ``bench`` extra (httpx). Each run gets a fake kie.ai (``python -m kie_async.testing``)
-started fresh in a process of its own. The scenarios (``--scenarios``, the first three by
-default, about three minutes on two cores):
+Run ``python benchmarks/bench_bulk.py`` (about 15 minutes on two idle cores; ``--quick`` for
+a smaller run of every scenario in about two). Overhead is judged on the **client process's CPU
+time** (``getrusage`` in the client process, from the start of the work to its end): wall time
+on a shared machine mostly measures the other processes, and the fake server, on the same
+machine, costs as much CPU as the client.
 
-* ``speed``: instant tasks, no rate limit: wall time, tasks/s, CPU per task.
-* ``memory``: ``--inflight`` tasks submitted and all waiting at once: the memory that holds them.
-* ``rate``: the server rejects creates beyond a limit with 429: how close to the limit each
-  variant submits, and how many 429s it provokes.
-* ``overhead``: the speed workload with the network replaced by canned answers, layer by layer,
-  to show what kie_async's own code costs per task.
+How a figure is taken:
 
-Four variants do the same requests (see ``_variants.py``): (a) ``extend_many``, (b) a bare
-aiohttp loop, (c) a bare httpx loop, (d) the naive loop (``gather`` + fixed sleeps). Figures are
-given as ratios to (b), measured in the same run. With two or more CPUs the server is pinned to
-the first and the client to the second, so neither steals the other's core.
+* Each variant runs in a fresh client process of its own (``_variants.py``) against a fresh
+  fake kie.ai (``python -m kie_async.testing``) started for it. With two or more CPUs the
+  server is pinned to one core and the client to another (``os.sched_setaffinity``).
+* A *round* runs every variant of a scenario once, in an order that alternates between rounds,
+  and gives each SDK variant the ratio of its client CPU to the bare aiohttp baseline's in that
+  same round. A scenario reports the min / median / max of those per-round ratios over
+  ``--rounds`` rounds (at least 5), with wall time beside them.
+* The baseline does the same requests: the same creates and polls (the server counts them,
+  and the table shows requests per task for both), through the same 100 connections, decoding
+  every answer with ``json.loads`` and reading ``code`` and ``successFlag``.
+* Memory: *live objects per task in flight* is ``tracemalloc``'s count of live Python
+  allocations (after a garbage collection) with every task in flight, divided by the tasks, in
+  a run of its own; *RSS per task* is the growth of the resident set size over the same moment,
+  which also counts allocator slack and aiohttp's queue of waiting requests. They are labelled.
 
-Memory is the client process's resident set size: ``peak`` is ``ru_maxrss``; ``held`` is
-``VmRSS`` when every task is in flight minus ``VmRSS`` after imports and client creation. A
-second run with tracemalloc gives the live Python objects per task, free of allocator slack.
+Scenarios (``--scenarios``; all by default):
+
+* ``cpu``: instant tasks, 3,000 x 1 poll and 10,000 x 5 polls, concurrency 64 and 500.
+* ``journal``: 3,000 x 1 poll at concurrency 64, ``extend_many`` with and without a journal.
+* ``gather``: the naive pattern, ``asyncio.gather`` of ``extend_video`` + ``handle.wait()``
+  over 3,000 tasks x 1 poll, beside the same gather in bare aiohttp.
+* ``inflight``: every task in flight at once, 1,000 and then 50,000 tasks x 1 poll: CPU per
+  request must not grow with the number in flight.
+* ``memory``: tasks held in flight (each "generating" for minutes, polled every 30 s), then
+  measured: live objects and RSS per task, for ``extend_many``, the naive gather and bare
+  aiohttp at 10,000, and ``extend_many`` at 1,000 and 50,000 (flat per task?).
+
+Every target of issue 12 is printed as met or MISSED at the end.
 """
 
 from __future__ import annotations
@@ -31,37 +47,39 @@ import os
 import platform
 import shlex
 import signal
+import statistics
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
 VARIANTS_SCRIPT = HERE / "_variants.py"
-
-VARIANTS = ("extend_many", "aiohttp", "httpx", "naive")
-LABELS = {
-    "extend_many": "(a) extend_many",
-    "aiohttp": "(b) bare aiohttp",
-    "httpx": "(c) bare httpx",
-    "naive": "(d) naive gather+sleep",
-    "canned_bare": "bare loop",
-    "canned_call": "+ KieClient: envelope, record parsing",
-    "canned_submit_wait": "+ submit() and TaskHandle.wait()",
-    "canned_extend_many": "+ extend_many",
-}
-LAYERS = ("canned_bare", "canned_call", "canned_submit_wait", "canned_extend_many")
 BASELINE = "aiohttp"
 
-SPEED_TARGET = 1.15  # extend_many's wall time at most this times the bare aiohttp loop's
-MEMORY_TARGET_MB = 50.0  # for 10,000 tasks in flight
-MEMORY_TARGET_TASKS = 10_000
-RATE_TARGET = 0.95  # of the server's limit, with zero 429s
+LABELS = {
+    "extend_many": "extend_many",
+    "extend_many_journal": "extend_many, journal on",
+    "sdk_gather": "gather(extend_video + wait)",
+    "aiohttp": "bare aiohttp (workers)",
+    "naive": "bare aiohttp (gather)",
+}
 
 
 # -- processes -----------------------------------------------------------------------------------
+
+
+def cpus_for_pinning() -> tuple[int | None, int | None]:
+    """(server core, client core), or (None, None) where pinning is unavailable."""
+    if not hasattr(os, "sched_getaffinity"):
+        return None, None
+    allowed = sorted(os.sched_getaffinity(0))
+    if len(allowed) < 2:
+        return None, None
+    return allowed[0], allowed[1]
 
 
 def pin(pid: int, cpu: int | None) -> None:
@@ -82,24 +100,11 @@ def cpu_of(pid: int) -> float | None:
 
 
 @contextlib.contextmanager
-def fake_server(
-    *, polls: int, seconds: float, rate: tuple[int, float] | None, cpu: int | None
-) -> Iterator[dict[str, Any]]:
-    """Run ``python -m kie_async.testing`` in its own process; yields ``{"url": ...}``, which
-    gets the server's ``counts`` and ``cpu`` (seconds spent serving) once the block ends."""
-    command = [
-        sys.executable,
-        "-m",
-        "kie_async.testing",
-        "--port",
-        "0",
-        "--polls",
-        str(polls),
-        "--seconds",
-        str(seconds),
-    ]
-    if rate is not None:
-        command += ["--rate-limit", f"{rate[0]}/{rate[1]:g}"]
+def fake_server(*, polls: int, seconds: float, cpu: int | None) -> Iterator[dict[str, Any]]:
+    """A fresh ``python -m kie_async.testing`` process; yields ``{"url": ...}``, which gets the
+    server's request ``counts`` and ``cpu`` (seconds spent serving) once the block ends."""
+    command = [sys.executable, "-m", "kie_async.testing", "--port", "0"]
+    command += ["--polls", str(polls), "--seconds", str(seconds)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     pin(process.pid, cpu)
     info: dict[str, Any] = {}
@@ -108,13 +113,13 @@ def fake_server(
         info["url"] = process.stdout.readline().strip()
         if not info["url"].startswith("http"):
             raise RuntimeError(f"the fake server did not start: {info['url']!r}")
-        started_cpu = cpu_of(process.pid)  # imports and start-up are not the server's work
+        started_cpu = cpu_of(process.pid)
         yield info
         ended_cpu = cpu_of(process.pid)
         if started_cpu is not None and ended_cpu is not None:
             info["cpu"] = ended_cpu - started_cpu
         process.send_signal(signal.SIGTERM)
-        rest, _ = process.communicate(timeout=30)
+        rest, _ = process.communicate(timeout=60)
         info["counts"] = json.loads(rest.strip().splitlines()[-1])
     finally:
         if process.poll() is None:
@@ -122,8 +127,8 @@ def fake_server(
             process.wait()
 
 
-def run_variant(config: dict[str, Any], timeout: float) -> dict[str, Any]:
-    """Run one variant in a fresh process against a server; its JSON result, or an error."""
+def run_client(config: dict[str, Any], timeout: float) -> dict[str, Any]:
+    """One variant in a fresh client process; its JSON result, or ``{"error": ...}``."""
     try:
         done = subprocess.run(
             [sys.executable, str(VARIANTS_SCRIPT), json.dumps(config)],
@@ -146,70 +151,64 @@ def measure(
     *,
     tasks: int,
     concurrency: int,
-    poll_wait: float,
-    server_polls: int = 0,
-    server_seconds: float = 0.0,
-    rate: tuple[int, float] | None = None,
+    polls: int = 1,
+    poll_wait: float = 0.0,
+    task_seconds: float = 0.0,
     hold: bool = False,
     trace: bool = False,
-    pin_cpus: bool,
-    timeout: float,
+    timeout: float = 900,
+    profile: str | None = None,
 ) -> dict[str, Any]:
-    """One run of one variant: a fresh server, a fresh client process, both results merged."""
-    server_cpu, client_cpu = (0, 1) if pin_cpus else (None, None)
-    with fake_server(
-        polls=server_polls, seconds=server_seconds, rate=rate, cpu=server_cpu
-    ) as server:
+    """One run of one variant: a fresh server, a fresh client process, both results merged.
+    ``polls`` is how many record-info calls each task takes (the last one sees it finished)."""
+    server_cpu, client_cpu = cpus_for_pinning()
+    with contextlib.ExitStack() as stack:
+        journal = None
+        if variant == "extend_many_journal":
+            folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-journal-"))
+            journal = str(Path(folder) / "run.journal")
+        server = stack.enter_context(
+            fake_server(polls=max(polls - 1, 0), seconds=task_seconds, cpu=server_cpu)
+        )
         config = {
-            "variant": variant,
+            "variant": "extend_many" if variant == "extend_many_journal" else variant,
             "url": server["url"],
             "tasks": tasks,
             "concurrency": concurrency,
             "pool": 100,
             "poll_wait": poll_wait,
-            "rate": list(rate) if rate else None,
+            "rate": None,
             "hold": hold,
             "settle": 2.0,
             "retry_sleep": 1.0,
             "cpu": client_cpu,
             "trace": trace,
+            "journal": journal,
+            "profile": profile,
         }
-        result = run_variant(config, timeout)
+        result = run_client(config, timeout)
+    result["variant"] = variant
     result["server_counts"] = server.get("counts", {})
     result["server_cpu"] = server.get("cpu")
     result["tasks"] = tasks
+    progress(variant, result)
     return result
 
 
 # -- figures -------------------------------------------------------------------------------------
 
 
-def mib(kib: float) -> float:
-    return kib / 1024
-
-
-def requests_per_task(result: dict[str, Any]) -> float:
+def requests_of(result: dict[str, Any]) -> int:
     counts = result["server_counts"]
-    return (counts.get("request:create", 0) + counts.get("request:record", 0)) / result["tasks"]
+    return int(counts.get("request:create", 0) + counts.get("request:record", 0))
 
 
-def sustained_rate(result: dict[str, Any], limit: tuple[int, float]) -> float | None:
-    """Accepted creates per second after the first window: a client that fills every window
-    of the limit exactly, and no more, scores ``requests / per``.
-
-    The first ``requests`` creates may all go at once (the window starts empty); counting from
-    the first create to the last, every create after those shows the rate that can be held.
-    """
-    times = result.get("create_times") or []
-    if len(times) <= limit[0] or times[-1] <= times[0]:
-        return None
-    return (len(times) - limit[0]) / (times[-1] - times[0])
-
-
-def ratio(value: float | None, base: float | None) -> str:
-    if value is None or not base:
+def spread(values: Sequence[float], fmt: str = "{:.2f}x") -> str:
+    """min / median / max of ``values``."""
+    if not values:
         return "-"
-    return f"{value / base:.2f}x"
+    low, mid, high = min(values), statistics.median(values), max(values)
+    return f"{fmt.format(low)} / **{fmt.format(mid)}** / {fmt.format(high)}"
 
 
 def table(headers: list[str], rows: list[list[str]]) -> str:
@@ -218,232 +217,14 @@ def table(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def pick_median(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """The run with the median wall time (the upper middle one for an even count)."""
-    good = sorted((r for r in runs if "error" not in r), key=lambda r: r["wall"])
-    return good[len(good) // 2] if good else runs[0]
-
-
-# -- scenarios -----------------------------------------------------------------------------------
-
-
-def repeated(
-    args: argparse.Namespace, variants: list[str] | tuple[str, ...], scenario: str, tasks: int
-) -> tuple[dict[str, list[dict[str, Any]]], dict[str, dict[str, Any]]]:
-    """Every variant ``--repeats`` times on instant tasks; all runs, and the median run of each."""
-    runs: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
-    for round_ in range(args.repeats):
-        # Rotate the order each round so that no variant always runs first or last.
-        order = [*variants[round_ % len(variants) :], *variants[: round_ % len(variants)]]
-        for variant in order:
-            result = measure(
-                variant,
-                tasks=tasks,
-                concurrency=args.concurrency,
-                poll_wait=0.0,
-                server_polls=args.polls,
-                pin_cpus=args.pin,
-                timeout=300,
-            )
-            runs[variant].append(result)
-            progress(scenario, variant, result)
-    return runs, {v: pick_median(r) for v, r in runs.items()}
-
-
-def speed(args: argparse.Namespace, variants: list[str]) -> tuple[str, dict[str, Any]]:
-    runs, chosen = repeated(args, variants, "speed", args.tasks)
-    base = chosen.get(BASELINE, {})
-    rows = []
-    for variant in variants:
-        r = chosen[variant]
-        if "error" in r:
-            rows.append([LABELS[variant], "failed: " + r["error"]] + [""] * 9)
-            continue
-        walls = sorted(x["wall"] for x in runs[variant] if "error" not in x)
-        rows.append(
-            [
-                LABELS[variant],
-                f"{r['wall']:.2f} s",
-                f"{min(walls):.2f}-{max(walls):.2f} s",
-                f"{args.tasks / r['wall']:,.0f}",
-                ratio(r["wall"], base.get("wall")),
-                f"{r['cpu'] / args.tasks * 1e6:.0f} us",
-                ratio(r["cpu"], base.get("cpu")),
-                f"{r['server_cpu'] / args.tasks * 1e6:.0f} us" if r["server_cpu"] else "-",
-                f"{requests_per_task(r):.2f}",
-                str(r["server_counts"].get("rejected:429", 0)),
-                f"{mib(r['peak_rss']):.1f} MiB ({ratio(r['peak_rss'], base.get('peak_rss'))})",
-            ]
-        )
-    text = table(
-        [
-            "variant",
-            "wall (median)",
-            "wall (range)",
-            "tasks/s",
-            "wall vs (b)",
-            "client CPU/task",
-            "CPU vs (b)",
-            "server CPU/task",
-            "requests/task",
-            "429s",
-            "peak RSS",
-        ],
-        rows,
-    )
-    return text, {"runs": runs, "chosen": chosen}
-
-
-def memory(args: argparse.Namespace, variants: list[str]) -> tuple[str, dict[str, Any]]:
-    results: dict[str, dict[str, Any]] = {}
-    traced: dict[str, dict[str, Any]] = {}
-    settings = {
-        "tasks": args.inflight,
-        "concurrency": args.inflight,
-        "poll_wait": args.poll_interval,
-        "server_seconds": args.task_seconds,
-        "hold": True,
-        "pin_cpus": args.pin,
-        "timeout": args.task_seconds + 60,
-    }
-    chosen = [v for v in args.memory_variants.split(",") if v in variants]
-    for variant in chosen:
-        results[variant] = measure(variant, **settings)
-        progress("memory", variant, results[variant])
-    if args.trace:
-        # A second run with tracemalloc on (it slows the run and its own records take memory,
-        # so it is not the run whose RSS is reported): the live Python objects, cycles collected.
-        for variant in [v for v in ("extend_many", BASELINE) if v in chosen]:
-            traced[variant] = measure(variant, trace=True, **settings)
-            progress("traced", variant, traced[variant])
-    base = results.get(BASELINE, {})
-    base_held = base["rss_hold"] - base["rss_base"] if "rss_hold" in base else None
-    rows = []
-    for variant in chosen:
-        r = results[variant]
-        if "error" in r:
-            rows.append([LABELS[variant], "failed: " + r["error"]] + [""] * 8)
-            continue
-        held = r["rss_hold"] - r["rss_base"]
-        live = traced.get(variant, {}).get("traced_hold")
-        rows.append(
-            [
-                LABELS[variant],
-                f"{r['in_flight']:,}",
-                f"{r['to_hold']:.1f} s",
-                f"{mib(held):.1f} MiB",
-                f"{held / r['in_flight']:.1f} KiB",
-                ratio(held, base_held),
-                f"{live / 1024 / traced[variant]['in_flight']:.1f} KiB" if live else "-",
-                f"{mib(r['peak_rss']):.1f} MiB ({ratio(r['peak_rss'], base.get('peak_rss'))})",
-                f"{requests_per_task(r):.2f}",
-                str(r["server_counts"].get("rejected:429", 0)),
-            ]
-        )
-    text = table(
-        [
-            "variant",
-            "in flight",
-            "time to submit all",
-            "held (RSS growth)",
-            "RSS per task",
-            "held vs (b)",
-            "live objects per task",
-            "peak RSS",
-            "requests/task so far",
-            "429s",
-        ],
-        rows,
-    )
-    return text, {"results": results, "traced": traced}
-
-
-def rate(args: argparse.Namespace, variants: list[str]) -> tuple[str, dict[str, Any]]:
-    limit = args.rate
-    tasks = round(limit[0] * (args.rate_seconds / limit[1] + 1))
-    results: dict[str, dict[str, Any]] = {}
-    for variant in variants:
-        result = measure(
-            variant,
-            tasks=tasks,
-            concurrency=args.concurrency,
-            poll_wait=0.0,
-            rate=limit,
-            pin_cpus=args.pin,
-            timeout=args.rate_seconds * 10 + 60,
-        )
-        results[variant] = result
-        progress("rate", variant, result)
-    base = results.get(BASELINE, {})
-    allowed = limit[0] / limit[1]
-    rows = []
-    for variant in variants:
-        r = results[variant]
-        if "error" in r:
-            rows.append([LABELS[variant], "failed: " + r["error"]] + [""] * 7)
-            continue
-        held = sustained_rate(r, limit)
-        rows.append(
-            [
-                LABELS[variant],
-                f"{r['wall']:.2f} s",
-                f"{tasks / r['wall']:.1f}",
-                ratio(tasks / r["wall"], tasks / base["wall"] if "wall" in base else None),
-                f"{held:.2f}/s" if held else "-",
-                f"{held / allowed:.1%}" if held else "-",
-                str(r["server_counts"].get("rejected:429", 0)),
-                f"{requests_per_task(r):.2f}",
-                f"{mib(r['peak_rss']):.1f} MiB ({ratio(r['peak_rss'], base.get('peak_rss'))})",
-            ]
-        )
-    text = table(
-        [
-            "variant",
-            "wall",
-            "tasks/s",
-            "tasks/s vs (b)",
-            "creates/s held",
-            "of the limit",
-            "429s provoked",
-            "requests/task",
-            "peak RSS",
-        ],
-        rows,
-    )
-    return text, {"results": results, "tasks": tasks}
-
-
-def overhead(args: argparse.Namespace, variants: list[str]) -> tuple[str, dict[str, Any]]:
-    """kie_async's own CPU per task, layer by layer, with the network replaced by canned
-    answers (ten times the speed tasks: without sockets the figures are steadier)."""
-    tasks = args.tasks * 10
-    runs, chosen = repeated(args, LAYERS, "overhead", tasks)
-    rows = []
-    previous = None
-    for variant in LAYERS:
-        r = chosen[variant]
-        if "error" in r:
-            rows.append([LABELS[variant], "failed: " + r["error"], ""])
-            continue
-        per_task = r["cpu"] / tasks * 1e6
-        step = f"{per_task - previous:+.0f} us" if previous is not None else ""
-        rows.append([LABELS[variant], f"{per_task:.0f} us", step])
-        previous = per_task
-    text = table(["layer (canned answers, no sockets)", "client CPU/task", "added"], rows)
-    return text, {"runs": runs, "chosen": chosen, "tasks": tasks}
-
-
-# -- the run -------------------------------------------------------------------------------------
-
-
-def progress(scenario: str, variant: str, result: dict[str, Any]) -> None:
+def progress(variant: str, result: dict[str, Any]) -> None:
     if "error" in result:
-        print(f"  {scenario:6s} {variant:12s} FAILED: {result['error']}", file=sys.stderr)
+        print(f"    {variant:20s} FAILED: {result['error']}", file=sys.stderr, flush=True)
         return
     print(
-        f"  {scenario:6s} {variant:12s} wall {result['wall']:6.2f} s  cpu {result['cpu']:6.2f} s"
-        f"  peak {mib(result['peak_rss']):6.1f} MiB"
-        f"  429s {result['server_counts'].get('rejected:429', 0)}",
+        f"    {variant:20s} tasks {result['tasks']:>6}  wall {result['wall']:7.2f} s"
+        f"  client cpu {result['cpu']:7.2f} s  requests {requests_of(result):>7}"
+        f"  load {load()}",
         file=sys.stderr,
         flush=True,
     )
@@ -462,123 +243,308 @@ def machine() -> str:
                 model = line.split(":", 1)[1].strip()
                 break
     versions = []
-    for name in ("kie_async", "aiohttp", "httpx"):
+    for name in ("kie_async", "aiohttp"):
         with contextlib.suppress(ImportError):
             module = __import__(name)
             versions.append(f"{name} {module.__version__}")
-    try:
-        __import__("sniffio")
-    except ImportError:
-        # httpcore 1.0 retries a failed ``import sniffio`` on every request; anyio 4.11+ no
-        # longer installs it, and httpx then runs several times slower than it can.
-        versions.append("no sniffio (httpx is slowed by it: pip install sniffio)")
+    pinned = cpus_for_pinning()
+    where = (
+        f"server on CPU {pinned[0]}, client on CPU {pinned[1]}"
+        if pinned[0] is not None
+        else ("no CPU pinning")
+    )
     return (
         f"{os.cpu_count()} CPUs ({model}), Python {platform.python_version()} on "
-        f"{platform.system()}; {', '.join(versions)}"
+        f"{platform.system()}; {', '.join(versions)}; {where}"
     )
 
 
-def targets(
-    args: argparse.Namespace, found: dict[str, dict[str, Any]]
-) -> list[tuple[str, str, bool | None]]:
-    """Each target of the issue: what it asks, what was measured, met or not (None: not run)."""
-    checks: list[tuple[str, str, bool | None]] = []
-    chosen = found.get("speed", {}).get("chosen", {})
-    a, b = chosen.get("extend_many", {}), chosen.get(BASELINE, {})
-    if "wall" in a and "wall" in b:
-        r = a["wall"] / b["wall"]
-        checks.append(
-            (f"speed: wall time within {SPEED_TARGET}x of (b)", f"{r:.2f}x", r <= SPEED_TARGET)
-        )
-    held = found.get("memory", {}).get("results", {}).get("extend_many", {})
-    if "rss_hold" in held:
-        mb = (held["rss_hold"] - held["rss_base"]) / 1024
-        scaled = mb * MEMORY_TARGET_TASKS / held["in_flight"]
-        note = f"{mb:.1f} MiB for {held['in_flight']:,} tasks"
-        if held["in_flight"] < MEMORY_TARGET_TASKS:
-            note += f" (about {scaled:.0f} MiB per {MEMORY_TARGET_TASKS:,}, scaled)"
-        checks.append(
-            (
-                f"memory: {MEMORY_TARGET_TASKS:,} in flight under {MEMORY_TARGET_MB:g} MB",
-                note,
-                scaled * 1024 * 1024 < MEMORY_TARGET_MB * 1e6,
+# -- scenarios -----------------------------------------------------------------------------------
+
+
+class Rounds:
+    """Runs of several variants, round by round, paired with the baseline of each round."""
+
+    def __init__(self, name: str, variants: Sequence[str], baseline: str = BASELINE) -> None:
+        self.name = name
+        self.variants = list(variants)
+        self.baseline = baseline
+        self.runs: list[dict[str, dict[str, Any]]] = []
+
+    def run(self, rounds: int, **settings: Any) -> Rounds:
+        print(f"  {self.name}: {rounds} rounds", file=sys.stderr, flush=True)
+        for number in range(rounds):
+            # Alternate: the baseline first in even rounds, last in odd ones, the others rotated.
+            others = [v for v in self.variants if v != self.baseline]
+            others = others[number % len(others) :] + others[: number % len(others)]
+            order = [self.baseline, *others] if number % 2 == 0 else [*others, self.baseline]
+            self.runs.append({variant: measure(variant, **settings) for variant in order})
+        return self
+
+    def ratios(self, variant: str, key: str = "cpu") -> list[float]:
+        """Per-round ratios of ``variant``'s ``key`` to the baseline's in the same round."""
+        found = []
+        for runs in self.runs:
+            a, b = runs.get(variant, {}), runs.get(self.baseline, {})
+            if key in a and b.get(key):
+                found.append(a[key] / b[key])
+        return found
+
+    def per_request_us(self, variant: str) -> list[float]:
+        return [
+            r[variant]["cpu"] / requests_of(r[variant]) * 1e6
+            for r in self.runs
+            if "cpu" in r.get(variant, {}) and requests_of(r[variant])
+        ]
+
+    def requests_per_task(self, variant: str) -> str:
+        seen = {
+            f"{requests_of(r[variant]) / r[variant]['tasks']:.2f}"
+            for r in self.runs
+            if variant in r and "error" not in r[variant]
+        }
+        return ", ".join(sorted(seen)) or "-"
+
+    def failures(self, variant: str) -> int:
+        return sum(1 for r in self.runs if "error" in r.get(variant, {"error": 1}))
+
+    def rows(self) -> list[list[str]]:
+        rows = []
+        for variant in self.variants:
+            walls = [r[variant]["wall"] for r in self.runs if "wall" in r.get(variant, {})]
+            cpu_ratio = "1 (baseline)" if variant == self.baseline else spread(self.ratios(variant))
+            wall_ratio = (
+                "1 (baseline)" if variant == self.baseline else spread(self.ratios(variant, "wall"))
             )
+            failed = self.failures(variant)
+            rows.append(
+                [
+                    LABELS[variant],
+                    cpu_ratio,
+                    spread(self.per_request_us(variant), "{:.0f} us"),
+                    wall_ratio,
+                    spread(walls, "{:.2f} s"),
+                    self.requests_per_task(variant),
+                    f"{failed} failed" if failed else "",
+                ]
+            )
+        return rows
+
+
+HEADERS = [
+    "variant",
+    "client CPU vs bare aiohttp (min / **median** / max of rounds)",
+    "client CPU per request",
+    "wall vs bare aiohttp",
+    "wall",
+    "requests/task",
+    "",
+]
+
+
+def scenario_cpu(args: argparse.Namespace, found: dict[str, Any]) -> str:
+    parts = []
+    for tasks, polls in ((args.small, 1), (args.large, 5)):
+        for concurrency in (64, 500):
+            name = f"{tasks:,} x {polls} poll{'s' if polls > 1 else ''}, concurrency {concurrency}"
+            rounds = Rounds(name, ["extend_many", BASELINE]).run(
+                args.rounds, tasks=tasks, concurrency=concurrency, polls=polls
+            )
+            found[("cpu", tasks, polls, concurrency)] = rounds
+            parts.append(f"### {name}\n\n{table(HEADERS, rounds.rows())}")
+    return "\n\n".join(parts)
+
+
+def scenario_journal(args: argparse.Namespace, found: dict[str, Any]) -> str:
+    name = f"{args.small:,} x 1 poll, concurrency 64, journal off and on"
+    rounds = Rounds(name, ["extend_many", "extend_many_journal", BASELINE]).run(
+        args.rounds, tasks=args.small, concurrency=64, polls=1
+    )
+    found["journal"] = rounds
+    return f"### {name}\n\n{table(HEADERS, rounds.rows())}"
+
+
+def scenario_gather(args: argparse.Namespace, found: dict[str, Any]) -> str:
+    name = f"the naive gather, {args.small:,} x 1 poll, every task at once"
+    rounds = Rounds(name, ["sdk_gather", "naive"], baseline="naive").run(
+        args.rounds, tasks=args.small, concurrency=args.small, polls=1
+    )
+    found["gather"] = rounds
+    headers = [h.replace("bare aiohttp", "bare aiohttp (gather)") for h in HEADERS]
+    return f"### {name}\n\n{table(headers, rounds.rows())}"
+
+
+def scenario_inflight(args: argparse.Namespace, found: dict[str, Any]) -> str:
+    parts = []
+    for tasks in (args.inflight_small, args.inflight):
+        name = f"{tasks:,} tasks in flight at once x 1 poll"
+        rounds = Rounds(name, ["extend_many", BASELINE]).run(
+            args.rounds, tasks=tasks, concurrency=tasks, polls=1
         )
-    limited = found.get("rate", {}).get("results", {}).get("extend_many", {})
-    if "wall" in limited:
-        held_rate = sustained_rate(limited, args.rate)
-        fraction = held_rate / (args.rate[0] / args.rate[1]) if held_rate else 0.0
-        rejected = limited["server_counts"].get("rejected:429", 0)
+        found[("inflight", tasks)] = rounds
+        parts.append(f"### {name}\n\n{table(HEADERS, rounds.rows())}")
+    return "\n\n".join(parts)
+
+
+def hold(variant: str, tasks: int, *, trace: bool) -> dict[str, Any]:
+    return measure(
+        variant,
+        tasks=tasks,
+        concurrency=tasks,
+        poll_wait=30.0,
+        task_seconds=600.0,
+        hold=True,
+        trace=trace,
+        timeout=900,
+    )
+
+
+def scenario_memory(args: argparse.Namespace, found: dict[str, Any]) -> str:
+    print("  memory", file=sys.stderr, flush=True)
+    plan = [
+        ("extend_many", args.memory),
+        ("sdk_gather", args.memory),
+        (BASELINE, args.memory),
+        ("extend_many", args.inflight_small),
+        ("extend_many", args.inflight),
+    ]
+    rows = []
+    for variant, tasks in plan:
+        traced = hold(variant, tasks, trace=True)
+        plain = hold(variant, tasks, trace=False)
+        found[("memory", variant, tasks)] = (traced, plain)
+        if "error" in traced or "error" in plain:
+            error = traced.get("error") or plain.get("error")
+            rows.append([LABELS[variant], f"{tasks:,}", f"failed: {error}", "", "", ""])
+            continue
+        live = traced["traced_hold"] / traced["in_flight"] / 1024
+        rss = (plain["rss_hold"] - plain["rss_base"]) / plain["in_flight"]
+        rows.append(
+            [
+                LABELS[variant],
+                f"{plain['in_flight']:,}",
+                f"{live:.2f} KiB",
+                f"{rss:.2f} KiB",
+                f"{plain['peak_rss'] / 1024:.0f} MiB",
+                f"{plain['to_hold']:.1f} s",
+            ]
+        )
+    headers = [
+        "variant",
+        "in flight",
+        "live Python objects per task (tracemalloc)",
+        "RSS growth per task",
+        "peak RSS",
+        "time to submit all",
+    ]
+    return table(headers, rows)
+
+
+def targets(args: argparse.Namespace, found: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
+    """Each target of issue 12: what it asks, what was measured, met or not."""
+    checks: list[tuple[str, str, bool | None]] = []
+
+    def median_ratio(rounds: Rounds | None, variant: str) -> float | None:
+        values = rounds.ratios(variant) if rounds is not None else []
+        return statistics.median(values) if values else None
+
+    for tasks, polls, limit in ((args.small, 1, 1.15), (args.large, 5, 1.20)):
+        r = median_ratio(found.get(("cpu", tasks, polls, 64)), "extend_many")
+        if r is not None:
+            checks.append(
+                (
+                    f"extend_many, {tasks:,} x {polls} poll(s), concurrency 64: median client CPU "
+                    f"<= {limit:.2f}x bare aiohttp",
+                    f"{r:.2f}x",
+                    r <= limit,
+                )
+            )
+    r = median_ratio(found.get("gather"), "sdk_gather")
+    if r is not None:
+        checks.append(
+            ("naive gather(extend_video + wait): median client CPU <= 1.30x", f"{r:.2f}x", r <= 1.3)
+        )
+    traced, _ = found.get(("memory", "sdk_gather", args.memory), ({}, {}))
+    if "traced_hold" in traced:
+        live = traced["traced_hold"] / traced["in_flight"] / 1024
+        checks.append(
+            ("naive gather: at most 6 KiB live per task in flight", f"{live:.2f} KiB", live <= 6)
+        )
+    small, large = (
+        found.get(("inflight", args.inflight_small)),
+        found.get(("inflight", args.inflight)),
+    )
+    if small is not None and large is not None:
+        a, b = small.per_request_us("extend_many"), large.per_request_us("extend_many")
+        if a and b:
+            growth = statistics.median(b) / statistics.median(a)
+            checks.append(
+                (
+                    f"{args.inflight:,} in flight: CPU per request within 10 % of the "
+                    f"{args.inflight_small:,}-task figure",
+                    f"{statistics.median(b):.0f} us vs {statistics.median(a):.0f} us "
+                    f"({growth - 1:+.0%})",
+                    growth <= 1.10,
+                )
+            )
+    few, _ = found.get(("memory", "extend_many", args.inflight_small), ({}, {}))
+    many, _ = found.get(("memory", "extend_many", args.inflight), ({}, {}))
+    if "traced_hold" in few and "traced_hold" in many:
+        per_few = few["traced_hold"] / few["in_flight"] / 1024
+        per_many = many["traced_hold"] / many["in_flight"] / 1024
         checks.append(
             (
-                f"rate: >= {RATE_TARGET:.0%} of the limit, zero 429s",
-                f"{fraction:.1%}, {rejected} 429s",
-                fraction >= RATE_TARGET and rejected == 0,
+                f"{args.inflight:,} in flight: live memory per task flat (within 10 % of the "
+                f"{args.inflight_small:,}-task figure) and about 3 KiB",
+                f"{per_many:.2f} KiB vs {per_few:.2f} KiB",
+                per_many <= per_few * 1.10 and per_many <= 3.5,
             )
         )
     return checks
 
 
-def parse_rate(text: str) -> tuple[int, float]:
-    count, _, per = text.partition("/")
-    return int(count), float(per or 1)
+SCENARIOS = {
+    "cpu": scenario_cpu,
+    "journal": scenario_journal,
+    "gather": scenario_gather,
+    "inflight": scenario_inflight,
+    "memory": scenario_memory,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tasks", type=int, default=2000, help="speed: tasks (default 2000)")
-    parser.add_argument("--concurrency", type=int, default=100, help="speed, rate (default 100)")
-    parser.add_argument("--polls", type=int, default=0, help="speed: polls before a task ends")
-    parser.add_argument("--repeats", type=int, default=3, help="speed: runs per variant")
-    parser.add_argument(
-        "--inflight", type=int, default=MEMORY_TARGET_TASKS, help="memory: tasks held at once"
-    )
-    parser.add_argument("--poll-interval", type=float, default=30.0, help="memory: poll wait")
-    parser.add_argument("--task-seconds", type=float, default=120.0, help="memory: task length")
-    parser.add_argument(
-        "--memory-variants",
-        default="extend_many,aiohttp,naive",
-        help="memory: which variants (httpx takes minutes to submit 10,000 here)",
-    )
-    parser.add_argument(
-        "--no-trace", dest="trace", action="store_false", help="memory: skip the traced runs"
-    )
-    parser.add_argument("--rate", type=parse_rate, default=(50, 2.0), help="rate: N/seconds")
-    parser.add_argument("--rate-seconds", type=float, default=10.0, help="rate: run length")
-    parser.add_argument(
-        "--scenarios", default="speed,memory,rate", help="any of speed,memory,rate,overhead"
-    )
-    parser.add_argument("--variants", default=",".join(VARIANTS))
-    parser.add_argument("--no-pin", dest="pin", action="store_false", help="do not pin CPUs")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds per scenario (>= 5)")
+    parser.add_argument("--small", type=int, default=3000, help="tasks of the 1-poll runs")
+    parser.add_argument("--large", type=int, default=10_000, help="tasks of the 5-poll runs")
+    parser.add_argument("--inflight", type=int, default=50_000, help="the large in-flight run")
+    parser.add_argument("--inflight-small", type=int, default=1000, help="its small reference")
+    parser.add_argument("--memory", type=int, default=10_000, help="tasks held for memory")
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS))
     parser.add_argument("--json", type=Path, help="also write every raw result here")
-    parser.add_argument("--quick", action="store_true", help="small sizes, one repeat")
+    parser.add_argument("--quick", action="store_true", help="every scenario, smaller sizes")
     args = parser.parse_args(argv)
     if args.quick:
-        args.tasks, args.repeats, args.inflight = 500, 1, 2000
-        args.rate, args.rate_seconds, args.task_seconds = (20, 1.0), 3.0, 60.0
-    if (os.cpu_count() or 1) < 2:
-        args.pin = False
-    variants = [v for v in args.variants.split(",") if v]
-    unknown = set(variants) - set(VARIANTS)
-    if unknown or BASELINE not in variants:
-        parser.error(f"variants must include {BASELINE} and come from {', '.join(VARIANTS)}")
-    command = shlex.join(["python", "benchmarks/bench_bulk.py", *sys.argv[1:]])
+        args.small, args.large, args.inflight, args.memory = 1000, 2000, 10_000, 2000
+    if args.rounds < 5:
+        print("note: fewer than 5 rounds: the medians are not to be relied on", file=sys.stderr)
+    command = shlex.join(["python", "benchmarks/bench_bulk.py", *(argv or sys.argv[1:])])
     started = time.monotonic()
-    print(f"command: {command}\nmachine: {machine()}\n", flush=True)
-    scenarios = {"speed": speed, "memory": memory, "rate": rate, "overhead": overhead}
-    found: dict[str, dict[str, Any]] = {}
+    print(f"command: {command}\nmachine: {machine()}\nload average at start: {load()}\n")
+    found: dict[str, Any] = {}
     for name in args.scenarios.split(","):
         print(f"running {name} ...", file=sys.stderr, flush=True)
-        load_before = load()
-        text, found[name] = scenarios[name](args, variants)
-        print(f"## {name}\n\n{text}\n", flush=True)
-        print(f"(load average before/after: {load_before} / {load()})\n", flush=True)
+        before = load()
+        text = SCENARIOS[name](args, found)
+        print(f"## {name}\n\n{text}\n\n(load average before/after: {before} / {load()})\n")
+        sys.stdout.flush()
     print("## targets\n")
     for what, measured, met in targets(args, found):
         print(f"- {what}: {measured} -> {'met' if met else 'MISSED'}")
     print(f"\n(total {time.monotonic() - started:.0f} s)")
     if args.json:
-        args.json.write_text(json.dumps({"command": command, "results": found}, indent=1))
+        raw = {str(k): (v.runs if isinstance(v, Rounds) else v) for k, v in found.items()}
+        args.json.write_text(json.dumps({"command": command, "results": raw}, indent=1))
     return 0
 
 
