@@ -365,13 +365,17 @@ class _Waiting:
 
 
 class _Poller:
-    """Polls every task of a bulk run from one dispatcher instead of a coroutine per task.
+    """Polls every task of a bulk run from one heap instead of a coroutine per task.
 
     A run holds thousands of tasks in flight for minutes. As a suspended chain of coroutines each
-    would cost kilobytes; here each is a :class:`_Waiting` in a heap ordered by its next poll, and
-    at most ``limit`` polls are on the wire at once. The schedule is :meth:`TaskHandle.wait`'s:
-    the first poll at once, then the policy's growing, jittered interval, transient failures
-    retried on the same schedule, and one last poll at the deadline.
+    would cost kilobytes; here each is a :class:`_Waiting` in a heap ordered by its next poll.
+    ``limit`` pollers take the due tasks from the heap and poll them, so at most ``limit`` polls
+    are on the wire at once and no asyncio task is made per poll: a poller that finishes a poll
+    takes the next due task at once, and idle pollers sleep until a task is due (one timer for
+    the earliest, one poller woken per due task). The schedule is :meth:`TaskHandle.wait`'s: the
+    first poll at once (or after the policy's ``first_delay`` for a task just created), then the
+    policy's growing, jittered interval, transient failures retried on the same schedule, and
+    one last poll at the deadline.
     """
 
     def __init__(self, run: _Run, policy: PollPolicy, limit: int) -> None:
@@ -380,42 +384,72 @@ class _Poller:
         self._schedule = poll_schedule(policy)
         self._heap: list[tuple[float, int, _Waiting]] = []
         self._order = itertools.count()
-        self._wake = asyncio.Event()
-        self._slots = asyncio.Semaphore(limit)
-        self._polls: set[asyncio.Future[None]] = set()
+        self._limit = limit
+        self._idle: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = math.inf
+        self._pollers: list[asyncio.Future[None]] = []
 
     def add(self, waiting: _Waiting, delay: float = 0.0) -> None:
         """Schedule the next poll of ``waiting`` in ``delay`` seconds."""
-        heapq.heappush(self._heap, (time.monotonic() + delay, next(self._order), waiting))
-        self._wake.set()
+        due = time.monotonic() + delay
+        heapq.heappush(self._heap, (due, next(self._order), waiting))
+        self._keep_watch()
 
-    async def dispatch(self) -> None:
-        """Start each poll when it is due; runs until cancelled."""
+    def _wake_one(self) -> None:
+        while self._idle:
+            idle = self._idle.popleft()
+            if not idle.done():
+                idle.set_result(None)
+                return
+
+    def _arm(self, due: float) -> None:
+        """One timer, for the earliest task due while pollers are idle."""
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = due
+        delay = max(due - time.monotonic(), 0.0)
+        self._timer = asyncio.get_running_loop().call_later(delay, self._ring)
+
+    def _ring(self) -> None:
+        self._timer, self._timer_at = None, math.inf
+        self._wake_one()
+
+    def _keep_watch(self) -> None:
+        """While pollers are idle, the next task due wakes one: now, or by the timer."""
+        if self._idle and self._heap:
+            due = self._heap[0][0]
+            if due <= time.monotonic():
+                self._wake_one()
+            elif due < self._timer_at:
+                self._arm(due)
+
+    async def _work(self) -> None:
+        heap, idle = self._heap, self._idle
         loop = asyncio.get_running_loop()
         while True:
-            if not self._heap:
-                self._wake.clear()
-                await self._wake.wait()
+            if heap and heap[0][0] <= time.monotonic():
+                waiting = heapq.heappop(heap)[2]
+                self._keep_watch()
+                self._run.flush()  # a task's id is in the journal's file before its first poll
+                await self._poll(waiting)
                 continue
-            early = self._heap[0][0] - time.monotonic()
-            if early > 0:
-                self._wake.clear()
-                timer = loop.call_later(early, self._wake.set)
-                try:
-                    await self._wake.wait()
-                finally:
-                    timer.cancel()
-                continue
-            await self._slots.acquire()
-            self._run.flush()  # a task's id is in the journal's file before its first poll
-            _, _, waiting = heapq.heappop(self._heap)
-            poll = asyncio.ensure_future(self._poll(waiting))
-            self._polls.add(poll)
-            poll.add_done_callback(self._polled)
+            waiter = loop.create_future()
+            idle.append(waiter)
+            self._keep_watch()
+            try:
+                await waiter
+            finally:
+                if not waiter.done():
+                    waiter.cancel()
 
-    def _polled(self, poll: asyncio.Future[None]) -> None:
-        self._polls.discard(poll)
-        self._slots.release()
+    async def dispatch(self) -> None:
+        """Run the pollers until cancelled."""
+        self._pollers = [asyncio.ensure_future(self._work()) for _ in range(self._limit)]
+        try:
+            await asyncio.gather(*self._pollers)
+        finally:
+            await self.aclose()
 
     async def _poll(self, waiting: _Waiting) -> None:
         run, handle = self._run, waiting.handle
@@ -486,10 +520,13 @@ class _Poller:
 
     async def aclose(self) -> None:
         """Cancel every poll in progress and wait for them to unwind."""
-        polls = list(self._polls)
-        for poll in polls:
-            poll.cancel()
-        await asyncio.gather(*polls, return_exceptions=True)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer, self._timer_at = None, math.inf
+        pollers, self._pollers = self._pollers, []
+        for poller in pollers:
+            poller.cancel()
+        await asyncio.gather(*pollers, return_exceptions=True)
 
 
 class _Run:

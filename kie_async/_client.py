@@ -315,8 +315,14 @@ class KieClient(KindCalls, RunCalls):
 
     async def fetch_record(self, task_id: str) -> TaskRecord:
         """One ``record-info`` call, without retries (the waiting loop retries by itself)."""
-        data = await self._transport.call("GET", proto.RECORD_PATH, params={"taskId": task_id})
-        return record_of(data, task_id)
+        return record_of(await self.fetch_record_data(task_id), task_id)
+
+    async def fetch_record_data(self, task_id: str) -> object:
+        """:meth:`fetch_record`'s answer, not parsed yet: a waiting loop parses only what it
+        needs (``_wire.still_generating``), then the rest with :meth:`_record_of`."""
+        return await self._transport.call("GET", proto.RECORD_PATH, params={"taskId": task_id})
+
+    _record_of = staticmethod(record_of)
 
     async def get_task(self, task_id: str) -> TaskRecord:
         """Fetch a task's current :class:`TaskRecord` (transient failures are retried).

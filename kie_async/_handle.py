@@ -19,6 +19,7 @@ from ._models import TaskRecord, TaskStatus
 from ._polling import PollPolicy, poll_is_transient
 from ._retry import Schedule, next_delay, poll_schedule, poll_until, within
 from ._task_errors import TaskFailedError, TaskTimeoutError
+from ._wire import GENERATING, Generating, still_generating
 
 if TYPE_CHECKING:
     from ._requests import TaskRequest
@@ -51,6 +52,10 @@ class CallbackSource(Protocol):
         ...
 
 
+#: What one poll gives a waiting loop: a record, a transient failure to retry, or GENERATING.
+Polled = TaskRecord | KieError | Generating
+
+
 class RecordSource(Protocol):
     """What a :class:`TaskHandle` needs of its client (a :class:`~kie_async.KieClient` is one):
     its poll schedules, its callback receiver, and a task's record."""
@@ -66,6 +71,14 @@ class RecordSource(Protocol):
 
     async def fetch_record(self, task_id: str) -> TaskRecord:
         """One ``record-info`` call, not retried."""
+        ...
+
+    async def fetch_record_data(self, task_id: str) -> object:
+        """One ``record-info`` call, not retried, its ``data`` not parsed yet."""
+        ...
+
+    def _record_of(self, data: object, task_id: str) -> TaskRecord:
+        """The record in a ``record-info`` answer about ``task_id`` (or the error it is)."""
         ...
 
     async def get_task(self, task_id: str) -> TaskRecord:
@@ -91,7 +104,15 @@ class TaskHandle:
         record = await handle
     """
 
-    __slots__ = ("_client", "_fresh_until", "_last", "_warned_flags", "request", "task_id")
+    __slots__ = (
+        "_client",
+        "_fresh_until",
+        "_last",
+        "_pending",
+        "_warned_flags",
+        "request",
+        "task_id",
+    )
 
     def __init__(
         self,
@@ -105,6 +126,9 @@ class TaskHandle:
         self.task_id = task_id
         self.request = request
         self._last: TaskRecord | None = None
+        # The data of the latest poll while it said "still generating": its record is built
+        # only if someone asks for it (a bulk run's polls mostly say just that).
+        self._pending: object = None
         # Shared and empty, so a handle costs no set until an undocumented flag shows up (a bulk
         # run holds one handle per task in flight).
         self._warned_flags = _NO_FLAGS
@@ -112,12 +136,16 @@ class TaskHandle:
         self._fresh_until = time.monotonic() if fresh else None
 
     def __repr__(self) -> str:
-        status = self._last.status.name if self._last is not None else "not polled"
+        last = self.last_record
+        status = last.status.name if last is not None else "not polled"
         return f"<TaskHandle {self.task_id} {status}>"
 
     @property
     def last_record(self) -> TaskRecord | None:
         """The most recent :class:`TaskRecord` seen by :meth:`refresh` or :meth:`wait`."""
+        if self._pending is not None:
+            data, self._pending = self._pending, None
+            self._last = self._client._record_of(data, self.task_id)
         return self._last
 
     async def refresh(self) -> TaskRecord:
@@ -132,6 +160,7 @@ class TaskHandle:
         return record
 
     def _seen(self, record: TaskRecord) -> None:
+        self._pending = None
         self._last = record
         if record.status is TaskStatus.UNKNOWN and record.success_flag not in self._warned_flags:
             self._warned_flags |= {record.success_flag}
@@ -186,19 +215,19 @@ class TaskHandle:
         schedule = poll_schedule(policy)
         grace_until = self._grace_until(policy)
 
-        async def poll_once() -> TaskRecord | KieError:
+        async def poll_once() -> Polled:
             return await self._poll_step(grace_until)
 
-        def waiting(value: TaskRecord | KieError, delay: float) -> None:
+        def waiting(value: Polled, delay: float) -> None:
             if isinstance(value, KieError):
                 log.debug("retrying poll of task %s in %.2fs after: %s", self.task_id, delay, value)
 
-        def polling(max_time: float | None) -> Awaitable[TaskRecord | KieError]:
+        def polling(max_time: float | None) -> Awaitable[Polled]:
             return poll_until(
                 poll_once, done=finished, schedule=schedule, max_time=max_time, on_wait=waiting
             )
 
-        result: TaskRecord | KieError | None
+        result: Polled | None
         if receiver is not None:
             # A task this process just created cannot be done yet: let the callback speak first.
             first_delay = policy.interval if self._fresh_until is not None else 0.0
@@ -214,7 +243,9 @@ class TaskHandle:
             # Not asyncio.wait_for: before Python 3.12 it can swallow a cancellation.
             result = await within(polling(remaining), remaining)
         if result is None or not finished(result):
-            raise TaskTimeoutError(task_id=self.task_id, record=self._last, timeout=deadline or 0)
+            raise TaskTimeoutError(
+                task_id=self.task_id, record=self.last_record, timeout=deadline or 0
+            )
         assert isinstance(result, TaskRecord)
         return self._outcome(result)
 
@@ -228,15 +259,27 @@ class TaskHandle:
             return None
         return self._fresh_until + policy.not_found_grace
 
-    async def _poll_step(self, grace_until: float | None) -> TaskRecord | KieError:
-        """One poll: the record, or a transient failure to retry later; anything else raises."""
+    async def _poll_step(self, grace_until: float | None) -> Polled:
+        """One poll: the record (or :data:`GENERATING`, the record kept unparsed), or a transient
+        failure to retry later; anything else raises."""
         try:
-            record = await self._client.fetch_record(self.task_id)
+            data = await self._client.fetch_record_data(self.task_id)
         except TaskNotFoundError as exc:
             if grace_until is not None and time.monotonic() < grace_until:
                 return exc
             raise
         except KieError as exc:
+            if not poll_is_transient(exc):
+                raise
+            return exc
+        # The fast lane only for an answer about this very task: any other goes through the
+        # client's full reading, which refuses an answer about another task.
+        if still_generating(data) and data.get("taskId") == self.task_id:  # type: ignore[attr-defined]
+            self._pending = data
+            return GENERATING
+        try:
+            record = self._client._record_of(data, self.task_id)
+        except KieError as exc:  # an unreadable answer, or one about another task
             if not poll_is_transient(exc):
                 raise
             return exc
@@ -257,13 +300,13 @@ class TaskHandle:
     async def _race_callback(
         self,
         receiver: CallbackSource,
-        polling: Callable[[float | None], Awaitable[TaskRecord | KieError]],
-        poll_once: Callable[[], Awaitable[TaskRecord | KieError]],
-        finished: Callable[[TaskRecord | KieError], bool],
+        polling: Callable[[float | None], Awaitable[Polled]],
+        poll_once: Callable[[], Awaitable[Polled]],
+        finished: Callable[[Polled], bool],
         deadline: float | None,
         first_delay: float,
         policy: PollPolicy,
-    ) -> TaskRecord | KieError | None:
+    ) -> Polled | None:
         """Race the poll loop against the task's callback; ``None`` when the deadline passed.
 
         When the callback wins, the poll loop is cancelled and ``record-info`` confirms it (the
@@ -278,7 +321,7 @@ class TaskHandle:
         def left() -> float | None:
             return None if end is None else end - loop.time()
 
-        async def delayed(delay: float, remaining: float | None) -> TaskRecord | KieError:
+        async def delayed(delay: float, remaining: float | None) -> Polled:
             if delay > 0:
                 await asyncio.sleep(delay)
                 remaining = None if remaining is None else max(remaining - delay, 0.001)
@@ -333,15 +376,15 @@ class TaskHandle:
     @staticmethod
     def _confirmed(
         receiver: CallbackSource,
-        value: TaskRecord | KieError,
-        finished: Callable[[TaskRecord | KieError], bool],
-    ) -> TaskRecord | KieError:
+        value: Polled,
+        finished: Callable[[Polled], bool],
+    ) -> Polled:
         """``value``, first kept on the task's callback event when it is a final record."""
         if isinstance(value, TaskRecord) and finished(value):
             receiver._confirm(value)
         return value
 
 
-def finished(value: TaskRecord | KieError) -> bool:
+def finished(value: Polled) -> bool:
     """Whether a poll's value ends the wait: a record in a terminal state."""
     return isinstance(value, TaskRecord) and value.status.is_terminal

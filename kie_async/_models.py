@@ -9,6 +9,7 @@ keep working. Field names are snake_case; the wire names live in each field's
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
@@ -92,6 +93,9 @@ def _wire(name: str | None) -> dict[str, Any]:
 _NAIVE_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M:%S.%f", "%Y/%m/%d %H:%M:%S")
 
 
+_EPOCH = re.compile(r"\d{9,14}(\.\d+)?")
+
+
 def parse_time(raw: str | None) -> datetime | None:
     """Parse one of kie's time strings; ``None`` when it cannot be parsed. Never raises.
 
@@ -100,11 +104,24 @@ def parse_time(raw: str | None) -> datetime | None:
     """
     if raw is None:
         return None
+    if type(raw) is str:
+        # Every poll of a task carries the same createTime, and tasks created together share
+        # theirs: each string is parsed once (datetimes are immutable, so sharing is safe).
+        return _parse_time_cached(raw)
+    return _parse_time(raw)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_time_cached(raw: str) -> datetime | None:
+    return _parse_time(raw)
+
+
+def _parse_time(raw: str) -> datetime | None:
     text = raw.strip()
     if not text:
         return None
     try:
-        if re.fullmatch(r"\d{9,14}(\.\d+)?", text):
+        if _EPOCH.fullmatch(text):
             number = float(text)
             seconds = number / 1000 if number >= 1e11 else number
             return datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(seconds=seconds)

@@ -244,7 +244,7 @@ async def test_journal_is_written_before_polling(
     """The task id is in the journal before the first poll of that task is sent."""
     journal = tmp_path / "run.jsonl"
     seen_on_first_poll: list[bool] = []
-    original = kie.fetch_record
+    original = kie.fetch_record_data
 
     async def checking_fetch(task_id: str):  # type: ignore[no-untyped-def]
         lines = journal_lines(journal)
@@ -253,7 +253,7 @@ async def test_journal_is_written_before_polling(
         )
         return await original(task_id)
 
-    kie.fetch_record = checking_fetch  # type: ignore[method-assign]
+    kie.fetch_record_data = checking_fetch  # type: ignore[method-assign]
     await collect(kie, make_requests(3), journal=journal)
     assert seen_on_first_poll and all(seen_on_first_poll)
     events = [line.get("event") for line in journal_lines(journal)[1:]]

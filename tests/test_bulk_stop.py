@@ -278,7 +278,8 @@ async def start_bulk(
         "4",
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        env=child_env(KIE_API_KEY=server.api_key),
+        # The fake's tasks end at once: no two-minute wait before their first polls.
+        env=child_env(KIE_API_KEY=server.api_key, KIE_POLL_ZERO_WAIT="1"),
     )
 
 

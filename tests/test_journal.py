@@ -62,7 +62,7 @@ async def test_two_cli_runs_on_one_journal_pay_once(server: FakeKieServer, tmp_p
             str(journal),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            env=child_env(KIE_API_KEY=KEY),
+            env=child_env(KIE_API_KEY=KEY, KIE_POLL_ZERO_WAIT="1"),
         )
         for _ in range(2)
     ]

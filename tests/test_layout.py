@@ -61,7 +61,15 @@ LAYERS: dict[str, tuple[str, ...]] = {
     # KieClient, wiring the layers for the user, and the package's public names
     "facade": ("_calls", "_client", ""),
     # the command line and the fake server (``testing._fast`` is the one to import the facade)
-    "tools": ("_cli", "_cli_jobs", "_cli_kinds", "_cli_progress", "__main__", "testing"),
+    "tools": (
+        "_cli",
+        "_cli_help",
+        "_cli_jobs",
+        "_cli_kinds",
+        "_cli_progress",
+        "__main__",
+        "testing",
+    ),
 }
 
 

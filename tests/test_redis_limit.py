@@ -206,7 +206,9 @@ async def test_processes_sharing_the_limit_get_no_429(redis_url: str, tmp_path: 
             path = tmp_path / f"jobs{n}.jsonl"
             path.write_text("\n".join(lines) + "\n", encoding="utf-8")
             jobs.append(path)
-        env = child_env(KIE_API_KEY=server.api_key, KIE_RATE_LIMIT_REDIS=redis_url)
+        env = child_env(
+            KIE_API_KEY=server.api_key, KIE_RATE_LIMIT_REDIS=redis_url, KIE_POLL_ZERO_WAIT="1"
+        )
         processes = [
             await asyncio.create_subprocess_exec(
                 sys.executable,

@@ -1,0 +1,259 @@
+"""The fast paths of poll parsing give exactly what the full parser gives: a still-generating
+poll, a finished poll, every quirk of kie's payloads, and generated payloads."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_properties import records
+
+from kie_async import (
+    ExtendRequest,
+    KieClient,
+    PollPolicy,
+    TaskRecord,
+    TaskStatus,
+    TaskTimeoutError,
+    UnexpectedResponseError,
+)
+from kie_async._models import parse_time
+from kie_async._wire import parse_record, parse_record_fast, still_generating
+from kie_async.testing import FakeKieServer, TaskScript, fast_client
+
+SAMPLES = Path(__file__).parent / "samples"
+
+
+def outcome(parse: Any, data: object, task_id: str) -> object:
+    """Everything a user can read from a parse: the record's fields, or the error's text."""
+    try:
+        record: TaskRecord = parse(data, task_id=task_id, endpoint="/x")
+    except UnexpectedResponseError as exc:
+        return ("error", str(exc))
+    return (
+        record,
+        repr(record),
+        record.params,
+        type(record.params),
+        record.data,
+        record.status,
+        record.created_at,
+        record.completed_at,
+    )
+
+
+def assert_same(data: object, task_id: str = "asked") -> None:
+    before = copy.deepcopy(data)
+    full = outcome(parse_record, data, task_id)
+    fast = outcome(parse_record_fast, data, task_id)
+    assert fast == full
+    assert data == before  # neither parser changes what it was given
+
+
+QUIRKS: list[dict[str, Any]] = [
+    {"taskId": "t1", "successFlag": 0},
+    {"taskId": "t1", "successFlag": "0"},
+    {"taskId": "t1", "successFlag": " 1 "},
+    {"taskId": "t1", "successFlag": True},
+    {"taskId": "t1", "successFlag": 1.0},
+    {"taskId": "t1", "successFlag": 7},
+    {"taskId": "t1"},
+    {"taskId": 12345, "successFlag": 1},
+    {"taskId": "", "successFlag": 1},
+    {"taskId": "null", "successFlag": 1},
+    {"taskId": ["x"], "successFlag": 1},
+    {"successFlag": 1},
+    {"taskId": "t1", "successFlag": 1, "errorCode": "null", "errorMessage": "NULL "},
+    {"taskId": "t1", "successFlag": 2, "errorCode": 400, "errorMessage": ""},
+    {"taskId": "t1", "successFlag": 2, "errorCode": {"a": 1}, "errorMessage": ["x"]},
+    {"taskId": "t1", "successFlag": 1, "resultInfoJson": {"resultUrls": [{"resultUrl": "u"}]}},
+    {"taskId": "t1", "successFlag": 1, "resultInfoJson": {"resultUrls": ["u1", "u2"]}},
+    {"taskId": "t1", "successFlag": 1, "resultInfoJson": '{"resultUrls": [{"resultUrl": "u"}]}'},
+    {"taskId": "t1", "successFlag": 1, "resultInfoJson": {"resultUrls": [{"url": "u"}]}},
+    {"taskId": "t1", "successFlag": 1, "resultInfoJson": {"resultUrls": [{"resultUrl": ""}]}},
+    {
+        "taskId": "t1",
+        "successFlag": 1,
+        "resultInfoJson": {"resultUrls": [{"resultUrl": "u", "extra": 1}]},
+    },
+    {"taskId": "t1", "successFlag": 1, "resultInfoJson": {"result_urls": ["u"]}},
+    {"taskId": "t1", "successFlag": 1, "resultInfoJson": "https://cdn.example/v.mp4"},
+    {"taskId": "t1", "successFlag": 1, "resultInfoJson": '{"resultUrls": [{"resu'},
+    {"taskId": "t1", "successFlag": 1, "resultInfoJson": None},
+    {"taskId": "t1", "successFlag": 1, "resultInfoJson": {"resultUrls": None}},
+    {"taskId": "t1", "successFlag": 1, "paramJson": '{"taskId": "src", "index": 0}'},
+    {"taskId": "t1", "successFlag": 1, "paramJson": {"taskId": "src"}},
+    {"taskId": "t1", "successFlag": 1, "paramJson": "not json"},
+    {"taskId": "t1", "successFlag": 1, "paramJson": "[1, 2]"},
+    {"taskId": "t1", "successFlag": 1, "paramJson": None},
+    {"taskId": "t1", "successFlag": 1, "createTime": "2024-03-20T10:30:00Z"},
+    {"taskId": "t1", "successFlag": 1, "createTime": "2026-01-06 08:17:04"},
+    {"taskId": "t1", "successFlag": 1, "createTime": "1767687424000"},
+    {"taskId": "t1", "successFlag": 1, "createTime": "yesterday", "completeTime": ""},
+    {"taskId": "t1", "successFlag": 1, "createTime": 1767687424, "completeTime": 1.5},
+    {"taskId": "t1", "successFlag": 1, "taskType": "mj_video_extend_auto", "extra": [1]},
+    {"taskId": "t1", "successFlag": 1, "taskType": False},
+]
+
+
+@pytest.mark.parametrize("data", QUIRKS, ids=lambda d: json.dumps(d)[:60])
+def test_fast_parse_equals_full_parse_on_every_quirk(data: dict[str, Any]) -> None:
+    """For each quirk the full parser handles, the fast parser gives the same record."""
+    assert_same(data)
+    assert_same(data, task_id="")
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in SAMPLES.glob("record_info_*.json")))
+def test_fast_parse_equals_full_parse_on_the_samples(name: str) -> None:
+    """On the independent samples (kie's docs and real answers) both parsers agree."""
+    data = json.loads((SAMPLES / name).read_text(encoding="utf-8")).get("data")
+    assert_same(data)
+
+
+@pytest.mark.parametrize("data", [None, [], "text", 3, (("taskId", "t"), ("successFlag", 0))])
+def test_fast_parse_of_a_non_object_raises_as_the_full_parser(data: object) -> None:
+    """data that is not an object fails the same way through both parsers."""
+    assert_same(data)
+
+
+def test_a_still_generating_poll_is_recognised_from_its_flag_alone() -> None:
+    """successFlag 0 (or "0") says still generating; anything else, or no object, does not."""
+    assert still_generating({"taskId": "t", "successFlag": 0})
+    assert still_generating({"successFlag": " 0 "})
+    for data in (
+        {"successFlag": 1},
+        {"successFlag": False},
+        {"successFlag": None},
+        {},
+        {"successFlag": 0.5},
+        None,
+        [0],
+        "0",
+    ):
+        assert not still_generating(data), data
+
+
+usual_text = st.one_of(st.none(), st.sampled_from(["", "null", " Null ", "x", "400"]), st.text())
+usual_records = st.fixed_dictionaries(
+    {"taskId": st.text(min_size=1)},
+    optional={
+        "taskType": usual_text,
+        "paramJson": st.one_of(
+            st.none(),
+            st.dictionaries(st.text(max_size=5), st.integers(), max_size=3).map(json.dumps),
+            st.text(max_size=10),
+        ),
+        "createTime": st.one_of(usual_text, st.sampled_from(["2026-01-06 08:17:04"])),
+        "completeTime": st.one_of(usual_text, st.sampled_from(["2024-03-20T10:30:00Z"])),
+        "successFlag": st.one_of(st.none(), st.integers(min_value=-2, max_value=5)),
+        "resultInfoJson": st.one_of(
+            st.none(),
+            st.fixed_dictionaries(
+                {"resultUrls": st.lists(st.fixed_dictionaries({"resultUrl": usual_text}))}
+            ),
+        ),
+        "errorCode": usual_text,
+        "errorMessage": usual_text,
+    },
+)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.one_of(records, usual_records), asked=st.sampled_from(["", "asked-id"]))
+def test_fast_parse_equals_full_parse_on_generated_payloads(
+    data: dict[str, Any], asked: str
+) -> None:
+    """On any record-info data, usual or mangled, the fast parser gives what the full one
+    gives (the same record, or the same error)."""
+    assert_same(data, task_id=asked)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.one_of(records, usual_records))
+def test_data_taken_for_still_generating_always_parses_as_generating(data: dict[str, Any]) -> None:
+    """Whenever the fast path skips a poll's record, the full parser would have built a
+    GENERATING record from it without error: skipping it changes nothing."""
+    if still_generating(data):
+        record = parse_record(data, task_id="asked")
+        assert record.status is TaskStatus.GENERATING
+
+
+@given(text=st.text(max_size=30))
+def test_cached_time_parsing_is_the_same_as_parsing(text: str) -> None:
+    """parse_time gives the same answer for a string the first time and every time after."""
+    first = parse_time(text)
+    assert parse_time(text) == first
+    assert parse_time(" " + text) == first
+
+
+def quick() -> PollPolicy:
+    return PollPolicy.zero_wait(timeout=0.3)
+
+
+async def test_last_record_of_a_still_generating_task_is_the_full_record(
+    kie: KieClient, server: FakeKieServer
+) -> None:
+    """After polls that said "still generating", last_record and the time-out's record are the
+    record get_task() builds with the full parser."""
+    server.default_script = TaskScript(polls=10**6)
+    handle = await kie.extend_video("src", 0, "go")
+    with pytest.raises(TaskTimeoutError) as timed_out:
+        await handle.wait(poll=quick())
+    assert timed_out.value.record is not None
+    assert timed_out.value.record.status is TaskStatus.GENERATING
+    fetched = await kie.get_task(handle.task_id)
+    assert timed_out.value.record == fetched
+    assert timed_out.value.record.params == fetched.params
+    assert handle.last_record is timed_out.value.record
+    assert repr(handle) == f"<TaskHandle {handle.task_id} GENERATING>"
+
+
+async def test_finished_poll_after_generating_ones_gives_the_full_record(
+    server: FakeKieServer,
+) -> None:
+    """A wait over still-generating polls ends with the record the full parser builds, in a
+    single wait and in a bulk run."""
+    server.default_script = TaskScript(polls=3, videos=2)
+    async with fast_client(server) as kie:
+        handle = await kie.extend_video("src", 0, "go")
+        record = await handle
+        again = await kie.get_task(handle.task_id)
+        assert record == again
+        assert record.params == again.params
+        assert len(record.result_urls) == 2
+        outcomes = [o async for o in kie.extend_many([ExtendRequest("src", 1, "more")])]
+        assert outcomes[0].record == await kie.get_task(outcomes[0].task_id or "")
+
+
+async def test_a_bulk_run_makes_no_asyncio_task_per_poll(server: FakeKieServer) -> None:
+    """The bulk poller polls from a fixed set of pollers: 300 tasks x 3 polls create a few
+    dozen asyncio tasks in kie_async's bulk module, not one per poll."""
+    server.default_script = TaskScript(polls=2)
+    loop = asyncio.get_running_loop()
+    created: list[str] = []
+    default_factory = loop.get_task_factory()
+
+    def counting(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Future[Any]:
+        code = getattr(coro, "cr_code", None)
+        created.append(code.co_filename if code is not None else "")
+        if default_factory is not None:
+            return default_factory(loop, coro, **kwargs)  # type: ignore[no-any-return]
+        return asyncio.Task(coro, loop=loop, **kwargs)
+
+    requests = [ExtendRequest("src", i % 4, f"clip {i}") for i in range(300)]
+    loop.set_task_factory(counting)  # type: ignore[arg-type]
+    try:
+        async with fast_client(server, max_connections=8) as kie:
+            outcomes = [o async for o in kie.extend_many(requests, concurrency=50)]
+    finally:
+        loop.set_task_factory(default_factory)
+    assert all(o.ok for o in outcomes) and len(outcomes) == 300
+    assert server.counts["request:record"] == 900
+    in_bulk = sum(1 for name in created if name.endswith("_bulk.py"))
+    assert in_bulk <= 2 * 8 + 5, in_bulk
