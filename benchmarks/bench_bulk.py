@@ -1,7 +1,7 @@
 """Bulk benchmark: kie_async's client CPU against bare aiohttp doing the same requests.
 
-Run ``python benchmarks/bench_bulk.py`` (about 15 minutes on two idle cores; ``--quick`` for
-a smaller run of every scenario in about two). Overhead is judged on the **client process's CPU
+Run ``python benchmarks/bench_bulk.py`` (about 15 minutes on two cores; ``--quick`` for
+a smaller run of every scenario). Overhead is judged on the **client process's CPU
 time** (``getrusage`` in the client process, from the start of the work to its end): wall time
 on a shared machine mostly measures the other processes, and the fake server, on the same
 machine, costs as much CPU as the client.
