@@ -251,11 +251,11 @@ def machine() -> str:
     where = (
         f"server on CPU {pinned[0]}, client on CPU {pinned[1]}"
         if pinned[0] is not None
-        else ("no CPU pinning")
+        else "no CPU pinning"
     )
     return (
         f"{os.cpu_count()} CPUs ({model}), Python {platform.python_version()} on "
-        f"{platform.system()}; {', '.join(versions)}; {where}"
+        f"{platform.system()}; {', '.join(versions)};\npinning: {where}"
     )
 
 
