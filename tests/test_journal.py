@@ -51,7 +51,9 @@ def write_jobs(path: Path, count: int) -> Path:
 async def test_two_cli_runs_on_one_journal_pay_once(server: FakeKieServer, tmp_path: Path) -> None:
     """Two `bulk` processes started together on one journal: one runs, the other stops at once
     naming the holder, and the server creates each job exactly once."""
-    server.default_script = TaskScript(polls=1)  # the second poll, 5 s later, ends each task
+    # Each task takes 2 s, so the first run still holds the journal when the second starts
+    # (the children poll without waiting: KIE_POLL_ZERO_WAIT below).
+    server.default_script = TaskScript(seconds=2.0)
     jobs = write_jobs(tmp_path / "jobs.jsonl", 8)
     journal = tmp_path / "run.journal"
     argv = ["-m", "kie_async", "--base-url", server.url, "bulk", str(jobs), "--journal"]
