@@ -321,7 +321,7 @@ _KILLED_CLI = """
 import asyncio, sys
 from kie_async import PollPolicy
 from kie_async._cli import run
-poll = PollPolicy(interval=0.05, factor=1, max_interval=0.05, jitter=0, timeout=60)
+poll = PollPolicy(interval=0.05, factor=1, max_interval=0.05, jitter=0, timeout=60, first_delay=0)
 sys.exit(asyncio.run(run(sys.argv[1:], client_options={"poll": poll})))
 """
 
