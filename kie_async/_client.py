@@ -22,6 +22,8 @@ from . import _protocol as proto
 from ._calls import KindCalls, RunCalls
 from ._config import (
     _UNSET,
+    _UNSET_CONNECT,
+    _UNSET_TIMEOUT,
     DEFAULT_MAX_ANSWER_SIZE,
     _check_base_url,
     _limiter,
@@ -131,8 +133,8 @@ class KieClient(KindCalls, RunCalls):
         retry: RetryPolicy | None = None,
         max_retries: int | None = None,
         rate_limit: RateLimit | RedisRateLimit | None = _UNSET,
-        timeout: float | Timeout = _UNSET,
-        connect_timeout: float = _UNSET,
+        timeout: float | Timeout = _UNSET_TIMEOUT,
+        connect_timeout: float = _UNSET_CONNECT,
         max_answer_size: int = DEFAULT_MAX_ANSWER_SIZE,
         max_connections: int = 100,
         allow_insecure_http: bool = False,

@@ -25,14 +25,22 @@ _DEFAULT_RATE_LIMIT = RateLimit()
 
 
 class _Unset:
-    """The default of ``rate_limit`` when none is given; its repr is the limit it stands for,
-    so signatures (``help()``, the API reference) show the real default."""
+    """The default of an argument when none is given; its repr is the value it stands for,
+    so signatures (``help()``, the API reference) show the real default. Each argument has
+    its own (``rate_limit``, ``timeout``, ``connect_timeout``)."""
+
+    __slots__ = ("_shown",)
+
+    def __init__(self, shown: object) -> None:
+        self._shown = shown
 
     def __repr__(self) -> str:
-        return repr(_DEFAULT_RATE_LIMIT)
+        return repr(self._shown)
 
 
-_UNSET: Any = _Unset()
+_UNSET: Any = _Unset(_DEFAULT_RATE_LIMIT)
+_UNSET_TIMEOUT: Any = _Unset(Timeout())
+_UNSET_CONNECT: Any = _Unset(Timeout().connect)
 
 
 class _Secret:
@@ -152,16 +160,16 @@ DEFAULT_MAX_ANSWER_SIZE = 1 << 20
 def _resolve_timeout(timeout: object, connect_timeout: object) -> Timeout:
     """The :class:`Timeout` for the ``timeout`` and ``connect_timeout`` arguments."""
     if isinstance(timeout, Timeout):
-        if connect_timeout is not _UNSET:
+        if connect_timeout is not _UNSET_CONNECT:
             raise ConfigurationError(
                 "connect_timeout", "with a Timeout object, set Timeout(connect=...) instead"
             )
         return timeout
     default = Timeout()
-    read = default.read if timeout is _UNSET else _seconds("timeout", timeout)
+    read = default.read if timeout is _UNSET_TIMEOUT else _seconds("timeout", timeout)
     connect = (
         default.connect
-        if connect_timeout is _UNSET
+        if connect_timeout is _UNSET_CONNECT
         else _seconds("connect_timeout", connect_timeout)
     )
     # A number is the per-read timeout of earlier versions: the overall limit never cuts a

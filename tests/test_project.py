@@ -182,6 +182,38 @@ def test_signatures_show_real_defaults() -> None:
     assert eval(repr(default), {"RateLimit": RateLimit}) == RateLimit()
 
 
+def test_kie_client_signature_shows_each_parameters_own_default() -> None:
+    """Every KieClient parameter's default reads as the value it stands for: ``timeout`` as
+    ``Timeout()`` and ``connect_timeout`` as its seconds, never another argument's default."""
+    import inspect
+
+    from kie_async import KieClient, RateLimit, Timeout
+
+    expected = {
+        "api_key": None,
+        "base_url": None,
+        "session": None,
+        "poll": None,
+        "retry": None,
+        "max_retries": None,
+        "rate_limit": RateLimit(),
+        "timeout": Timeout(),
+        "connect_timeout": Timeout().connect,
+        "allow_insecure_http": False,
+        "user_agent": None,
+        "callback_url": None,
+        "callbacks": None,
+        "safety_poll": None,
+        "download": None,
+    }
+    names = {"RateLimit": RateLimit, "Timeout": Timeout}
+    for name, parameter in inspect.signature(KieClient).parameters.items():
+        shown = eval(repr(parameter.default), names)
+        if name in expected:
+            assert shown == expected[name], (name, parameter)
+        assert type(shown) is not RateLimit or name == "rate_limit", (name, parameter)
+
+
 def test_every_environment_variable_is_documented() -> None:
     """Each KIE_* variable the package reads (and the shared rate limit's) has its section on
     docs/environment.md."""
