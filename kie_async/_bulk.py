@@ -889,6 +889,8 @@ async def _outcomes(
 
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
         raise ValidationError("concurrency", f"must be an int >= 1, got {concurrency!r}")
+    if poll is not None and not isinstance(poll, PollPolicy):
+        raise ValidationError("poll", f"must be a PollPolicy or None, got {type(poll).__name__}")
     book = Journal(journal) if journal is not None else None
     counts = _Counts(callback=on_progress)
     run = run_type(client, book, poll, counts, resubmit_uncertain, concurrency)

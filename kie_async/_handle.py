@@ -194,7 +194,8 @@ class TaskHandle:
             TaskTimeoutError: the deadline passed first (the task may still finish: wait again).
             TaskNotFoundError: kie.ai knows no task with this id.
             APIError: a non-transient error, e.g. :class:`AuthenticationError`.
-            ValidationError: ``timeout`` is not a number > 0 or ``None``.
+            ValidationError: ``timeout`` is not a number > 0 or ``None``, or ``poll`` is not a
+                :class:`PollPolicy` (checked before any request is sent).
 
         With a callback receiver attached to the client (:meth:`KieClient.attach_callbacks`), the
         wait also listens for the task's callback, and ``poll`` defaults to the client's slower
@@ -203,6 +204,8 @@ class TaskHandle:
         lag the callback), the wait checks again after about 1 s, 2 s, 4 s... (up to the
         policy's ``max_interval``), and at once when another callback for the task arrives.
         """
+        if poll is not None and not isinstance(poll, PollPolicy):
+            raise ValidationError("poll", f"must be a PollPolicy or None, got {type(poll).__name__}")
         receiver = self._client.callbacks
         if poll is None and receiver is not None:
             poll = self._client.safety_poll

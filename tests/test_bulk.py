@@ -361,3 +361,15 @@ async def test_outcome_result_is_the_record_or_raises_the_error(
     with pytest.raises(type(bad.error)) as caught:
         bad.result  # noqa: B018
     assert caught.value is bad.error
+
+
+@pytest.mark.parametrize("call", ["extend_many", "run_many"])
+async def test_bulk_run_rejects_a_poll_that_is_not_a_policy(
+    kie: KieClient, server: FakeKieServer, call: str
+) -> None:
+    """A ``poll`` that is not a PollPolicy is a ValidationError naming it, and no create is sent."""
+    with pytest.raises(ValidationError, match=r"^poll: must be a PollPolicy"):
+        async for _ in getattr(kie, call)(make_requests(3), poll="x"):
+            pass
+    assert server.counts["create"] == 0
+    assert server.requests == []

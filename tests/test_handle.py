@@ -21,6 +21,7 @@ from kie_async import (
     TaskRecord,
     TaskStatus,
     TaskTimeoutError,
+    ValidationError,
 )
 from kie_async.testing import FakeKieServer, TaskScript, fast_client
 
@@ -352,3 +353,13 @@ async def test_unknown_reattached_task_fails_at_once(server: FakeKieServer) -> N
             await kie.task("unknown").wait()
     assert info.value.message == "recordInfo is null"
     assert server.polls_for("unknown") == 1
+
+
+async def test_wait_rejects_a_poll_that_is_not_a_policy(
+    kie: KieClient, server: FakeKieServer
+) -> None:
+    """handle.wait(poll="x") is a ValidationError naming ``poll``, before any poll is sent."""
+    handle = kie.task("task-1")
+    with pytest.raises(ValidationError, match=r"^poll: must be a PollPolicy"):
+        await handle.wait(poll="x")  # type: ignore[arg-type]
+    assert server.requests == []
