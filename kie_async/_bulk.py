@@ -891,6 +891,10 @@ async def _outcomes(
         raise ValidationError("concurrency", f"must be an int >= 1, got {concurrency!r}")
     if poll is not None and not isinstance(poll, PollPolicy):
         raise ValidationError("poll", f"must be a PollPolicy or None, got {type(poll).__name__}")
+    if on_progress is not None and not callable(on_progress):
+        raise ValidationError(
+            "on_progress", f"must be a callable or None, got {type(on_progress).__name__}"
+        )
     book = Journal(journal) if journal is not None else None
     counts = _Counts(callback=on_progress)
     run = run_type(client, book, poll, counts, resubmit_uncertain, concurrency)

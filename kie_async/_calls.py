@@ -231,8 +231,8 @@ class RunCalls:
             resubmit_uncertain: resubmit requests the journal marks uncertain (may pay twice).
 
         Raises:
-            ValidationError: ``concurrency`` is not a positive int, or ``poll`` is not a
-                :class:`PollPolicy` (nothing is sent).
+            ValidationError: ``concurrency`` is not a positive int, ``poll`` is not a
+                :class:`PollPolicy`, or ``on_progress`` is not callable (nothing is sent).
             ConfigurationError: the journal cannot be read, is not a kie-async journal, or is
                 in use by another run (its pid, host and start time are named); a
                 :class:`RedisRateLimit` whose Redis cannot be reached.

@@ -373,3 +373,15 @@ async def test_bulk_run_rejects_a_poll_that_is_not_a_policy(
             pass
     assert server.counts["create"] == 0
     assert server.requests == []
+
+
+@pytest.mark.parametrize("call", ["extend_many", "run_many"])
+async def test_bulk_run_rejects_an_on_progress_that_is_not_callable(
+    kie: KieClient, server: FakeKieServer, call: str
+) -> None:
+    """An ``on_progress`` that is not callable is a ValidationError naming it, before any create."""
+    with pytest.raises(ValidationError, match=r"^on_progress: must be a callable"):
+        async for _ in getattr(kie, call)(make_requests(3), on_progress=5):
+            pass
+    assert server.counts["create"] == 0
+    assert server.requests == []
