@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from ._download import FileSource
+from ._errors import ValidationError
 from ._handle import TaskHandle
 from ._models import ExtendMode, ExtendRequest, TaskRecord
 from ._polling import PollPolicy
@@ -23,6 +24,18 @@ if TYPE_CHECKING:
     from ._chains import BulkItem
 
 __all__ = ["KindCalls", "RunCalls"]
+
+
+
+def _path(name: str, value: object) -> Path:
+    """``value`` as a :class:`~pathlib.Path`, or a :class:`ValidationError` naming ``name``
+    for anything that is not a ``str`` or ``os.PathLike[str]`` (``None``, a number, bytes)."""
+    if isinstance(value, str | os.PathLike):
+        try:
+            return Path(value)
+        except TypeError:
+            pass  # an os.PathLike[bytes]
+    raise ValidationError(name, f"must be a path (str or os.PathLike), got {type(value).__name__}")
 
 
 class _Submits(Protocol):
@@ -157,7 +170,8 @@ class RunCalls:
         Raises:
             DownloadError: the record has no result URLs, or a file could not be saved (after
                 the other files of the call were finished). No partial file is left behind.
-            ValidationError: ``concurrency`` is not an int >= 1.
+            ValidationError: ``concurrency`` is not an int >= 1, or ``dest_dir`` is not a path
+                (nothing is fetched).
 
         Example::
 
@@ -166,7 +180,9 @@ class RunCalls:
         """
         from ._download import download_records
 
-        return await download_records(self, [record], Path(dest_dir), concurrency=concurrency)
+        return await download_records(
+            self, [record], _path("dest_dir", dest_dir), concurrency=concurrency
+        )
 
     async def download_many(
         self: FileSource,
@@ -185,7 +201,8 @@ class RunCalls:
             DownloadError: a record has no result URLs (checked before anything is fetched),
                 or a file could not be saved (the first such error, raised once every other
                 file is finished; the others are logged).
-            ValidationError: ``concurrency`` is not an int >= 1.
+            ValidationError: ``concurrency`` is not an int >= 1, or ``dest_dir`` is not a path
+                (nothing is fetched).
 
         Example::
 
@@ -194,7 +211,9 @@ class RunCalls:
         """
         from ._download import download_records
 
-        return await download_records(self, records, Path(dest_dir), concurrency=concurrency)
+        return await download_records(
+            self, records, _path("dest_dir", dest_dir), concurrency=concurrency
+        )
 
     def extend_many(
         self: Submitter,
@@ -232,14 +251,16 @@ class RunCalls:
 
         Raises:
             ValidationError: ``concurrency`` is not a positive int, ``poll`` is not a
-                :class:`PollPolicy`, or ``on_progress`` is not callable (nothing is sent).
+                :class:`PollPolicy`, or ``on_progress`` is not callable (nothing is sent);
+                ``journal`` is not a path (raised by this call itself).
             ConfigurationError: the journal cannot be read, is not a kie-async journal, or is
                 in use by another run (its pid, host and start time are named); a
                 :class:`RedisRateLimit` whose Redis cannot be reached.
             OSError: the journal cannot be written (the run stops).
             TypeError: an item of ``requests`` is not an :class:`ExtendRequest`.
 
-        These are raised from the iteration, not from this call. Use the run as an async
+        Except for a ``journal`` that is not a path, these are raised from the iteration, not
+        from this call. Use the run as an async
         context manager (or ``contextlib.aclosing``) to end it when the block ends; see
         :class:`BulkRun` for what a stop costs.
 
@@ -255,7 +276,7 @@ class RunCalls:
             self,
             requests,
             concurrency=concurrency,
-            journal=Path(journal) if journal is not None else None,
+            journal=_path("journal", journal) if journal is not None else None,
             poll=poll,
             on_progress=on_progress,
             resubmit_uncertain=resubmit_uncertain,
@@ -300,7 +321,7 @@ class RunCalls:
             self,
             requests,
             concurrency=concurrency,
-            journal=Path(journal) if journal is not None else None,
+            journal=_path("journal", journal) if journal is not None else None,
             poll=poll,
             on_progress=on_progress,
             resubmit_uncertain=resubmit_uncertain,

@@ -385,3 +385,15 @@ async def test_bulk_run_rejects_an_on_progress_that_is_not_callable(
             pass
     assert server.counts["create"] == 0
     assert server.requests == []
+
+
+@pytest.mark.parametrize("call", ["extend_many", "run_many"])
+async def test_bulk_run_rejects_a_journal_that_is_not_a_path(
+    kie: KieClient, server: FakeKieServer, call: str
+) -> None:
+    """A ``journal`` that is not a str/PathLike is a ValidationError naming it (not a raw
+    TypeError from Path), and no create is sent."""
+    with pytest.raises(ValidationError, match=r"^journal: must be a path"):
+        getattr(kie, call)(make_requests(3), journal=5)
+    assert server.counts["create"] == 0
+    assert server.requests == []

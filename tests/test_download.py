@@ -395,3 +395,17 @@ async def test_cli_bulk_download_saves_succeeded_jobs_and_rerun_fetches_nothing(
     assert await run(argv, client_options=FAST_CLI) == 0
     assert server.counts["request:file"] == gets
     assert server.counts["create"] == 3
+
+
+@pytest.mark.parametrize("dest_dir", [None, 5, b"videos"])
+async def test_a_dest_dir_that_is_not_a_path_is_a_validation_error(
+    server: FakeKieServer, kie: KieClient, dest_dir: object
+) -> None:
+    """download/download_many with a dest_dir that is not a str/PathLike raise a ValidationError
+    naming ``dest_dir`` (not a raw TypeError from Path), and no file is fetched."""
+    record = await finished(kie, server)
+    with pytest.raises(ValidationError, match=r"^dest_dir: must be a path"):
+        await kie.download(record, dest_dir)  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match=r"^dest_dir: must be a path"):
+        await kie.download_many([record], dest_dir)  # type: ignore[arg-type]
+    assert server.counts["request:file"] == 0
