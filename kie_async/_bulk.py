@@ -299,6 +299,11 @@ class _Source:
         self._async: AsyncIterator[BulkItem] | None = None
         self._accept = accept
         self._caller = caller
+        if isinstance(requests, Sequence):
+            # A list or tuple is checked whole before the first create: a bad item at its end
+            # must not cost the creates before it. An iterator is checked as it is read.
+            for position, request in enumerate(requests):
+                self._check(position, request)
         if isinstance(requests, AsyncIterable):
             self._async = aiter(requests)
         else:
@@ -309,6 +314,13 @@ class _Source:
         # Keys cost a JSON dump and a hash per request, and counting repeats keeps every
         # fingerprint for the whole run: only a run with a journal uses them.
         self._keyed = keyed
+
+    def _check(self, position: int, request: object) -> None:
+        if not isinstance(request, self._accept):
+            names = " or ".join(kind.__name__ for kind in self._accept)
+            raise TypeError(
+                f"{self._caller}() takes {names} items; item {position} is {type(request).__name__}"
+            )
 
     async def next(self) -> tuple[int, str, BulkItem] | None:
         async with self._lock:
@@ -322,11 +334,7 @@ class _Source:
                 return None
             position = self._position
             self._position += 1
-        if not isinstance(request, self._accept):
-            names = " or ".join(kind.__name__ for kind in self._accept)
-            raise TypeError(
-                f"{self._caller}() takes {names} items; item {position} is {type(request).__name__}"
-            )
+        self._check(position, request)
         if not self._keyed:
             return position, "", request
         fingerprint = journal_key(request)

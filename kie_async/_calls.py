@@ -236,7 +236,9 @@ class RunCalls:
 
         Args:
             requests: the :class:`ExtendRequest` items, a sync or async iterable; read lazily,
-                so a generator of any length works.
+                so a generator of any length works. A sequence (a list, a tuple) has every
+                item checked before the first create; an iterator or async iterable is
+                checked as it is read (the items before a bad one are submitted).
             concurrency: at most this many requests submitted and not yet consumed: an outcome
                 you have not taken yet still holds its place, so a consumer that stops reading
                 stops the creates too.
@@ -257,7 +259,8 @@ class RunCalls:
                 in use by another run (its pid, host and start time are named); a
                 :class:`RedisRateLimit` whose Redis cannot be reached.
             OSError: the journal cannot be written (the run stops).
-            TypeError: an item of ``requests`` is not an :class:`ExtendRequest`.
+            TypeError: an item of ``requests`` is not an :class:`ExtendRequest` (for a
+                sequence, before anything is sent).
 
         Except for a ``journal`` that is not a path, these are raised from the iteration, not
         from this call. Use the run as an async
@@ -305,8 +308,9 @@ class RunCalls:
         (an extension's key is the same as :meth:`extend_many`'s, so its journals match).
 
         Raises:
-            TypeError: an item is not a request or a :class:`Chain`; and the errors of
-                :meth:`extend_many`, from the iteration.
+            TypeError: an item is not a request or a :class:`Chain` (every item of a
+                sequence is checked before the first create, an iterator's as it is read);
+                and the errors of :meth:`extend_many`, from the iteration.
 
         Example::
 

@@ -397,3 +397,16 @@ async def test_bulk_run_rejects_a_journal_that_is_not_a_path(
         getattr(kie, call)(make_requests(3), journal=5)
     assert server.counts["create"] == 0
     assert server.requests == []
+
+
+@pytest.mark.parametrize("call", ["extend_many", "run_many"])
+@pytest.mark.parametrize("container", [list, tuple])
+async def test_a_bad_item_at_the_end_of_a_sequence_costs_no_create(
+    kie: KieClient, server: FakeKieServer, call: str, container: type
+) -> None:
+    """A list or tuple is checked whole first: nine good requests and a bad tenth send no create."""
+    requests = container([ExtendRequest("src", 0, "go")] * 9 + ["bad"])
+    with pytest.raises(TypeError, match=r"item 9 is str"):
+        async for _ in getattr(kie, call)(requests, concurrency=20):
+            pass
+    assert server.counts["create"] == 0
