@@ -390,9 +390,11 @@ class KieClient(KindCalls, RunCalls):
         """A fresh download link (valid about 20 minutes) for a kie.ai result URL.
 
         Raises:
+            ValidationError: ``url`` is not an absolute http(s) URL (nothing is sent).
             UnprocessableError: the URL is not a kie.ai result URL.
             APIError, TransportError, UnexpectedResponseError: the call failed.
         """
+        check_http_url(url, "url")
         return proto.download_link(
             await self._transport.read("POST", proto.DOWNLOAD_URL_PATH, json={"url": url})
         )

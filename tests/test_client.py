@@ -279,6 +279,16 @@ async def test_credits_and_download_url(kie: KieClient, server: FakeKieServer) -
     assert link.startswith(f"{server.url}/files/t1/0.mp4?token=")
 
 
+@pytest.mark.parametrize("url", [None, "", "files/t1/0.mp4", "ftp://host/0.mp4", 5])
+async def test_download_url_refuses_a_non_url_before_sending(
+    kie: KieClient, server: FakeKieServer, url: object
+) -> None:
+    """download_url() with no http(s) URL raises a ValidationError naming ``url``; nothing is sent."""
+    with pytest.raises(ValidationError, match=r"^url: "):
+        await kie.download_url(url)  # type: ignore[arg-type]
+    assert server.requests == []
+
+
 # -- the API key never shows -----------------------------------------------------------------------
 
 
