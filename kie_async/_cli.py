@@ -496,9 +496,24 @@ def _add_download(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _check_directory(name: str, directory: str) -> None:
+    """Raise :class:`_InputError` unless files can be saved in ``directory`` (it may not exist
+    yet: then its nearest existing parent must be a writable directory)."""
+    path = Path(directory)
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        what = "is" if existing == path else f"is under {existing}, which is"
+        raise _InputError(f"{name}: cannot save files in {directory}: it {what} not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise _InputError(f"{name}: cannot save files in {directory}: {existing} is not writable")
+
+
 async def _download(ctx: Context, args: argparse.Namespace) -> int:
     from ._cli_jobs import _status_name
 
+    _check_directory("DIR", args.directory)  # before the task's record is asked for
     async with ctx.client() as kie:
         record = await kie.get_task(args.task_id)
         if not record.status.ok:

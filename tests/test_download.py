@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import tracemalloc
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -409,3 +410,29 @@ async def test_a_dest_dir_that_is_not_a_path_is_a_validation_error(
     with pytest.raises(ValidationError, match=r"^dest_dir: must be a path"):
         await kie.download_many([record], dest_dir)  # type: ignore[arg-type]
     assert server.counts["request:file"] == 0
+
+
+@pytest.mark.usefixtures("key_env")
+@pytest.mark.parametrize("where", ["file", "under_a_file", "not_writable"])
+async def test_cli_download_checks_dir_before_asking_for_the_record(
+    server: FakeKieServer,
+    kie: KieClient,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    where: str,
+) -> None:
+    """``kie-async download TASK DIR`` with a DIR that cannot hold files (a file in its place
+    or above it, not writable) exits 2 naming DIR, without asking kie.ai for the record."""
+    record = await finished(kie, server)
+    in_the_way = tmp_path / "videos"
+    in_the_way.write_text("not a directory")
+    target = {"file": in_the_way, "under_a_file": in_the_way / "sub"}.get(where, tmp_path / "new")
+    if where == "not_writable":  # root may write anywhere: make the check see a read-only dir
+        monkeypatch.setattr(os, "access", lambda path, mode: False)
+    before = len(server.requests)
+    argv = ["--base-url", server.url, "download", record.task_id, str(target)]
+    assert await run(argv, client_options=FAST_CLI) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: DIR: cannot save files in {target}: "), err
+    assert len(server.requests) == before
