@@ -115,6 +115,12 @@ class Context:
         options.update(settings)
         return KieClient(**options)
 
+    def reading_client(self) -> KieClient:
+        """:meth:`client` for a command that creates nothing (``status``, ``wait``,
+        ``credits``, ``download``): without the rate limit of creates, so a shared limit's
+        Redis (``KIE_RATE_LIMIT_REDIS``) that cannot be reached does not stop it."""
+        return self.client(rate_limit=None)
+
 
 def _api_key(path: str | None) -> str:
     if path is None:
@@ -161,10 +167,22 @@ _PYTHON_WORDS = {
 }
 
 
-def _in_cli_words(exc: ConfigurationError | ValidationError) -> str:
+def _redis_source(args: argparse.Namespace) -> str | None:
+    """Where the shared rate limit's Redis URL came from: the option or the variable."""
+    if getattr(args, "rate_limit_redis", None):
+        return "--rate-limit-redis"
+    if os.environ.get("KIE_RATE_LIMIT_REDIS", "").strip():
+        return "KIE_RATE_LIMIT_REDIS"
+    return None
+
+
+def _in_cli_words(
+    exc: ConfigurationError | ValidationError, args: argparse.Namespace | None = None
+) -> str:
     """A configuration or input error as a command-line user reads it: flags, not Python
     arguments, and the setting named once (``--base-url: ...``; nothing for the API key, whose
-    message says what to do)."""
+    message says what to do). A shared rate limit's error names where its Redis URL came
+    from (``--rate-limit-redis`` or ``KIE_RATE_LIMIT_REDIS``), not ``--rate-limit``."""
     name, reason = (
         (exc.setting, exc.reason)
         if isinstance(exc, ConfigurationError)
@@ -177,7 +195,8 @@ def _in_cli_words(exc: ConfigurationError | ValidationError) -> str:
         reason = reason.replace(python, flag)
     if name == "api_key":
         return reason
-    return f"{_FLAGS.get(name, name)}: {reason}"
+    source = _redis_source(args) if args is not None and name == "rate_limit" else None
+    return f"{source or _FLAGS.get(name, name)}: {reason}"
 
 
 # -- jobs files ---------------------------------------------------------------------------------
@@ -466,7 +485,7 @@ def _add_task_id(parser: argparse.ArgumentParser) -> None:
 
 
 async def _status(ctx: Context, args: argparse.Namespace) -> int:
-    async with ctx.client() as kie:
+    async with ctx.reading_client() as kie:
         record = await kie.get_task(args.task_id)
     _show_record(ctx, record)
     return EXIT_OK
@@ -480,7 +499,7 @@ def _add_wait(parser: argparse.ArgumentParser) -> None:
 
 
 async def _wait(ctx: Context, args: argparse.Namespace) -> int:
-    async with ctx.client() as kie:
+    async with ctx.reading_client() as kie:
         return await _await_task(ctx, kie.task(args.task_id), args.timeout)
 
 
@@ -514,7 +533,7 @@ async def _download(ctx: Context, args: argparse.Namespace) -> int:
     from ._cli_jobs import _status_name
 
     _check_directory("DIR", args.directory)  # before the task's record is asked for
-    async with ctx.client() as kie:
+    async with ctx.reading_client() as kie:
         record = await kie.get_task(args.task_id)
         if not record.status.ok:
             ctx.error(f"task {record.task_id} is {_status_name(record)}: nothing to download")
@@ -530,7 +549,7 @@ def _add_nothing(parser: argparse.ArgumentParser) -> None:
 
 
 async def _credits(ctx: Context, args: argparse.Namespace) -> int:
-    async with ctx.client() as kie:
+    async with ctx.reading_client() as kie:
         balance = await kie.credits()
     ctx.say(str(balance))
     return EXIT_OK
@@ -961,7 +980,7 @@ async def run(
         try:
             result: int = await args.run(ctx, args)
         except (ConfigurationError, ValidationError) as exc:
-            ctx.error(_in_cli_words(exc))
+            ctx.error(_in_cli_words(exc, args))
             return EXIT_USAGE
         except _InputError as exc:
             ctx.error(str(exc))

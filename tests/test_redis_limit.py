@@ -304,6 +304,47 @@ async def test_the_environment_variable_and_the_cli_option_choose_redis(
     assert server.counts["request:create"] == 0
 
 
+async def test_cli_redis_errors_name_where_the_url_came_from(
+    server: FakeKieServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """An unreachable shared Redis is reported under KIE_RATE_LIMIT_REDIS or --rate-limit-redis,
+    whichever gave its URL (never --rate-limit), with exit 2 and no create sent."""
+    monkeypatch.setenv("KIE_API_KEY", server.api_key)
+    monkeypatch.setenv("KIE_RATE_LIMIT_REDIS", f"redis://127.0.0.1:{free_port()}/0")
+    base = ["--base-url", server.url]
+    assert await run([*base, "extend", "src", "--prompt", "go"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: KIE_RATE_LIMIT_REDIS: cannot use the shared rate limit's Redis")
+    monkeypatch.delenv("KIE_RATE_LIMIT_REDIS")
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text('{"task_id": "src", "index": 0, "prompt": "go"}\n', encoding="utf-8")
+    other = f"redis://127.0.0.1:{free_port()}/1"
+    assert await run([*base, "bulk", str(jobs), "--rate-limit-redis", other]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --rate-limit-redis: cannot use the shared rate limit's Redis")
+    assert server.counts["request:create"] == 0
+
+
+async def test_cli_commands_that_create_nothing_do_not_need_the_shared_redis(
+    server: FakeKieServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """credits, status and wait work with KIE_RATE_LIMIT_REDIS pointing at an unreachable Redis:
+    only creates need the shared limit."""
+    async with fast_client(server) as kie:
+        handle = await kie.extend_video("src", 0, "go")
+        await handle.wait()
+    monkeypatch.setenv("KIE_API_KEY", server.api_key)
+    monkeypatch.setenv("KIE_RATE_LIMIT_REDIS", f"redis://127.0.0.1:{free_port()}/0")
+    base = ["--base-url", server.url]
+    assert await run([*base, "credits"]) == 0
+    assert await run([*base, "status", handle.task_id]) == 0
+    assert await run([*base, "wait", handle.task_id]) == 0
+    assert "Redis" not in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     "settings",
     [
