@@ -976,6 +976,11 @@ async def run(
     except SystemExit as exc:  # argparse has printed the usage error or the help
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE if exc.code else EXIT_OK
     ctx = Context(sys.stdout, sys.stderr, args, client_options or {})
+    if getattr(args, "wait", None) is False and getattr(args, "timeout", None) is not None:
+        # extend/generate/upscale/vary: a --timeout nothing would use (the create would be
+        # sent all the same) is a usage error, before anything is sent.
+        ctx.error("--timeout: only with --wait (add --wait, or drop --timeout)")
+        return EXIT_USAGE
     with _logging(args.verbose):
         try:
             result: int = await args.run(ctx, args)

@@ -307,3 +307,22 @@ async def test_bulk_reports_a_refused_re_extension_as_a_failed_chain(
     assert [s["kind"] for s in result["steps"]] == ["succeeded", "succeeded", "failed"]
     assert all(s["task_id"] for s in result["steps"][:2]) and result["steps"][2]["task_id"] is None
     assert server.counts["create:extend"] == 1
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("extend", "src", "--prompt", "go"),
+        ("generate", "a cat"),
+        ("upscale", "img0", "--index", "1"),
+        ("vary", "img0", "--index", "1"),
+    ],
+)
+async def test_timeout_without_wait_is_a_usage_error_before_any_create(
+    server: FakeKieServer, capsys: pytest.CaptureFixture[str], argv: tuple[str, ...]
+) -> None:
+    """``--timeout`` without ``--wait`` exits 2 naming both flags, and no create is sent."""
+    assert await cli(server, *argv, "--timeout", "5") == 2
+    assert "error: --timeout: only with --wait" in capsys.readouterr().err
+    assert server.requests == []
+    assert await cli(server, *argv, "--timeout", "5", "--wait") == 0
