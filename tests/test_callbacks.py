@@ -126,7 +126,7 @@ def test_parse_callback_reads_documented_success_sample() -> None:
     assert event.params is not None
     assert event.params["prompt"] == "Into a nebula"
     assert event.data["taskId"] == "ae53e0b8a3c1"
-    assert not event.verified
+    assert not event.signature_valid
 
 
 def test_parse_callback_reads_failure_with_null_quirks() -> None:
@@ -233,7 +233,7 @@ async def test_forged_stale_and_unsigned_callbacks_get_401(receiver: CallbackRec
     assert [e.task_id for e in seen] == ["t-1"]
     event = receiver.get("t-1")
     assert event is not None
-    assert event.verified
+    assert event.signature_valid
 
 
 async def test_rejections_are_logged(

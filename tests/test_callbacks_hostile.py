@@ -70,7 +70,17 @@ def test_a_signed_event_does_not_claim_a_verified_body() -> None:
     event = CallbackEvent(task_id="t1", code=200, result_urls=("https://x/a.mp4",))
     signed = CallbackEvent(task_id="t1", code=200, signature_valid=True)
     assert (event.signature_valid, event.record, event.confirmed) == (False, None, False)
-    assert (signed.signature_valid, signed.verified, signed.confirmed) == (True, True, False)
+    assert (signed.signature_valid, signed.confirmed) == (True, False)
+
+
+def test_verified_still_works_with_a_deprecation_warning_pointing_at_the_caller() -> None:
+    """``CallbackEvent.verified`` (renamed ``signature_valid``) returns the same value and warns
+    DeprecationWarning, attributed to the line that read it."""
+    for valid in (True, False):
+        event = CallbackEvent(task_id="t1", code=200, signature_valid=valid)
+        with pytest.warns(DeprecationWarning, match="use CallbackEvent.signature_valid") as got:
+            assert event.verified is valid
+        assert got[0].filename == __file__
 
 
 async def test_replayed_signature_with_altered_body_does_not_win(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -65,7 +66,13 @@ class CallbackEvent:
 
     @property
     def verified(self) -> bool:
-        """The same as :attr:`signature_valid` (its name in 0.1; the body is never verified)."""
+        """Deprecated: use :attr:`signature_valid` (this is its name in 0.1; the body is never
+        verified). Returns the same value, with a :class:`DeprecationWarning`."""
+        warnings.warn(
+            "CallbackEvent.verified is deprecated: use CallbackEvent.signature_valid",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         return self.signature_valid
 
     @property
