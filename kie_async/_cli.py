@@ -845,11 +845,16 @@ def _rate_limit(text: str) -> RateLimit:
     try:
         if not slash:
             raise ValueError
-        return RateLimit(int(count), per=float(per))
+        requests, seconds = int(count), float(per)
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not N/SECONDS (e.g. 20/10: 20 creates per 10 seconds)"
         ) from None
+    if requests < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: N must be at least 1 (creates per SECONDS)")
+    if not 0 < seconds < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r}: SECONDS must be a number > 0")
+    return RateLimit(requests, per=seconds)
 
 
 _EPILOG = """\

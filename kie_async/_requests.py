@@ -169,7 +169,9 @@ def image_action(
     arguments (an index is required then): how ``KieClient.upscale``/``vary`` take either."""
     if isinstance(task_id, cls):
         if index is not None or watermark is not None or callback_url is not None:
-            raise TypeError(f"pass either a {cls.__name__} or its fields, not both")
+            name = cls.__name__
+            article = "an" if name[0] in "AEIOU" else "a"  # an UpscaleRequest, a VaryRequest
+            raise TypeError(f"pass either {article} {name} or its fields, not both")
         return task_id
     if index is None:
         raise invalid("index", "which image (0-3) is required")

@@ -442,6 +442,24 @@ async def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert captured.out.startswith("kie-async ")
 
 
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        ("0/10", "argument --rate-limit: '0/10': N must be at least 1"),
+        ("5/0", "argument --rate-limit: '5/0': SECONDS must be a number > 0"),
+        ("5/inf", "argument --rate-limit: '5/inf': SECONDS must be a number > 0"),
+        ("fast", "argument --rate-limit: 'fast' is not N/SECONDS"),
+    ],
+)
+async def test_rate_limit_errors_say_what_is_wrong(
+    capsys: pytest.CaptureFixture[str], value: str, says: str
+) -> None:
+    """A well-formed --rate-limit with N < 1 or SECONDS <= 0 says which part is wrong (exit 2),
+    instead of claiming it is not N/SECONDS."""
+    assert await run(["bulk", "jobs.jsonl", "--rate-limit", value]) == 2
+    assert says in capsys.readouterr().err
+
+
 def test_main_returns_the_exit_status(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """main() runs its own event loop and returns the status instead of exiting."""
     jobs = write_jobs(tmp_path / "jobs.jsonl", ['{"task_id": 5, "index": 0}'])
@@ -634,7 +652,8 @@ def test_fake_server_help_is_plain_text_with_help_for_every_option() -> None:
     ("args", "says"),
     [
         (["--rate-limit", "abc"], "argument --rate-limit: 'abc' is not N/SECONDS"),
-        (["--rate-limit", "0/10"], "argument --rate-limit: '0/10' is not N/SECONDS"),
+        (["--rate-limit", "0/10"], "argument --rate-limit: '0/10': N must be at least 1"),
+        (["--rate-limit", "5/0"], "argument --rate-limit: '5/0': SECONDS must be a number > 0"),
         (["--port", "99999"], "argument --port: must be 0 to 65535, got 99999"),
         (["--polls", "-1"], "argument --polls: must be 0 or more, got -1"),
         (["--seconds", "nan"], "argument --seconds: must be a number of seconds >= 0"),

@@ -25,9 +25,11 @@ def _parse_rate(text: str) -> tuple[int, float]:
     try:
         limit = int(count), float(per or 10)
     except ValueError:
-        limit = (0, 0.0)
-    if limit[0] < 1 or not 0 < limit[1] < math.inf:
-        raise argparse.ArgumentTypeError(f"{text!r} is not N/SECONDS (e.g. 20/10)")
+        raise argparse.ArgumentTypeError(f"{text!r} is not N/SECONDS (e.g. 20/10)") from None
+    if limit[0] < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: N must be at least 1 (requests per SECONDS)")
+    if not 0 < limit[1] < math.inf:
+        raise argparse.ArgumentTypeError(f"{text!r}: SECONDS must be a number > 0")
     return limit
 
 
