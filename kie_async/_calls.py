@@ -26,7 +26,6 @@ if TYPE_CHECKING:
 __all__ = ["KindCalls", "RunCalls"]
 
 
-
 def _path(name: str, value: object) -> Path:
     """``value`` as a :class:`~pathlib.Path`, or a :class:`ValidationError` naming ``name``
     for anything that is not a ``str`` or ``os.PathLike[str]`` (``None``, a number, bytes)."""

@@ -205,7 +205,9 @@ class TaskHandle:
         policy's ``max_interval``), and at once when another callback for the task arrives.
         """
         if poll is not None and not isinstance(poll, PollPolicy):
-            raise ValidationError("poll", f"must be a PollPolicy or None, got {type(poll).__name__}")
+            raise ValidationError(
+                "poll", f"must be a PollPolicy or None, got {type(poll).__name__}"
+            )
         receiver = self._client.callbacks
         if poll is None and receiver is not None:
             poll = self._client.safety_poll

@@ -283,7 +283,7 @@ async def test_credits_and_download_url(kie: KieClient, server: FakeKieServer) -
 async def test_download_url_refuses_a_non_url_before_sending(
     kie: KieClient, server: FakeKieServer, url: object
 ) -> None:
-    """download_url() with no http(s) URL raises a ValidationError naming ``url``; nothing is sent."""
+    """download_url() without an http(s) URL is a ValidationError naming ``url``; none is sent."""
     with pytest.raises(ValidationError, match=r"^url: "):
         await kie.download_url(url)  # type: ignore[arg-type]
     assert server.requests == []
