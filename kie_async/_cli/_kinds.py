@@ -12,9 +12,9 @@ from collections.abc import Callable
 
 import attrs
 
-from ._generate import GenerateRequest
-from ._generate_rules import GENERATE_TYPES
-from ._requests import TaskRequest, UpscaleRequest, VaryRequest
+from .._generate import GenerateRequest
+from .._generate_rules import GENERATE_TYPES
+from .._requests import TaskRequest, UpscaleRequest, VaryRequest
 
 __all__ = ["KIND_COMMANDS", "KIND_FLAGS", "KindCommand"]
 

@@ -1,0 +1,195 @@
+"""The ``kie-async`` command: generate, upscale, vary or extend, check tasks, run a jobs file
+in bulk, or a demo.
+
+Each subcommand is one entry of :data:`COMMANDS`: a function adding its arguments and an async
+function running it, returning the exit status. :func:`run` is the whole command as a coroutine
+(tests await it); :func:`main` runs it with ``asyncio.run`` and turns Ctrl-C into exit status 130.
+
+Exit status: 0 success; 1 a request or task failed, or its fate is uncertain; 2 a usage, input
+or configuration error (nothing was sent); 130 interrupted.
+
+``rich`` (the ``cli`` extra) draws the progress bar; it is imported only when a bar is drawn, so
+the package and this command work without it.
+
+The package holds one module per concern: ``_context`` (what every command gets, the API key,
+errors in command-line words), ``_options`` (option types and the shared options), ``_parser``
+(:data:`COMMANDS` and the parser), ``_commands`` (the one-task commands and the demo), ``_bulk``
+(the bulk command and run), ``_jobs`` (jobs files, results lines), ``_progress`` (the progress
+display), ``_kinds`` (the request-kind commands) and ``_help`` (long help texts). This module runs
+the command: logging, signals, exit statuses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Iterator, Mapping, Sequence
+from typing import Any
+
+from .._errors import ConfigurationError, KieError, TaskNotFoundError, ValidationError
+from .._task_errors import TaskTimeoutError
+from . import _bulk
+from ._context import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    Context,
+    _in_cli_words,
+    _InputError,
+)
+from ._parser import COMMANDS, build_parser
+
+# The rest of the SDK is imported where it is used: `kie-async --help` and a usage error answer
+# without aiohttp (its import alone takes most of a second) or the bulk runner.
+# tests/test_cli.py checks it.
+
+__all__ = ["COMMANDS", "main", "run"]
+
+
+# -- running ------------------------------------------------------------------------------------
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at the time (a progress bar may redirect it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.setStream(sys.stderr)
+        super().emit(record)
+
+
+@contextlib.contextmanager
+def _logging(verbose: bool) -> Iterator[None]:
+    """Warnings (or everything, with -v) of the ``kie_async`` logger to stderr, for this run."""
+    logger = logging.getLogger("kie_async")
+    level = logger.level
+    handler: logging.Handler | None = None
+    if not any(getattr(h, "_kie_log", False) for h in logger.handlers):
+        handler = _StderrHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+        logger.addHandler(handler)
+    if verbose:
+        logger.setLevel(logging.DEBUG)
+    elif level == logging.NOTSET or level > logging.WARNING:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        if handler is not None:
+            logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+async def run(
+    argv: Sequence[str] | None = None, *, client_options: Mapping[str, Any] | None = None
+) -> int:
+    """Run the ``kie-async`` command with ``argv`` (default ``sys.argv[1:]``); return its exit
+    status. Errors are printed as one ``error: ...`` line, never as a traceback.
+
+    Args:
+        argv: the arguments, e.g. ``["bulk", "jobs.jsonl", "--out", "results.jsonl"]``.
+        client_options: extra :class:`KieClient` keyword arguments, e.g. zero-wait policies in
+            tests; command-line options take precedence.
+
+    Example::
+
+        status = await run(["--base-url", server.url, "credits"])
+    """
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse has printed the usage error or the help
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE if exc.code else EXIT_OK
+    ctx = Context(sys.stdout, sys.stderr, args, client_options or {})
+    if getattr(args, "wait", None) is False and getattr(args, "timeout", None) is not None:
+        # extend/generate/upscale/vary: a --timeout nothing would use (the create would be
+        # sent all the same) is a usage error, before anything is sent.
+        ctx.error("--timeout: only with --wait (add --wait, or drop --timeout)")
+        return EXIT_USAGE
+    with _logging(args.verbose):
+        try:
+            result: int = await args.run(ctx, args)
+        except (ConfigurationError, ValidationError) as exc:
+            ctx.error(_in_cli_words(exc, args))
+            return EXIT_USAGE
+        except _InputError as exc:
+            ctx.error(str(exc))
+            return EXIT_USAGE
+        except TaskNotFoundError:
+            task_id = getattr(args, "task_id", None)
+            ctx.error(f"no such task: kie.ai knows no task with the id {task_id}")
+            return EXIT_FAILED
+        except TaskTimeoutError as exc:
+            ctx.error(str(exc))
+            ctx.note(f"the task may still finish: kie-async wait {exc.task_id}")
+            return EXIT_FAILED
+        except KieError as exc:
+            ctx.error(str(exc))
+            return EXIT_FAILED
+        except OSError as exc:  # e.g. the journal cannot be written
+            ctx.error(f"{type(exc).__name__}: {exc}")
+            return EXIT_FAILED
+    return result
+
+
+_STOPPING_NOTE = (
+    "interrupted: stopping; no new creates are sent, and creates already on the wire are let "
+    "finish so their task ids are saved (Ctrl-C again to abort at once)"
+)
+_ABORTING_NOTE = "interrupted again: aborting at once"
+
+
+async def _interruptible(work: Awaitable[int]) -> int:
+    """Await ``work``; Ctrl-C or SIGTERM cancels it cleanly (exit 130): a bulk run stops
+    sending and finishes the creates on the wire. A second one cancels again, which aborts
+    that wait at once; a third gets Python's default handling."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    interrupts = 0
+    signals = (signal.SIGINT, signal.SIGTERM)
+
+    def on_interrupt() -> None:
+        nonlocal interrupts
+        interrupts += 1
+        if interrupts == 1:
+            print(
+                _STOPPING_NOTE if _bulk._bulk_running else "interrupted",
+                file=sys.stderr,
+                flush=True,
+            )
+        else:
+            print(_ABORTING_NOTE, file=sys.stderr, flush=True)
+            for signum in signals:
+                loop.remove_signal_handler(signum)
+        if task is not None:
+            task.cancel()
+
+    installed = []
+    for signum in signals:
+        try:
+            loop.add_signal_handler(signum, on_interrupt)
+        except (NotImplementedError, RuntimeError, ValueError):  # not on this platform/thread
+            continue
+        installed.append(signum)
+    try:
+        return await work
+    except asyncio.CancelledError:
+        if not interrupts:
+            raise
+        return EXIT_INTERRUPTED
+    finally:
+        for signum in installed:
+            loop.remove_signal_handler(signum)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The ``kie-async`` console script: :func:`run` in a fresh event loop; returns the exit
+    status (0 ok, 1 failed or uncertain, 2 usage or input error, 130 interrupted)."""
+    try:
+        return asyncio.run(_interruptible(run(argv)))
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr, flush=True)
+        return EXIT_INTERRUPTED

@@ -1,0 +1,357 @@
+"""The ``bulk`` command, and the bulk run it shares with ``demo``: reading the jobs file, the
+progress display, the summary, and the sinks (results file, downloads) of each outcome.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+import attrs
+
+from .._errors import (
+    DownloadError,
+)
+from ._context import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Context, _InputError
+from ._options import _positive_float, _positive_int, _rate_limit
+
+log = logging.getLogger("kie_async")
+
+#: What the first Ctrl-C says while a bulk run is going on (set by :func:`execute_bulk`).
+_bulk_running = False
+
+if TYPE_CHECKING:
+    from .._bulk import OutcomeKind
+    from .._client import KieClient
+    from ._jobs import Job, Outcome, Sink
+
+# -- jobs files ---------------------------------------------------------------------------------
+
+
+def _read_jobs(ctx: Context, path: str) -> list[Job] | None:
+    """The jobs of ``path``; ``None`` after reporting every bad line (or an unreadable file)."""
+    from ._jobs import parse_jobs
+
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise _InputError(f"cannot read the jobs file {path}: {reason}") from None
+    jobs, errors = parse_jobs(text)
+    if errors:
+        for problem in errors:
+            ctx.error(f"{path} {problem}")
+        bad = len({problem.line for problem in errors})
+        ctx.error(f"{bad} bad line(s) in {path}; nothing was submitted")
+        return None
+    if not jobs:
+        raise _InputError(f"{path} holds no jobs; nothing was submitted")
+    return jobs
+
+
+# -- the bulk run, shared by `bulk` and `demo` ---------------------------------------------------
+
+
+@attrs.define
+class Tally:
+    """What a bulk run came to: outcomes by kind, and the jobs that did not succeed."""
+
+    total: int
+    kinds: collections.Counter[OutcomeKind] = attrs.Factory(collections.Counter)
+    from_journal: int = 0
+    problems: list[tuple[Job, Outcome]] = attrs.Factory(list)
+    elapsed: float = 0.0
+
+    @property
+    def finished(self) -> int:
+        """Jobs with an outcome."""
+        return sum(self.kinds.values())
+
+    @property
+    def all_succeeded(self) -> bool:
+        """True when every job succeeded."""
+        from .._bulk import OutcomeKind
+
+        return self.kinds[OutcomeKind.SUCCEEDED] == self.total
+
+    def add(self, job: Job, outcome: Outcome) -> None:
+        """Count one outcome."""
+        self.kinds[outcome.kind] += 1
+        self.from_journal += outcome.from_journal
+        if not outcome.ok:
+            self.problems.append((job, outcome))
+
+
+async def execute_bulk(
+    ctx: Context,
+    client: KieClient,
+    jobs: Sequence[Job],
+    *,
+    concurrency: int,
+    journal: str | None = None,
+    resubmit_uncertain: bool = False,
+    interval: float = 10.0,
+    sinks: Sequence[Sink] = (),
+) -> Tally:
+    """Run ``jobs`` through :meth:`KieClient.run_many` with a progress display, hand each
+    outcome to ``sinks``, and print the summary. On cancellation (Ctrl-C) it prints what was
+    finished and how to continue, then re-raises.
+    """
+    global _bulk_running
+    from ._jobs import Job
+    from ._progress import _open_display, first_estimate
+
+    by_request = {id(job.request): job for job in jobs}
+    tally = Tally(total=len(jobs))
+    limit = client.rate_limit
+    estimate = first_estimate(
+        limit.requests / limit.per if limit is not None else None, client.poll_policy.interval
+    )
+    display = _open_display(ctx.err, len(jobs), interval, estimate)
+    started = time.monotonic()
+    _bulk_running = True
+    try:
+        async with (
+            display,
+            client.run_many(
+                (job.request for job in jobs),
+                concurrency=concurrency,
+                journal=journal,
+                on_progress=display.update,
+                resubmit_uncertain=resubmit_uncertain,
+            ) as outcomes,
+        ):
+            async for outcome in outcomes:
+                job = by_request.get(id(outcome.request)) or Job(
+                    0, outcome.request, outcome.request.describe()
+                )
+                tally.add(job, outcome)
+                for sink in sinks:
+                    await sink(job, outcome)
+    except asyncio.CancelledError:
+        tally.elapsed = time.monotonic() - started
+        print_summary(ctx, tally)
+        running = display.latest.running
+        if journal is not None:
+            ctx.note(
+                f"interrupted: the journal {journal} records every submitted task; run the same "
+                "command again to continue: finished jobs are skipped, running tasks re-attached, "
+                "and a create cut off in flight is reported uncertain instead of sent twice"
+            )
+        else:
+            ctx.note(
+                f"interrupted: {running} submitted task(s) were still running at kie.ai and are "
+                "not tracked; pass --journal FILE so that a rerun can continue where it stopped"
+            )
+        raise
+    finally:
+        _bulk_running = False
+    tally.elapsed = time.monotonic() - started
+    print_summary(ctx, tally)
+    return tally
+
+
+_KIND_LABELS = {
+    # Keyed by OutcomeKind's values, which equal its members (a str enum).
+    "succeeded": "succeeded",
+    "failed": "failed",
+    "uncertain": "uncertain",
+    "not_submitted": "not submitted",
+}
+_MAX_PROBLEMS_SHOWN = 20
+
+
+def _problem_text(job: Job, outcome: Outcome) -> str:
+    reason = str(outcome.error) if outcome.error is not None else "no result"
+    if outcome.task_id and outcome.task_id not in reason:
+        reason = f"task {outcome.task_id}: {reason}"
+    return f"{job.label}: {_KIND_LABELS[outcome.kind]}: {reason}"
+
+
+def print_summary(ctx: Context, tally: Tally) -> None:
+    """The summary table (outcomes by kind) and the jobs that did not succeed, on stdout."""
+    from .._bulk import OutcomeKind
+    from ._progress import _is_terminal
+
+    rows = [(_KIND_LABELS[kind], tally.kinds[kind]) for kind in OutcomeKind]
+    rows.append(("total", tally.finished))
+    if tally.finished < tally.total:
+        rows.append(("no outcome yet", tally.total - tally.finished))
+    if not (_is_terminal(ctx.out) and _rich_table(ctx.out, rows)):
+        width = max(len(label) for label, _ in rows)
+        ctx.say(f"{'outcome':<{width}}  {'jobs':>6}")
+        for label, count in rows:
+            ctx.say(f"{label:<{width}}  {count:>6}")
+    rate = f" ({tally.finished / tally.elapsed:.1f}/s)" if tally.elapsed > 0 else ""
+    journal = (
+        f"; {tally.from_journal} already finished in the journal" if tally.from_journal else ""
+    )
+    ctx.say(f"{tally.finished} of {tally.total} jobs in {tally.elapsed:.1f}s{rate}{journal}")
+    problems = sorted(tally.problems, key=lambda problem: problem[0].number)
+    for job, outcome in problems[:_MAX_PROBLEMS_SHOWN]:
+        ctx.say(_problem_text(job, outcome))
+    hidden = len(tally.problems) - _MAX_PROBLEMS_SHOWN
+    if hidden > 0:
+        ctx.say(f"... and {hidden} more (the results file, --out, lists every job)")
+
+
+def _rich_table(stream: TextIO, rows: list[tuple[str, int]]) -> bool:
+    """Print ``rows`` as a rich table; False when rich is not installed."""
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ImportError:
+        return False
+    table = Table(title="summary", title_justify="left")
+    table.add_column("outcome")
+    table.add_column("jobs", justify="right")
+    for label, count in rows:
+        table.add_row(label, str(count))
+    Console(file=stream).print(table)
+    return True
+
+
+def _add_bulk(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("jobs", metavar="JOBS.jsonl", help="one JSON job per line")
+    parser.add_argument(
+        "--concurrency",
+        type=_positive_int,
+        default=50,
+        metavar="N",
+        help="jobs in flight at once (50)",
+    )
+    parser.add_argument("--journal", metavar="FILE", help="record progress so a rerun continues")
+    parser.add_argument("--out", metavar="RESULTS.jsonl", help="write one JSON result per job")
+    parser.add_argument(
+        "--resubmit-uncertain",
+        action="store_true",
+        help="resubmit jobs the journal marks uncertain (may pay twice)",
+    )
+    parser.add_argument(
+        "--rate-limit",
+        type=_rate_limit,
+        metavar="N/SECONDS",
+        help="at most N creates per SECONDS (kie.ai's default: 20/10)",
+    )
+    parser.add_argument(
+        "--rate-limit-redis",
+        metavar="URL",
+        help="share the rate limit with every process of the account through the Redis at URL "
+        "(default: KIE_RATE_LIMIT_REDIS; needs the redis extra)",
+    )
+    parser.add_argument(
+        "--progress-interval",
+        type=_positive_float,
+        default=10.0,
+        metavar="S",
+        help="seconds between plain progress lines when stderr is not a terminal (10)",
+    )
+    parser.add_argument(
+        "--download",
+        metavar="DIR",
+        help="save each succeeded job's videos in DIR as <task_id>_<i>.mp4 (a rerun skips "
+        "files already saved)",
+    )
+
+
+async def _bulk(ctx: Context, args: argparse.Namespace) -> int:
+    from .._bulk import OutcomeKind
+    from .._ratelimit import RateLimit
+    from .._redis_limit import RedisRateLimit
+
+    jobs = _read_jobs(ctx, args.jobs)
+    if jobs is None:
+        return EXIT_USAGE
+    settings: dict[str, Any] = {}
+    shared = args.rate_limit_redis or os.environ.get("KIE_RATE_LIMIT_REDIS", "").strip()
+    if shared:
+        numbers = args.rate_limit or RateLimit()
+        settings["rate_limit"] = RedisRateLimit(shared, requests=numbers.requests, per=numbers.per)
+    elif args.rate_limit is not None:
+        settings["rate_limit"] = args.rate_limit
+    async with ctx.client(**settings) as kie:
+        with contextlib.ExitStack() as resources:
+            sinks = _bulk_sinks(args, kie, resources)
+            tally = await execute_bulk(
+                ctx,
+                kie,
+                jobs,
+                concurrency=args.concurrency,
+                journal=args.journal,
+                resubmit_uncertain=args.resubmit_uncertain,
+                interval=args.progress_interval,
+                sinks=sinks,
+            )
+    downloads = [sink for sink in sinks if isinstance(sink, _Downloader)]
+    for downloader in downloads:
+        downloader.report(ctx)
+    if tally.kinds[OutcomeKind.UNCERTAIN]:
+        ctx.note(
+            "uncertain: a create's reply was lost, so a task may exist (and be paid for); check "
+            "your kie.ai dashboard, or rerun with the journal and --resubmit-uncertain to send "
+            "those jobs again"
+        )
+    if any(downloader.failed for downloader in downloads):
+        return EXIT_FAILED
+    return EXIT_OK if tally.all_succeeded else EXIT_FAILED
+
+
+def _bulk_sinks(
+    args: argparse.Namespace, kie: KieClient, resources: contextlib.ExitStack
+) -> list[Sink]:
+    """What to do with each outcome of a bulk run, one sink per option that asks for one.
+    Files and other resources are entered on ``resources``; ``kie`` is for sinks that call
+    kie.ai themselves (fetching download links, say)."""
+    from ._jobs import _ResultsWriter
+
+    sinks: list[Sink] = []
+    if args.out is not None:
+        sinks.append(_ResultsWriter(resources.enter_context(_open_output(args.out))))
+    if args.download is not None:
+        sinks.append(_Downloader(kie, Path(args.download)))
+    return sinks
+
+
+class _Downloader:
+    """A :data:`Sink` saving each succeeded job's videos; a failed download is logged and
+    counted (the run goes on), and a rerun fetches only the files still missing."""
+
+    def __init__(self, kie: KieClient, directory: Path) -> None:
+        self._kie = kie
+        self._directory = directory
+        self.saved = 0
+        self.failed = 0
+
+    async def __call__(self, job: Job, outcome: Outcome) -> None:
+        if not outcome.ok or outcome.record is None or not outcome.record.result_urls:
+            return
+        try:
+            paths = await self._kie.download(outcome.record, self._directory)
+        except DownloadError as exc:
+            self.failed += 1
+            log.warning("%s: %s", job.label, exc)
+            return
+        self.saved += len(paths)
+
+    def report(self, ctx: Context) -> None:
+        """One line on standard error: what was saved, what failed."""
+        failed = f"; {self.failed} job(s) failed (rerun to retry)" if self.failed else ""
+        ctx.note(f"downloads: {self.saved} file(s) in {self._directory}{failed}")
+
+
+@contextlib.contextmanager
+def _open_output(path: str) -> Iterator[TextIO]:
+    try:
+        file = Path(path).open("w", encoding="utf-8")  # noqa: SIM115 - closed below
+    except OSError as exc:
+        raise _InputError(f"cannot write {path}: {exc.strerror or exc}") from None
+    with file:
+        yield file

@@ -1,0 +1,97 @@
+"""The subcommands (:data:`COMMANDS`) and the argument parser built from them."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+import attrs
+
+from .._version import __version__
+from ._bulk import _add_bulk, _bulk
+from ._commands import (
+    _add_demo,
+    _add_download,
+    _add_extend,
+    _add_nothing,
+    _add_task_id,
+    _add_wait,
+    _credits,
+    _demo,
+    _download,
+    _extend,
+    _status,
+    _submitting,
+    _wait,
+)
+from ._context import Context
+from ._help import BULK_HELP
+from ._kinds import KIND_COMMANDS
+from ._options import _EPILOG, _add_global_options
+
+if TYPE_CHECKING:
+    pass
+
+
+@attrs.frozen
+class Command:
+    """One subcommand: its help line, how it adds its arguments, and the coroutine running it."""
+
+    help: str
+    configure: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[Context, argparse.Namespace], Awaitable[int]]
+    #: The longer text of ``COMMAND --help`` (default: ``help``).
+    description: str | None = None
+    #: False for a command that never calls kie.ai: its help shows no key or URL options.
+    talks_to_kie: bool = True
+
+
+#: The subcommands, in the order ``--help`` lists them.
+COMMANDS: dict[str, Command] = {
+    **{
+        name: Command(kind.help, kind.configure, _submitting(kind.build))
+        for name, kind in KIND_COMMANDS.items()
+    },
+    "extend": Command("extend one video; print the new task id", _add_extend, _extend),
+    "status": Command("show a task's current status (one query)", _add_task_id, _status),
+    "wait": Command("wait for a task to finish and show its result", _add_wait, _wait),
+    "credits": Command("show the account's remaining credits", _add_nothing, _credits),
+    "bulk": Command(
+        "run every job (any kind, or chains) of a JSON-lines file",
+        _add_bulk,
+        _bulk,
+        description=BULK_HELP,
+    ),
+    "download": Command("save a finished task's videos in a directory", _add_download, _download),
+    "demo": Command(
+        "a bulk run against a local fake kie.ai (no key)", _add_demo, _demo, talks_to_kie=False
+    ),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser: global options, then one subparser per entry of :data:`COMMANDS`."""
+    parser = argparse.ArgumentParser(
+        prog="kie-async",
+        description="Generate, upscale, vary and extend Midjourney images and videos with "
+        "kie.ai, one at a time or in bulk.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_global_options(parser)
+    parser.add_argument("--version", action="version", version=f"kie-async {__version__}")
+    parser.set_defaults(api_key_file=None, base_url=None, allow_insecure_http=False, verbose=False)
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND", dest="command")
+    commands.required = True
+    for name, command in COMMANDS.items():
+        sub = commands.add_parser(
+            name,
+            help=command.help,
+            description=command.description or command.help,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        _add_global_options(sub, talks_to_kie=command.talks_to_kie)
+        command.configure(sub)
+        sub.set_defaults(run=command.run)
+    return parser
