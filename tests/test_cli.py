@@ -728,6 +728,8 @@ try:
 except SystemExit as exc:
     status = exc.code
 heavy = ("aiohttp", "cattrs", "kie_async._client", "kie_async._bulk", "kie_async._wire")
+heavy += ("kie_async._requests", "kie_async._generate", "kie_async._models")
+heavy += ("kie_async._task_errors",)
 loaded = [m for m in sys.modules if m in heavy or m.split(".")[0] in heavy]
 print(json.dumps({"status": status, "loaded": sorted(loaded)}), file=sys.stderr)
 """
@@ -745,8 +747,8 @@ print(json.dumps({"status": status, "loaded": sorted(loaded)}), file=sys.stderr)
     ],
 )
 def test_help_and_usage_errors_import_no_aiohttp(argv: list[str], status: int) -> None:
-    """--help, --version and usage errors answer without importing aiohttp, cattrs or the bulk
-    runner (aiohttp's import alone took most of a second)."""
+    """--help, --version and usage errors answer without importing aiohttp, cattrs, the bulk
+    runner, the records or the request classes (aiohttp's import alone took most of a second)."""
     done = subprocess.run(
         [sys.executable, "-c", _IMPORTS_OF_A_RUN, json.dumps(argv)],
         capture_output=True,

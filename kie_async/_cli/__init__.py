@@ -30,7 +30,6 @@ from collections.abc import Awaitable, Iterator, Mapping, Sequence
 from typing import Any
 
 from .._errors import ConfigurationError, KieError, TaskNotFoundError, ValidationError
-from .._task_errors import TaskTimeoutError
 from . import _bulk
 from ._context import (
     EXIT_FAILED,
@@ -103,6 +102,8 @@ async def run(
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse has printed the usage error or the help
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE if exc.code else EXIT_OK
+    from .._task_errors import TaskTimeoutError  # with the records and requests: not for --help
+
     ctx = Context(sys.stdout, sys.stderr, args, client_options or {})
     if getattr(args, "wait", None) is False and getattr(args, "timeout", None) is not None:
         # extend/generate/upscale/vary: a --timeout nothing would use (the create would be

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from .._task_errors import TaskFailedError
 from ._bulk import execute_bulk
 from ._context import EXIT_FAILED, EXIT_OK, Context, _InputError
 from ._options import _positive_float, _positive_int
@@ -52,6 +51,8 @@ def _show_record(ctx: Context, record: TaskRecord) -> None:
 async def _await_task(
     ctx: Context, handle: TaskHandle, timeout: float | None, poll: PollPolicy | None = None
 ) -> int:
+    from .._task_errors import TaskFailedError
+
     ctx.note(f"waiting for task {handle.task_id} ...")
     try:
         record = await (

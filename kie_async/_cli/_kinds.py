@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import attrs
 
-from .._generate import GenerateRequest
-from .._generate_rules import GENERATE_TYPES
-from .._requests import TaskRequest, UpscaleRequest, VaryRequest
+# The request classes are imported where a request is built, not here: `kie-async --help` and
+# a usage error need none of them (tests/test_cli.py checks it).
+if TYPE_CHECKING:
+    from .._generate import GenerateRequest
+    from .._requests import TaskRequest, UpscaleRequest, VaryRequest
 
 __all__ = ["KIND_COMMANDS", "KIND_FLAGS", "KindCommand"]
 
@@ -59,6 +62,8 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_generate(parser: argparse.ArgumentParser) -> None:
+    from .._generate_rules import GENERATE_TYPES
+
     parser.add_argument("prompt", metavar="PROMPT", help="what to make; at most 2000 characters")
     parser.add_argument(
         "--type",
@@ -92,6 +97,8 @@ def _add_generate(parser: argparse.ArgumentParser) -> None:
 
 
 def _generate(args: argparse.Namespace) -> GenerateRequest:
+    from .._generate import GenerateRequest
+
     return GenerateRequest(
         args.task_type,
         args.prompt,
@@ -120,12 +127,16 @@ def _add_image_action(parser: argparse.ArgumentParser) -> None:
 
 
 def _upscale(args: argparse.Namespace) -> UpscaleRequest:
+    from .._requests import UpscaleRequest
+
     return UpscaleRequest(
         args.task_id, args.index, watermark=args.watermark, callback_url=args.callback_url
     )
 
 
 def _vary(args: argparse.Namespace) -> VaryRequest:
+    from .._requests import VaryRequest
+
     return VaryRequest(
         args.task_id, args.index, watermark=args.watermark, callback_url=args.callback_url
     )
