@@ -109,7 +109,7 @@ def _submitting(
     build: Callable[[argparse.Namespace], TaskRequest],
 ) -> Callable[[Context, argparse.Namespace], Awaitable[int]]:
     """The run of a command submitting the request ``build`` makes of its arguments (see
-    ``_cli_kinds``), as :func:`_extend` does: the request is checked before anything is sent."""
+    ``_kinds``), as :func:`_extend` does: the request is checked before anything is sent."""
 
     async def submit(ctx: Context, args: argparse.Namespace) -> int:
         request = build(args)

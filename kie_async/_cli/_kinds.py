@@ -1,5 +1,5 @@
 """The ``generate``, ``upscale`` and ``vary`` commands of ``kie-async``: their flags, and the
-request each builds from them (``_cli`` submits it, prints the task id and, with ``--wait``,
+request each builds from them (``_commands`` submits it, prints the task id and, with ``--wait``,
 the result, as ``extend`` does).
 
 Building the request checks every field, so bad input is an error before anything is sent.
