@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+from pathlib import Path
 
 
 def established(port: int) -> int:
@@ -23,3 +25,21 @@ def established(port: int) -> int:
             if remote_port == port and fields[3] == "01" and fields[9] in inodes:
                 count += 1
     return count
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """This process's environment without any ``KIE_`` setting, plus ``extra``: what a
+    subprocess of the command-line tool gets, so the developer's own settings never leak in."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KIE_")}
+    env.update(extra)
+    return env
+
+
+def write_jobs(path: Path, count: int) -> Path:
+    """A jobs file of ``count`` extensions, four per source video."""
+    lines = [
+        json.dumps({"task_id": f"src{i // 4}", "index": i % 4, "prompt": f"scene {i}"})
+        for i in range(count)
+    ]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path

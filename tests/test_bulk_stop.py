@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import gc
 import json
-import os
 import re
 import signal
 import subprocess
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import child_env, write_jobs
 
 from kie_async import (
     BulkRun,
@@ -244,21 +244,6 @@ async def test_a_second_cancellation_aborts_at_once(server: FakeKieServer, tmp_p
 
 
 # -- Ctrl-C and SIGTERM in the command -----------------------------------------------------------
-
-
-def child_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KIE_")}
-    env.update(extra)
-    return env
-
-
-def write_jobs(path: Path, count: int) -> Path:
-    lines = [
-        json.dumps({"task_id": f"src{i // 4}", "index": i % 4, "prompt": f"scene {i}"})
-        for i in range(count)
-    ]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
 
 
 async def start_bulk(

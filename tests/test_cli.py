@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import os
 import re
 import signal
 import subprocess
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import child_env
 
 from kie_async import PollPolicy, Progress, RetryPolicy
 from kie_async._cli import Context, build_parser, main, run
@@ -468,12 +468,6 @@ def test_main_returns_the_exit_status(tmp_path: Path, capsys: pytest.CaptureFixt
 
 
 # -- real processes -------------------------------------------------------------------------------
-
-
-def child_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KIE_")}
-    env.update(extra)
-    return env
 
 
 def test_demo_runs_in_a_process_without_a_key() -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import socket
 import subprocess
@@ -14,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import child_env, write_jobs
 
 from kie_async import ConfigurationError, ExtendOutcome, ExtendRequest, KieClient, OutcomeKind
 from kie_async.testing import FakeKieServer, TaskScript, fast_client
@@ -27,21 +27,6 @@ def make_requests(count: int, prefix: str = "src") -> list[ExtendRequest]:
 
 async def collect(kie: KieClient, requests: object, **kwargs: Any) -> list[ExtendOutcome]:
     return [o async for o in kie.extend_many(requests, **kwargs)]  # type: ignore[arg-type]
-
-
-def child_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KIE_")}
-    env.update(extra)
-    return env
-
-
-def write_jobs(path: Path, count: int) -> Path:
-    lines = [
-        json.dumps({"task_id": f"src{i // 4}", "index": i % 4, "prompt": f"scene {i}"})
-        for i in range(count)
-    ]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
 
 
 # -- one run per journal --------------------------------------------------------------------------

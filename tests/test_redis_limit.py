@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers import child_env
 
 from kie_async import (
     ConfigurationError,
@@ -75,12 +76,6 @@ def _redis_url() -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(10)
-
-
-def child_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KIE_")}
-    env.update(extra)
-    return env
 
 
 _TAKER = textwrap.dedent(
