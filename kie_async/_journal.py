@@ -15,8 +15,8 @@ A ``done`` line holds what a rerun and a report need (task type, status, result 
 times, the error), never kie's whole answer, so the file grows with the number of tasks and not
 with the size of their answers.
 
-One run at a time: the run holds an exclusive lock on the file (``fcntl.flock``) for its whole
-life; where there is no ``flock``, a ``<journal>.lock`` file created exclusively stands in for it.
+One run at a time: the run holds the journal's lock (:mod:`kie_async._journal_lock`) for its
+whole life.
 Lines reach the file within 2 ms of being recorded (one write for all the lines of that moment),
 and a task's ``submitted`` line before its first poll, so a killed process loses at most that
 moment's lines; ``intent`` is written and on disk (fsynced) before its create goes out, so not
@@ -36,20 +36,13 @@ import os
 import socket
 import time
 from collections.abc import Mapping
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import attrs
 
 from ._errors import ConfigurationError
-
-try:
-    import fcntl
-
-    _HAS_FLOCK = True
-except ImportError:  # pragma: no cover - not on POSIX
-    _HAS_FLOCK = False
+from ._journal_lock import JournalLock, now_iso, read_all
 
 log = logging.getLogger("kie_async")
 
@@ -147,10 +140,6 @@ def capped(fields: Mapping[str, Any]) -> dict[str, Any]:
 _datasync = getattr(os, "fdatasync", os.fsync)
 
 
-def _now_iso() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 class Journal:
     """A journal: what earlier runs recorded (:attr:`entries`, after :meth:`open`), and the
     append handle of this run, which holds the file's lock until :meth:`aclose`."""
@@ -160,7 +149,7 @@ class Journal:
         #: Requests earlier runs recorded, by key; a run takes each out as it handles it.
         self.entries: dict[str, Entry] = {}
         self._fd: int | None = None
-        self._lock_file: Path | None = None
+        self._lock = JournalLock(path)
         self._written = 0
         self._synced = 0
         self._syncing: asyncio.Future[None] | None = None
@@ -187,96 +176,22 @@ class Journal:
                 "journal", f"cannot open {self.path}: {exc.strerror or exc}"
             ) from None
         try:
-            self._lock(fd)
-            data = self._read_all(fd)
+            self._lock.acquire(fd)
+            data = read_all(fd)
             self._load(fd, data)
         except BaseException:
-            self._unlock()
+            self._lock.release()
             os.close(fd)
             raise
         self._fd = fd
         if not data:
             self._pending.append(_ENCODER.encode(HEADER))
         run = {"event": "run", "pid": os.getpid(), "host": socket.gethostname()}
-        self._pending.append(_ENCODER.encode({**run, "started": _now_iso()}))
+        self._pending.append(_ENCODER.encode({**run, "started": now_iso()}))
         self._written += 1
         self._flush()
         os.fsync(fd)
         self._synced = self._written
-
-    def _lock(self, fd: int) -> None:
-        if _HAS_FLOCK:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise self._busy(self._holder(self._read_all(fd))) from None
-            except OSError as exc:  # e.g. a network file system without locks
-                raise ConfigurationError(
-                    "journal",
-                    f"cannot lock {self.path} ({exc.strerror or exc}): a journal needs a file "
-                    "system with file locks, so that two runs cannot pay twice",
-                ) from None
-            return
-        # No flock (Windows): a lock file made exclusively stands in for it; a run that died
-        # leaves it behind, and the error says so.
-        lock_file = self.path.with_name(self.path.name + ".lock")
-        holder = {"pid": os.getpid(), "host": socket.gethostname(), "started": _now_iso()}
-        try:
-            lock_fd = os.open(lock_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            try:
-                found = json.loads(lock_file.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                found = {}
-            raise self._busy(
-                found if isinstance(found, dict) else {},
-                f"; if that process is gone, delete {lock_file}",
-            ) from None
-        with os.fdopen(lock_fd, "w", encoding="utf-8") as out:
-            json.dump(holder, out)
-        self._lock_file = lock_file
-
-    def _unlock(self) -> None:
-        if self._lock_file is not None:
-            lock_file, self._lock_file = self._lock_file, None
-            with contextlib.suppress(OSError):
-                lock_file.unlink()
-
-    def _busy(self, holder: Mapping[str, Any], hint: str = "") -> ConfigurationError:
-        pid = holder.get("pid", "?")
-        host = holder.get("host", "?")
-        started = holder.get("started", "?")
-        mine = " (this process)" if pid == os.getpid() and host == socket.gethostname() else ""
-        return ConfigurationError(
-            "journal",
-            f"{self.path} is in use by another run: pid {pid}{mine} on {host}, started "
-            f"{started}; one journal serves one run at a time (wait for it to end, or use "
-            f"another journal){hint}",
-        )
-
-    @staticmethod
-    def _holder(data: bytes) -> dict[str, Any]:
-        """The last ``run`` line of ``data``: who opened the journal last."""
-        at = len(data)
-        while True:
-            at = data.rfind(b'{"event":"run"', 0, at)
-            if at < 0:
-                return {}
-            end = data.find(b"\n", at)
-            try:
-                line = json.loads(data[at : end if end >= 0 else len(data)])
-            except ValueError:
-                continue
-            if isinstance(line, dict):
-                return line
-
-    @staticmethod
-    def _read_all(fd: int) -> bytes:
-        chunks = []
-        os.lseek(fd, 0, os.SEEK_SET)
-        while chunk := os.read(fd, 1 << 20):
-            chunks.append(chunk)
-        return b"".join(chunks)
 
     def _load(self, fd: int, data: bytes) -> None:
         if not data:
@@ -396,5 +311,5 @@ class Journal:
                 os.fsync(self._fd)  # the run is over: one last fsync, on the loop
         finally:
             fd, self._fd = self._fd, None
-            self._unlock()
+            self._lock.release()
             os.close(fd)  # closing the file releases its flock

@@ -85,6 +85,89 @@ async def test_a_second_run_in_the_same_process_fails_at_once(
     assert server.counts["create"] == 4
 
 
+def _dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def _run_line(pid: int) -> str:
+    host = socket.gethostname()
+    line = {"event": "run", "pid": pid, "host": host, "started": "2026-01-01T00:00:00Z"}
+    return json.dumps(line, separators=(",", ":"))  # as the journal writes it
+
+
+def test_a_run_that_has_locked_but_not_yet_written_its_line_is_waited_for(
+    tmp_path: Path,
+) -> None:
+    """The holder takes the lock a moment before its ``run`` line is written: the last line may
+    still name an earlier run whose process is gone. The loser reads again until the holder's
+    line appears and names that one, not the finished run."""
+    import fcntl
+    import threading
+
+    from kie_async._journal import Journal
+
+    path = tmp_path / "run.jsonl"
+    path.write_text('{"journal":"kie-async","version":1}\n' + _run_line(_dead_pid()) + "\n")
+    with path.open("a") as holder:
+        fcntl.flock(holder.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+        try:
+
+            def write_late() -> None:
+                holder.write(_run_line(live.pid) + "\n")
+                holder.flush()
+
+            timer = threading.Timer(0.2, write_late)
+            timer.start()
+            with pytest.raises(ConfigurationError) as caught:
+                Journal(path).open()
+            timer.join()
+        finally:
+            live.kill()
+            live.wait()
+    assert f"in use by another run: pid {live.pid} on {socket.gethostname()}, started " in str(
+        caught.value
+    )
+
+
+def test_a_holder_that_never_says_who_it_is_is_not_misnamed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lock held by a run that writes no line within HOLDER_WAIT: the error says the journal
+    is in use without naming the earlier, finished run of the last line."""
+    import fcntl
+
+    from kie_async._journal import Journal
+
+    monkeypatch.setattr("kie_async._journal_lock.HOLDER_WAIT", 0.1)
+    path = tmp_path / "run.jsonl"
+    dead = _dead_pid()
+    path.write_text('{"journal":"kie-async","version":1}\n' + _run_line(dead) + "\n")
+    with path.open("a") as holder:
+        fcntl.flock(holder.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(ConfigurationError, match="one that has not yet written down who"):
+            Journal(path).open()
+    assert path.read_text().count('"event":"run"') == 1  # the loser wrote nothing
+
+
+def test_a_stale_lock_file_still_names_the_run_that_left_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without flock, a lock file left by a run that died names that run (its process is gone)
+    and the file to delete."""
+    from kie_async._journal import Journal
+
+    monkeypatch.setattr("kie_async._journal_lock._HAS_FLOCK", False)
+    monkeypatch.setattr("kie_async._journal_lock.HOLDER_WAIT", 0.1)
+    path = tmp_path / "run.jsonl"
+    dead = _dead_pid()
+    (tmp_path / "run.jsonl.lock").write_text(_run_line(dead))
+    with pytest.raises(ConfigurationError, match=rf"pid {dead} on .*delete .*run\.jsonl\.lock"):
+        Journal(path).open()
+
+
 # -- a journal that heals -------------------------------------------------------------------------
 
 
@@ -239,7 +322,7 @@ async def test_without_flock_a_lock_file_stands_in(
 ) -> None:
     """Where there is no flock, a lock file keeps a second run out the same way, naming the
     holder and the file to delete if it is gone, and is removed when the run ends."""
-    monkeypatch.setattr("kie_async._journal._HAS_FLOCK", False)
+    monkeypatch.setattr("kie_async._journal_lock._HAS_FLOCK", False)
     journal = tmp_path / "run.jsonl"
     lock_file = tmp_path / "run.jsonl.lock"
     server.default_script = TaskScript(polls=3)

@@ -46,6 +46,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     # many tasks: bulk runs, chains, the journal, downloads
     "runs": (
         "_journal",
+        "_journal_lock",
         "_outcomes",
         "_bulk_poller",
         "_bulk_run",
