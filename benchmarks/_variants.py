@@ -306,7 +306,7 @@ async def with_canned(cfg: dict[str, Any], tally: Tally, measure: Measure) -> No
     envelope and parsing the record; ``canned_submit_wait`` the public ``submit()`` and
     ``TaskHandle.wait()`` (retries, limiter, deadline); ``canned_extend_many`` the bulk runner.
     """
-    from kie_async import ExtendRequest, KieClient, PollPolicy
+    from kie_async import ExtendRequest, KieClient, OutcomeKind, PollPolicy
     from kie_async import _protocol as proto
     from kie_async._wire import request_body
 
@@ -335,7 +335,10 @@ async def with_canned(cfg: dict[str, Any], tally: Tally, measure: Measure) -> No
         *,
         json: Any = None,
         params: Any = None,
+        before_send: Callable[[], Awaitable[None]] | None = None,
     ) -> tuple[int, dict[str, str], bytes]:
+        if before_send is not None:
+            await before_send()
         await asyncio.sleep(0)  # yield to the loop, as an answer from a socket would
         if method == "POST":
             task_id = b"%032x" % next(counter)
@@ -343,7 +346,8 @@ async def with_canned(cfg: dict[str, Any], tally: Tally, measure: Measure) -> No
         return 200, {}, record_head + b'"' + params["taskId"].encode() + b'"}}'
 
     variant = cfg["variant"]
-    poll = PollPolicy.zero_wait()
+    # The default deadline, as in with_kie_async: a short one would arm a timer per poll.
+    poll = PollPolicy.zero_wait(timeout=PollPolicy().timeout)
     source = bodies(cfg["tasks"])
     async with KieClient(API_KEY, base_url=cfg["url"], rate_limit=None) as kie:
         kie._transport._exchange = canned  # type: ignore[method-assign]
@@ -376,7 +380,11 @@ async def with_canned(cfg: dict[str, Any], tally: Tally, measure: Measure) -> No
                 requests = (
                     ExtendRequest(body["taskId"], body["index"], body["prompt"]) for body in source
                 )
-                async for _ in kie.extend_many(requests, concurrency=cfg["concurrency"], poll=poll):
+                async for outcome in kie.extend_many(
+                    requests, concurrency=cfg["concurrency"], poll=poll
+                ):
+                    if outcome.kind is not OutcomeKind.SUCCEEDED:
+                        raise RuntimeError(f"task did not succeed: {outcome}")
                     tally.done += 1
                 return
             await asyncio.gather(*(worker() for _ in range(cfg["concurrency"])))

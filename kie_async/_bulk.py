@@ -75,14 +75,22 @@ class _Source:
             )
 
     async def next(self) -> tuple[int, str, BulkItem] | None:
-        async with self._lock:
-            try:
-                if self._async is not None:
+        if self._async is not None:
+            # Workers take turns: an async iterator must not be entered twice at once.
+            async with self._lock:
+                try:
                     request = await anext(self._async)
-                else:
-                    assert self._sync is not None
-                    request = next(self._sync)
-            except (StopIteration, StopAsyncIteration):
+                except StopAsyncIteration:
+                    return None
+                position = self._position
+                self._position += 1
+        else:
+            # A sync iterator runs to its next item without yielding to the loop: no other
+            # worker can come in between, so no lock is needed.
+            assert self._sync is not None
+            try:
+                request = next(self._sync)
+            except StopIteration:
                 return None
             position = self._position
             self._position += 1

@@ -350,7 +350,9 @@ class _Run:
             )
             self.counts.change(running=-1, failed=1)
             return ExtendOutcome(request, OutcomeKind.FAILED, task_id, record, exc)
-        self._record("done", key, task_id=task_id, status="succeeded", **_record_fields(record))
+        if self.journal is not None:
+            fields = _record_fields(record)
+            self.journal.record("done", key, task_id=task_id, status="succeeded", **fields)
         self.counts.change(running=-1, succeeded=1)
         return ExtendOutcome(request, OutcomeKind.SUCCEEDED, task_id, record)
 

@@ -140,9 +140,23 @@ class _Counts:
     uncertain: int = 0
     callback: Callable[[Progress], None] | None = None
 
-    def change(self, **deltas: int) -> None:
-        for name, delta in deltas.items():
-            setattr(self, name, getattr(self, name) + delta)
+    def change(
+        self,
+        *,
+        queued: int = 0,
+        submitted: int = 0,
+        running: int = 0,
+        succeeded: int = 0,
+        failed: int = 0,
+        uncertain: int = 0,
+    ) -> None:
+        # Named, not **deltas: a run changes its counts a few times per task.
+        self.queued += queued
+        self.submitted += submitted
+        self.running += running
+        self.succeeded += succeeded
+        self.failed += failed
+        self.uncertain += uncertain
         if self.callback is not None:
             snapshot = Progress(
                 self.queued,

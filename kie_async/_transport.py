@@ -90,6 +90,7 @@ class Transport:
         self._slots: asyncio.Semaphore | None = None
         self._client_timeout: aiohttp.ClientTimeout | None = None
         self._api_timeout: aiohttp.ClientTimeout | None = None
+        self._schedule: tuple[RetryPolicy, Schedule] | None = None
         # The key joins the headers only per request, so no attribute holds it in the clear
         # (an error reporter dumping vars() shows the _Secret's '***').
         self.user_agent = user_agent or proto.USER_AGENT
@@ -134,9 +135,8 @@ class Transport:
         return self._session
 
     def _timeouts(self) -> aiohttp.ClientTimeout:
-        # The session's default only: API calls pass _api_timeouts(), result files their
-        # DownloadPolicy's. Waiting for a pooled connection is not bounded here: our own
-        # semaphore keeps requests out of aiohttp's pool queue. Built once: it is immutable.
+        # The session's default only (API calls pass _api_timeouts(), result files their own);
+        # our semaphore keeps requests out of aiohttp's pool queue. Built once: immutable.
         if self._client_timeout is None:
             self._client_timeout = aiohttp.ClientTimeout(
                 total=None,
@@ -341,8 +341,12 @@ class Transport:
         return proto.decipher(status, headers, body, endpoint=path)
 
     def retry_schedule(self) -> Schedule:
+        """The retry policy's delays, built once per policy: most calls are never retried."""
         p = self.retry_policy
-        return Schedule(p.initial_delay, p.factor, p.max_delay, p.jitter, p.max_retry_after)
+        if self._schedule is None or self._schedule[0] is not p:
+            delays = Schedule(p.initial_delay, p.factor, p.max_delay, p.jitter, p.max_retry_after)
+            self._schedule = (p, delays)
+        return self._schedule[1]
 
     async def read(self, method: str, path: str, **kwargs: Any) -> Any:
         """A read-only call, retried on transient failures."""
