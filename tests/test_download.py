@@ -436,3 +436,28 @@ async def test_cli_download_checks_dir_before_asking_for_the_record(
     err = capsys.readouterr().err
     assert err.startswith(f"error: DIR: cannot save files in {target}: "), err
     assert len(server.requests) == before
+
+
+@pytest.mark.usefixtures("key_env")
+@pytest.mark.parametrize("where", ["file", "not_writable"])
+async def test_cli_bulk_download_checks_dir_before_any_create(
+    server: FakeKieServer,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    where: str,
+) -> None:
+    """``bulk --download DIR`` with a DIR that cannot hold files exits 2 naming the option
+    before a single create is sent: no credits are spent on videos that could not be saved."""
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text('{"task_id": "src", "index": 0, "prompt": "shot"}\n', encoding="utf-8")
+    in_the_way = tmp_path / "videos"
+    in_the_way.write_text("not a directory")
+    target = in_the_way if where == "file" else tmp_path / "new"
+    if where == "not_writable":  # root may write anywhere: make the check see a read-only dir
+        monkeypatch.setattr(os, "access", lambda path, mode: False)
+    argv = ["--base-url", server.url, "bulk", str(jobs), "--download", str(target)]
+    assert await run(argv, client_options=FAST_CLI) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --download: cannot save files in {target}: "), err
+    assert server.counts["request:create"] == 0

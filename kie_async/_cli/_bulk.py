@@ -21,7 +21,7 @@ from .._errors import (
     DownloadError,
 )
 from ._context import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Context, _InputError
-from ._options import _positive_float, _positive_int, _rate_limit
+from ._options import _check_directory, _positive_float, _positive_int, _rate_limit
 
 log = logging.getLogger("kie_async")
 
@@ -267,6 +267,8 @@ async def _bulk(ctx: Context, args: argparse.Namespace) -> int:
     from .._ratelimit import RateLimit
     from .._redis_limit import RedisRateLimit
 
+    if args.download is not None:
+        _check_directory("--download", args.download)  # before a create is paid for
     jobs = _read_jobs(ctx, args.jobs)
     if jobs is None:
         return EXIT_USAGE

@@ -6,17 +6,15 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import random
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import attrs
 
 from ._bulk import execute_bulk
-from ._context import EXIT_FAILED, EXIT_OK, Context, _InputError
-from ._options import _positive_float, _positive_int
+from ._context import EXIT_FAILED, EXIT_OK, Context
+from ._options import _check_directory, _positive_float, _positive_int
 
 if TYPE_CHECKING:
     from .._handle import TaskHandle
@@ -156,20 +154,6 @@ def _add_download(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="files fetched at once (4)",
     )
-
-
-def _check_directory(name: str, directory: str) -> None:
-    """Raise :class:`_InputError` unless files can be saved in ``directory`` (it may not exist
-    yet: then its nearest existing parent must be a writable directory)."""
-    path = Path(directory)
-    existing = path
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if existing.exists() and not existing.is_dir():
-        what = "is" if existing == path else f"is under {existing}, which is"
-        raise _InputError(f"{name}: cannot save files in {directory}: it {what} not a directory")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise _InputError(f"{name}: cannot save files in {directory}: {existing} is not writable")
 
 
 async def _download(ctx: Context, args: argparse.Namespace) -> int:

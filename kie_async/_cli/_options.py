@@ -4,10 +4,29 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
+from pathlib import Path
 from typing import TYPE_CHECKING
+
+from ._context import _InputError
 
 if TYPE_CHECKING:
     from .._ratelimit import RateLimit
+
+
+def _check_directory(name: str, directory: str) -> None:
+    """Raise :class:`_InputError` unless files can be saved in ``directory`` (it may not exist
+    yet: then its nearest existing parent must be a writable directory)."""
+    path = Path(directory)
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        what = "is" if existing == path else f"is under {existing}, which is"
+        raise _InputError(f"{name}: cannot save files in {directory}: it {what} not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise _InputError(f"{name}: cannot save files in {directory}: {existing} is not writable")
+
 
 # -- argument parsing ---------------------------------------------------------------------------
 
