@@ -3,28 +3,31 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import sys
 import time
-from collections.abc import Awaitable, Callable, Generator
-from contextlib import AbstractContextManager
+from collections.abc import Coroutine, Generator
 from typing import TYPE_CHECKING, Any, Protocol
 
 from . import _retry
+from ._callback_wait import CallbackSource, Polled, finished, race_callback
 from ._errors import (
     KieError,
     TaskNotFoundError,
+    TransportError,
     ValidationError,
 )
 from ._models import TaskRecord, TaskStatus
 from ._polling import PollPolicy, poll_is_transient
-from ._retry import Schedule, next_delay, poll_schedule, poll_until, within
+from ._retry import grown, next_delay, poll_schedule, within
 from ._task_errors import TaskFailedError, TaskTimeoutError
-from ._wire import GENERATING, Generating, still_generating
+from ._wire import GENERATING, still_generating
 
 if TYPE_CHECKING:
     from ._requests import TaskRequest
 
-__all__ = ["CallbackSource", "RecordSource", "TaskHandle"]
+__all__ = ["CallbackSource", "RecordSource", "TaskHandle", "finished"]
 
 log = logging.getLogger("kie_async")
 
@@ -38,22 +41,30 @@ _POLICY_TIMEOUT: Any = _Default()
 
 _NO_FLAGS: frozenset[int | None] = frozenset()
 
+#: The delays of a policy: made once per policy, not once per wait (policies are frozen).
+_schedule_of = functools.lru_cache(maxsize=16)(poll_schedule)
 
-class CallbackSource(Protocol):
-    """What a wait needs of a callback receiver (a :class:`~kie_async.callbacks.CallbackReceiver`
-    is one): to hear of a task's callback, and to keep the record that confirmed it."""
+if sys.version_info >= (3, 11):
 
-    def watch(self, task_id: str) -> AbstractContextManager[asyncio.Event]:
-        """An event of the caller's own, set when a callback for ``task_id`` is accepted."""
-        ...
+    async def _bounded(polling: Coroutine[Any, Any, Polled], seconds: float) -> Polled | None:
+        """``await polling`` for at most ``seconds``; ``None`` when the time ran out first.
 
-    def _confirm(self, record: TaskRecord) -> None:
-        """Keep ``record`` (a final ``record-info`` answer) on the task's callback event."""
-        ...
+        It runs in the caller's own task (no Task, no ``asyncio.wait``, per wait: thousands of
+        waits sleep at once): ``asyncio.timeout`` cancels it at the deadline, and tells that
+        cancellation apart from the caller's, so that a cancelled wait is never taken for a
+        time-out (nor the other way round).
+        """
+        scope = asyncio.timeout(seconds)
+        try:
+            async with scope:
+                return await polling
+        except TimeoutError:
+            if scope.expired():
+                return None
+            raise
 
-
-#: What one poll gives a waiting loop: a record, a transient failure to retry, or GENERATING.
-Polled = TaskRecord | KieError | Generating
+else:  # Python 3.10 cannot tell its own cancellations apart: the poll loop gets a Task.
+    _bounded = within
 
 
 class RecordSource(Protocol):
@@ -217,36 +228,24 @@ class TaskHandle:
             isinstance(deadline, bool) or not isinstance(deadline, int | float) or not deadline > 0
         ):
             raise ValidationError("timeout", f"must be a number > 0 or None, got {deadline!r}")
-        schedule = poll_schedule(policy)
         grace_until = self._grace_until(policy)
-
-        async def poll_once() -> Polled:
-            return await self._poll_step(grace_until)
-
-        def waiting(value: Polled, delay: float) -> None:
-            if isinstance(value, KieError):
-                log.debug("retrying poll of task %s in %.2fs after: %s", self.task_id, delay, value)
-
-        def polling(max_time: float | None) -> Awaitable[Polled]:
-            return poll_until(
-                poll_once, done=finished, schedule=schedule, max_time=max_time, on_wait=waiting
-            )
-
         result: Polled | None
         if receiver is not None:
             # A task this process just created cannot be done yet: let the callback speak first.
             first_delay = policy.interval if self._fresh_until is not None else 0.0
-            result = await self._race_callback(
-                receiver, polling, poll_once, finished, deadline, first_delay, policy
+            result = await race_callback(
+                receiver,
+                self.task_id,
+                lambda: self._poll_loop(policy, grace_until, first_delay),
+                functools.partial(self._poll_step, grace_until),
+                deadline,
+                policy,
             )
         else:
             # A task created a moment ago cannot be done yet: its first poll waits.
             first = policy.first_wait(age=self._age(), deadline=deadline)
-            if first:
-                await asyncio.sleep(first)
-            remaining = None if deadline is None else deadline - first
-            # Not asyncio.wait_for: before Python 3.12 it can swallow a cancellation.
-            result = await within(polling(remaining), remaining)
+            polling = self._poll_loop(policy, grace_until, first)
+            result = await polling if deadline is None else await _bounded(polling, deadline)
         if result is None or not finished(result):
             raise TaskTimeoutError(
                 task_id=self.task_id, record=self.last_record, timeout=deadline or 0
@@ -291,6 +290,34 @@ class TaskHandle:
         self._seen(record)
         return record
 
+    async def _poll_loop(
+        self, policy: PollPolicy, grace_until: float | None, first: float
+    ) -> Polled:
+        """Poll until a value ends the wait (:func:`finished`): after ``first`` seconds, then at
+        the delays of ``policy`` (``Retry-After`` honoured). The caller bounds it in time.
+
+        One coroutine, no generator or closure: thousands of these sleep at once (the delays
+        are those of :func:`~kie_async._retry.delays`, computed as the bulk poller does)."""
+        if first:
+            await asyncio.sleep(first)
+        schedule = _schedule_of(policy)
+        base = schedule.initial
+        polls = 0
+        warned = False
+        while True:
+            value = await self._poll_step(grace_until)
+            if finished(value):
+                return value
+            delay = next_delay(schedule, base, value, _retry.rng)
+            polls += 1
+            base = grown(schedule, base, polls)
+            if isinstance(value, KieError):
+                if isinstance(value, TransportError) and not warned:
+                    warned = True
+                    _retry._warn_unreachable(value, delay, "poll", "polling again")
+                log.debug("retrying poll of task %s in %.2fs after: %s", self.task_id, delay, value)
+            await asyncio.sleep(delay)
+
     def _outcome(self, record: TaskRecord) -> TaskRecord:
         """``record`` if the task succeeded; :class:`TaskFailedError` if it ended in failure."""
         if not record.status.ok:
@@ -301,95 +328,3 @@ class TaskHandle:
                 error_message=record.error_message,
             )
         return record
-
-    async def _race_callback(
-        self,
-        receiver: CallbackSource,
-        polling: Callable[[float | None], Awaitable[Polled]],
-        poll_once: Callable[[], Awaitable[Polled]],
-        finished: Callable[[Polled], bool],
-        deadline: float | None,
-        first_delay: float,
-        policy: PollPolicy,
-    ) -> Polled | None:
-        """Race the poll loop against the task's callback; ``None`` when the deadline passed.
-
-        When the callback wins, the poll loop is cancelled and ``record-info`` confirms it (the
-        signature does not cover the body). A callback not confirmed yet (``record-info`` can
-        lag its own callback, and a body can lie) is re-checked soon: after about a second,
-        then twice as long each time up to the policy's ``max_interval``, and at once when
-        another callback for the task arrives. The confirmed record is kept on the event.
-        """
-        loop = asyncio.get_running_loop()
-        end = None if deadline is None else loop.time() + deadline
-
-        def left() -> float | None:
-            return None if end is None else end - loop.time()
-
-        async def delayed(delay: float, remaining: float | None) -> Polled:
-            if delay > 0:
-                await asyncio.sleep(delay)
-                remaining = None if remaining is None else max(remaining - delay, 0.001)
-            return await polling(remaining)
-
-        with receiver.watch(self.task_id) as arrived:
-            if not arrived.is_set():
-                remaining = left()
-                poller = asyncio.ensure_future(delayed(first_delay, remaining))
-                listener = asyncio.ensure_future(arrived.wait())
-                try:
-                    done, _ = await asyncio.wait(
-                        {poller, listener}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
-                    )
-                finally:
-                    for racer in (poller, listener):
-                        racer.cancel()
-                    await asyncio.gather(poller, listener, return_exceptions=True)
-                if poller in done:
-                    return self._confirmed(receiver, poller.result(), finished)
-                if not done:
-                    return None
-            recheck = Schedule(
-                min(1.0, policy.max_interval),
-                2.0,
-                policy.max_interval,
-                policy.jitter,
-                retry_after_cap=0,
-            )
-            base = recheck.initial
-            while True:
-                arrived.clear()
-                value = await poll_once()
-                if finished(value):
-                    log.debug("task %s ended, as its callback said", self.task_id)
-                    return self._confirmed(receiver, value, finished)
-                delay = next_delay(recheck, base, None, _retry.rng)
-                base = min(base * recheck.factor, recheck.cap)
-                remaining = left()
-                if remaining is not None and remaining <= 0:
-                    return None
-                log.info(
-                    "task %s: callback not confirmed by record-info yet; checking again in %.1fs",
-                    self.task_id,
-                    delay,
-                )
-                if await within(
-                    arrived.wait(), delay if remaining is None else min(delay, remaining)
-                ):
-                    base = recheck.initial  # another body came: check it now, and soon again
-
-    @staticmethod
-    def _confirmed(
-        receiver: CallbackSource,
-        value: Polled,
-        finished: Callable[[Polled], bool],
-    ) -> Polled:
-        """``value``, first kept on the task's callback event when it is a final record."""
-        if isinstance(value, TaskRecord) and finished(value):
-            receiver._confirm(value)
-        return value
-
-
-def finished(value: Polled) -> bool:
-    """Whether a poll's value ends the wait: a record in a terminal state."""
-    return isinstance(value, TaskRecord) and value.status.is_terminal

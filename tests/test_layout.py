@@ -42,7 +42,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     # session, the one exchange, timeouts, the answer cap, read retries, the limiter
     "transport": ("_ratelimit", "_redis_limit", "_config", "_http", "_transport"),
     # one task: create it, poll it, hear its callback
-    "tasks": ("_submit", "_handle", "callbacks"),
+    "tasks": ("_submit", "_callback_wait", "_handle", "callbacks"),
     # many tasks: bulk runs, chains, the journal, downloads
     "runs": (
         "_journal",
