@@ -1,6 +1,6 @@
 """Sleeping between attempts: the only module that knows the ``backoff`` package.
 
-backoff is unmaintained upstream, so it stays behind :func:`retry_call` and :func:`poll_until`,
+backoff is unmaintained upstream, so it stays behind :func:`retry_call` and :func:`delays`,
 and no backoff name appears anywhere else. Only its wait generator ``backoff.expo`` is used,
 for the exponential growth of a :class:`Schedule`; the loops that retry and poll are our own.
 backoff's decorators (``on_exception``, ``on_predicate``) are not used: they call
@@ -17,7 +17,6 @@ import asyncio
 import itertools
 import logging
 import random
-import time
 from collections.abc import Awaitable, Callable, Generator, Iterator
 from typing import TypeVar
 
@@ -190,40 +189,6 @@ async def retry_call(
             if on_retry is not None:
                 on_retry(exc, wait)
             await asyncio.sleep(wait)
-
-
-async def poll_until(
-    fetch: Callable[[], Awaitable[R]],
-    *,
-    done: Callable[[R], bool],
-    schedule: Schedule,
-    max_time: float | None,
-    on_wait: Callable[[R, float], None] | None = None,
-) -> R:
-    """Await ``fetch()`` until ``done(value)``, sleeping per ``schedule`` between calls.
-
-    The first call is immediate. After ``max_time`` seconds the last value is returned even if
-    not done: the caller decides what a give-up means. No sleep runs past ``max_time``. The
-    first value that is a network failure (:class:`TransportError`) is logged as a WARNING.
-    """
-    start = time.monotonic()
-    waits = delays(schedule, rng)
-    waits.send(None)
-    warned = False
-    while True:
-        elapsed = time.monotonic() - start
-        value = await fetch()
-        if done(value) or (max_time is not None and elapsed >= max_time):
-            return value
-        wait = waits.send(value)
-        if max_time is not None:
-            wait = min(wait, max_time - elapsed)
-        if isinstance(value, TransportError) and not warned:
-            warned = True
-            _warn_unreachable(value, wait, "poll", "polling again")
-        if on_wait is not None:
-            on_wait(value, wait)
-        await asyncio.sleep(wait)
 
 
 async def within(awaitable: Awaitable[R], seconds: float | None) -> R | None:
