@@ -116,6 +116,7 @@ class RawServer:
         self._tls = tls
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._closing = False
         self.requests: list[Request] = []
         self.connections = 0
         #: Bytes written to clients (and accepted by the socket) over every connection.
@@ -136,16 +137,34 @@ class RawServer:
         tb: TracebackType | None,
     ) -> None:
         assert self._server is not None
+        # Before Python 3.12, a connection accepted by the listening socket whose transport is
+        # made only after Server.close() is dropped without closing its socket (the transport
+        # cannot attach to a closed server): let accepted connections get their transport.
+        for _ in range(3):
+            await asyncio.sleep(0)
         self._server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._closing = True
+        # A connection accepted just before the close starts its task a few loop turns later
+        # (before Python 3.12, wait_closed does not wait for it): let it start, and end it,
+        # so no socket is left for the garbage collector to find (a ResourceWarning): a handful
+        # of loop turns covers accepting, the transport, connection_made and the task.
+        for _ in range(10):
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await asyncio.sleep(0)
         await self._server.wait_closed()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
+        if self._closing:  # accepted as the server closed: end it at once
+            self._tasks.discard(task)
+            writer.close()
+            with contextlib.suppress(ConnectionError, OSError, asyncio.CancelledError):
+                await writer.wait_closed()
+            return
         script = self._scripts[min(self.connections, len(self._scripts) - 1)]
         self.connections += 1
         connection = Connection(reader, writer)
