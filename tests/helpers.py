@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 
 def established(port: int) -> int:
@@ -43,3 +46,25 @@ def write_jobs(path: Path, count: int) -> Path:
     ]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+@contextlib.contextmanager
+def tasks_created() -> Iterator[list[str]]:
+    """While the block runs, the source file of every asyncio Task the running loop creates is
+    appended to the list this yields (``""`` for a task not running a coroutine)."""
+    loop = asyncio.get_running_loop()
+    created: list[str] = []
+    default_factory = loop.get_task_factory()
+
+    def counting(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Future[Any]:
+        code = getattr(coro, "cr_code", None)
+        created.append(code.co_filename if code is not None else "")
+        if default_factory is not None:
+            return default_factory(loop, coro, **kwargs)  # type: ignore[no-any-return]
+        return asyncio.Task(coro, loop=loop, **kwargs)
+
+    loop.set_task_factory(counting)  # type: ignore[arg-type]
+    try:
+        yield created
+    finally:
+        loop.set_task_factory(default_factory)

@@ -3,13 +3,13 @@ poll, a finished poll, every quirk of kie's payloads, and generated payloads."""
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import tasks_created
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_properties import records
@@ -235,24 +235,10 @@ async def test_a_bulk_run_makes_no_asyncio_task_per_poll(server: FakeKieServer) 
     """The bulk poller polls from a fixed set of pollers: 300 tasks x 3 polls create a few
     dozen asyncio tasks in kie_async's bulk modules, not one per poll."""
     server.default_script = TaskScript(polls=2)
-    loop = asyncio.get_running_loop()
-    created: list[str] = []
-    default_factory = loop.get_task_factory()
-
-    def counting(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Future[Any]:
-        code = getattr(coro, "cr_code", None)
-        created.append(code.co_filename if code is not None else "")
-        if default_factory is not None:
-            return default_factory(loop, coro, **kwargs)  # type: ignore[no-any-return]
-        return asyncio.Task(coro, loop=loop, **kwargs)
-
     requests = [ExtendRequest("src", i % 4, f"clip {i}") for i in range(300)]
-    loop.set_task_factory(counting)  # type: ignore[arg-type]
-    try:
+    with tasks_created() as created:
         async with fast_client(server, max_connections=8) as kie:
             outcomes = [o async for o in kie.extend_many(requests, concurrency=50)]
-    finally:
-        loop.set_task_factory(default_factory)
     assert all(o.ok for o in outcomes) and len(outcomes) == 300
     assert server.counts["request:record"] == 900
     bulk_modules = ("_bulk.py", "_bulk_run.py", "_bulk_poller.py")

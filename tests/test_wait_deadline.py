@@ -10,9 +10,9 @@ import random
 import re
 import sys
 import time
-from typing import Any
 
 import pytest
+from helpers import tasks_created
 from test_handle import NEVER_ENDS, pending_tasks_of_ours, spaced, wait_for_polls
 
 from kie_async import (
@@ -38,24 +38,10 @@ async def test_a_wait_makes_no_asyncio_task(server: FakeKieServer, timeout: floa
     """A wait over five polls, with a deadline or without, creates no asyncio Task running
     kie_async's waiting code: the poll loop and its deadline live in the caller's task."""
     server.script_next(TaskScript(polls=4))
-    loop = asyncio.get_running_loop()
-    created: list[str] = []
-    default_factory = loop.get_task_factory()
-
-    def counting(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Future[Any]:
-        code = getattr(coro, "cr_code", None)
-        created.append(code.co_filename if code is not None else "")
-        if default_factory is not None:
-            return default_factory(loop, coro, **kwargs)  # type: ignore[no-any-return]
-        return asyncio.Task(coro, loop=loop, **kwargs)
-
     async with fast_client(server) as kie:
         handle = await kie.extend_video("src", 0, "go")
-        loop.set_task_factory(counting)  # type: ignore[arg-type]
-        try:
+        with tasks_created() as created:
             record = await handle.wait(timeout=timeout)
-        finally:
-            loop.set_task_factory(default_factory)
     assert record.status is TaskStatus.SUCCESS
     assert server.polls_for(handle.task_id) == 5
     in_wait = [name for name in created if name.endswith(WAIT_MODULES)]
