@@ -21,7 +21,12 @@ from .._errors import (
     DownloadError,
 )
 from ._context import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Context, _InputError
-from ._options import _check_directory, _positive_float, _positive_int, _rate_limit
+from ._options import (
+    _add_concurrency,
+    _check_directory,
+    _positive_float,
+    _rate_limit,
+)
 
 log = logging.getLogger("kie_async")
 
@@ -221,13 +226,7 @@ def _rich_table(stream: TextIO, rows: list[tuple[str, int]]) -> bool:
 
 def _add_bulk(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("jobs", metavar="JOBS.jsonl", help="one JSON job per line")
-    parser.add_argument(
-        "--concurrency",
-        type=_positive_int,
-        default=50,
-        metavar="N",
-        help="jobs in flight at once (50)",
-    )
+    _add_concurrency(parser, 50, "jobs in flight")
     parser.add_argument("--journal", metavar="FILE", help="record progress so a rerun continues")
     parser.add_argument("--out", metavar="RESULTS.jsonl", help="write one JSON result per job")
     parser.add_argument(

@@ -14,7 +14,7 @@ import attrs
 
 from ._bulk import execute_bulk
 from ._context import EXIT_FAILED, EXIT_OK, Context
-from ._options import _check_directory, _positive_float, _positive_int
+from ._options import _add_concurrency, _check_directory, _positive_float, _positive_int
 
 if TYPE_CHECKING:
     from .._handle import TaskHandle
@@ -147,13 +147,7 @@ async def _wait(ctx: Context, args: argparse.Namespace) -> int:
 def _add_download(parser: argparse.ArgumentParser) -> None:
     _add_task_id(parser)
     parser.add_argument("directory", metavar="DIR", help="where to save the videos")
-    parser.add_argument(
-        "--concurrency",
-        type=_positive_int,
-        default=4,
-        metavar="N",
-        help="files fetched at once (4)",
-    )
+    _add_concurrency(parser, 4, "files fetched")
 
 
 async def _download(ctx: Context, args: argparse.Namespace) -> int:
@@ -198,13 +192,7 @@ def _add_demo(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="how many videos to extend (36)",
     )
-    parser.add_argument(
-        "--concurrency",
-        type=_positive_int,
-        default=50,
-        metavar="N",
-        help="jobs in flight at once (50)",
-    )
+    _add_concurrency(parser, 50, "jobs in flight")
 
 
 async def _demo(ctx: Context, args: argparse.Namespace) -> int:

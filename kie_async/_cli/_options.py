@@ -111,3 +111,14 @@ def _add_connection_options(parser: argparse.ArgumentParser) -> None:
         default=argparse.SUPPRESS,
         help="accept a plain http:// --base-url that is not loopback (sends the key in clear)",
     )
+
+
+def _add_concurrency(parser: argparse.ArgumentParser, default: int, what: str) -> None:
+    """The ``--concurrency N`` option: how many ``what`` at once, ``default`` unless given."""
+    parser.add_argument(
+        "--concurrency",
+        type=_positive_int,
+        default=default,
+        metavar="N",
+        help=f"{what} at once ({default})",
+    )
