@@ -13,6 +13,7 @@ from typing import Any
 import aiohttp
 
 from ._errors import TransportError
+from ._timeout import Timeout
 
 #: How much of a large answer is read at a time: the memory a refused answer costs.
 _CHUNK = 1 << 16
@@ -53,6 +54,33 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, aiohttp.ClientResponseError):
         return exc.message or f"HTTP {exc.status}"
     return str(exc) or type(exc).__name__
+
+
+def _api_transport_error(
+    exc: BaseException, path: str, what: str, budget: Timeout
+) -> TransportError:
+    """The :class:`TransportError` for the failure ``exc`` of an API call to ``path``, with
+    ``what`` its description in words (already redacted)."""
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return TransportError(
+            message=f"TLS failure (not retried): {what}", endpoint=path, sent=False, permanent=True
+        )
+    if isinstance(exc, aiohttp.InvalidURL | UnicodeError):
+        return TransportError(
+            message=f"invalid URL (not retried): {what}", endpoint=path, sent=False, permanent=True
+        )
+    if isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError):
+        return TransportError(message=f"could not connect: {what}", endpoint=path, sent=False)
+    if isinstance(exc, aiohttp.SocketTimeoutError):
+        return TransportError(message=f"no data for {budget.read:g}s (Timeout.read)", endpoint=path)
+    if isinstance(exc, asyncio.TimeoutError):
+        return TransportError(
+            message=f"no complete answer within {budget.total or 0:g}s (Timeout.total)",
+            endpoint=path,
+        )
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return TransportError(message=f"malformed HTTP answer: {what}", endpoint=path)
+    return TransportError(message=f"{type(exc).__name__}: {what}", endpoint=path)
 
 
 async def _read_capped(response: aiohttp.ClientResponse, cap: int) -> bytes | str:
