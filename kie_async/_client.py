@@ -373,7 +373,8 @@ class KieClient(KindCalls, RunCalls):
         (past the rate limiter, holding a connection slot) and when it ended: bulk journals
         record intent there, and a stopping run lets a create on the wire finish."""
         task_id = await create_task(self._transport, request, self._callback_url, watch)
-        log.debug("created task %s for %s", task_id, request.describe())
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("created task %s for %s", task_id, request.describe())
         return TaskHandle(self, task_id, request=request, fresh=True)
 
     # -- account and results ---------------------------------------------------------------------

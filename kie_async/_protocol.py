@@ -129,7 +129,6 @@ def decipher(status: int, headers: Mapping[str, str], body: bytes, *, endpoint: 
         UnexpectedResponseError: the answer is not kie's JSON envelope (an HTML error page with
             a 5xx status, truncated JSON, a 2xx answer without ``code``).
     """
-    retry_after = parse_retry_after(headers.get("Retry-After"))
     envelope: object = None
     # Only an object can be kie's envelope: anything else (an HTML page, a stream of garbage)
     # is not parsed at all.
@@ -138,7 +137,13 @@ def decipher(status: int, headers: Mapping[str, str], body: bytes, *, endpoint: 
             envelope = json.loads(body)
         except (ValueError, UnicodeDecodeError, RecursionError):
             envelope = None
+        # The common answer, first: a 2xx whose envelope says 200, as an int.
+        if type(envelope) is dict:
+            code = envelope.get("code")
+            if code == 200 and type(code) is int and 200 <= status < 300:
+                return envelope.get("data")
 
+    retry_after = parse_retry_after(headers.get("Retry-After"))
     if isinstance(envelope, dict) and "code" in envelope:
         code = lenient_int(envelope["code"])
         message = nullable_str(envelope.get("msg")) or ""

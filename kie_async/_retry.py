@@ -129,7 +129,7 @@ def delays(schedule: Schedule, rng: random.Random) -> Generator[float, object, N
 rng = random.Random()
 
 
-def _warn_unreachable(exc: KieError, wait: float, what: str, retry: str) -> None:
+def _warn_unreachable(exc: KieError, wait: float, what: object, retry: str) -> None:
     log.warning("kie.ai unreachable, %s in %s s (%s: %s)", retry, _seconds(wait), what, exc)
 
 
@@ -144,7 +144,7 @@ async def retry_call(
     max_retries: int,
     should_retry: Callable[[KieError], bool],
     on_retry: Callable[[KieError, float], None] | None = None,
-    what: str = "request",
+    what: object = "request",
     max_connect_retries: int | None = None,
 ) -> T:
     """Await ``attempt()``, retrying a :class:`KieError` that ``should_retry`` accepts.

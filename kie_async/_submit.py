@@ -25,7 +25,7 @@ class Creates(Protocol):
     """What a create needs of the transport (a :class:`~kie_async._transport.Transport` is one)."""
 
     async def create(
-        self, path: str, body: Mapping[str, Any], watch: SendWatch | None, what: str
+        self, path: str, body: Mapping[str, Any], watch: SendWatch | None, what: object
     ) -> str: ...
 
 
@@ -50,14 +50,25 @@ async def create_task(
     body = request.body()
     if callback_url is not None and "callBackUrl" not in body:
         body["callBackUrl"] = callback_url
-    what = f"create for {request.describe()}"
     try:
-        task_id = await transport.create(path, body, watch, what)
+        task_id = await transport.create(path, body, watch, _CreateFor(request))
     except KieError as exc:
         if create_failure(exc) is CreateFailure.UNCERTAIN:
             raise SubmissionUncertainError(request=request, reason=str(exc)) from exc
         raise
     return task_id
+
+
+class _CreateFor:
+    """``"create for <the request>"``, for the retry log lines only: described when shown."""
+
+    __slots__ = ("request",)
+
+    def __init__(self, request: TaskRequest) -> None:
+        self.request = request
+
+    def __str__(self) -> str:
+        return f"create for {self.request.describe()}"
 
 
 def record_of(data: object, task_id: str) -> TaskRecord:

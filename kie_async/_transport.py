@@ -342,7 +342,7 @@ class Transport:
         )
 
     async def create(
-        self, path: str, body: Mapping[str, Any], watch: SendWatch | None, what: str
+        self, path: str, body: Mapping[str, Any], watch: SendWatch | None, what: object
     ) -> str:
         """POST a create and return the new task's id: held to the rate limit, retried only
         when kie.ai certainly created nothing (:func:`create_failure` says ``RETRY``; a 429

@@ -24,6 +24,7 @@ import functools
 import ipaddress
 import json
 import logging
+import re
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -95,6 +96,11 @@ def maybe_json(value: object) -> object:
     return value
 
 
+#: The usual result URL, ``https://`` and a plain host name up to its path, query or end: one
+#: :func:`is_web_url` accepts without parsing it (any other goes through ``urlsplit``).
+_PLAIN_HTTPS = re.compile(r"https://[A-Za-z0-9.-]+(?:[/?#]|\Z)")
+
+
 @functools.lru_cache(maxsize=64)
 def is_loopback(host: str) -> bool:
     """Whether ``host`` names this machine (``localhost``, ``127.0.0.0/8``, ``::1``). Cached:
@@ -114,6 +120,13 @@ def is_web_url(value: str) -> bool:
     a URL inside quotes or brackets are not."""
     if not value.isprintable() or " " in value:  # every other space is not printable
         return False
+    if _PLAIN_HTTPS.match(value):
+        return True  # urlsplit would say the same: https, this host, no port, no user
+    return _parsed_is_web_url(value)
+
+
+def _parsed_is_web_url(value: str) -> bool:
+    """:func:`is_web_url` past its first checks, by ``urlsplit``: the full reading."""
     try:
         parts = urlsplit(value)
         host = parts.hostname

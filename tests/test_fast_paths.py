@@ -1,5 +1,6 @@
 """The fast paths of poll parsing give exactly what the full parser gives: a still-generating
-poll, a finished poll, every quirk of kie's payloads, and generated payloads."""
+poll, a finished poll, every quirk of kie's payloads, and generated payloads; so do the fast
+lanes of result URLs and of the envelope."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from test_properties import records
 from kie_async import (
     ExtendRequest,
     KieClient,
+    KieError,
     PollPolicy,
     TaskRecord,
     TaskStatus,
@@ -24,7 +26,16 @@ from kie_async import (
     UnexpectedResponseError,
 )
 from kie_async._models import parse_time
-from kie_async._wire import parse_record, parse_record_fast, still_generating
+from kie_async._protocol import decipher
+from kie_async._wire import (
+    _PLAIN_HTTPS,
+    _parsed_is_web_url,
+    is_web_url,
+    lenient_int,
+    parse_record,
+    parse_record_fast,
+    still_generating,
+)
 from kie_async.testing import FakeKieServer, TaskScript, fast_client
 
 SAMPLES = Path(__file__).parent / "samples"
@@ -244,3 +255,81 @@ async def test_a_bulk_run_makes_no_asyncio_task_per_poll(server: FakeKieServer) 
     bulk_modules = ("_bulk.py", "_bulk_run.py", "_bulk_poller.py")
     in_bulk = sum(1 for name in created if name.endswith(bulk_modules))
     assert in_bulk <= 2 * 8 + 5, in_bulk
+
+
+# -- the fast lane of result URLs and of the envelope -----------------------------------------
+
+_URL_CHARS = "abcXYZ019.-_~:/?#[]@!$&'()*+,;=%\\\"<>{}|^`"
+plain_urls = st.builds(
+    lambda host, tail: f"https://{host}{tail}",
+    st.text("abcdefXYZ0129.-", min_size=1, max_size=20),
+    st.one_of(st.just(""), st.text(_URL_CHARS, max_size=30).map(lambda t: "/" + t)),
+)
+any_urls = st.one_of(
+    plain_urls,
+    st.text(_URL_CHARS, max_size=40).map(lambda t: "https://" + t),
+    st.text(_URL_CHARS + "HTPShtps", max_size=40),
+)
+
+
+@settings(max_examples=500)
+@given(value=any_urls)
+def test_the_plain_https_lane_agrees_with_urlsplit(value: str) -> None:
+    """A URL is_web_url takes by its fast lane (``https://`` and a plain host) is one the full
+    reading by ``urlsplit`` takes too; every other URL gets the full reading."""
+    if not value.isprintable() or " " in value:
+        assert not is_web_url(value)
+    elif _PLAIN_HTTPS.match(value):
+        assert _parsed_is_web_url(value)
+        assert is_web_url(value)
+    else:
+        assert is_web_url(value) is _parsed_is_web_url(value)
+
+
+@pytest.mark.parametrize(
+    ("url", "ok"),
+    [
+        ("https://cdn.example.com/a.mp4", True),
+        ("https://cdn.example.com", True),
+        ("https://cdn.example.com?x=1", True),
+        ("https://cdn.example.com:443/a.mp4", True),  # a port: the full reading
+        ("https://cdn.example.com:99999/a.mp4", False),
+        ("https://user@cdn.example.com/a.mp4", True),
+        ("https:///a.mp4", False),
+        ("https://", False),
+        ("javascript:alert(1)//https://x.example/", False),
+        ("HTTPS://cdn.example.com/a.mp4", True),
+        ("http://cdn.example.com/a.mp4", False),
+        ("http://127.0.0.1:8765/a.mp4", True),
+    ],
+)
+def test_result_urls_are_judged_as_before(url: str, ok: bool) -> None:
+    """The usual and the unusual URLs, with the fast lane in place."""
+    assert is_web_url(url) is ok
+
+
+_CODES = [200, "200", " 200 ", 200.0, True, 1, 201, 0, None, "null", "x", 429, 500, 455]
+
+
+@settings(max_examples=400)
+@given(
+    code=st.sampled_from([*_CODES, "absent"]),
+    status=st.sampled_from([200, 201, 204, 299, 300, 302, 400, 404, 429, 500, 502]),
+    data=st.one_of(st.none(), st.just({"taskId": "t1"}), st.just([1, 2]), st.just("text")),
+)
+def test_the_envelope_fast_lane_changes_no_answer(code: object, status: int, data: object) -> None:
+    """decipher gives the data exactly when the envelope's code reads as 200 (an int, a
+    numeric string, a whole float) in a 2xx answer, and raises a kie_async error otherwise:
+    the fast lane for an int 200 gives what the full reading gives."""
+    envelope: dict[str, object] = {"msg": "m", "data": data}
+    if code != "absent":
+        envelope["code"] = code
+    body = json.dumps(envelope).encode()
+    readable = code != "absent" and lenient_int(code) == 200
+    try:
+        got = decipher(status, {}, body, endpoint="/x")
+    except KieError:
+        assert not (readable and 200 <= status < 300)
+    else:
+        assert readable and 200 <= status < 300
+        assert got == data
