@@ -369,9 +369,8 @@ class KieClient(KindCalls, RunCalls):
         return await self._submit(request)
 
     async def _submit(self, request: TaskRequest, watch: SendWatch | None = None) -> TaskHandle:
-        """:meth:`submit`, telling ``watch`` when each attempt is about to go on the wire
-        (past the rate limiter, holding a connection slot) and when it ended: bulk journals
-        record intent there, and a stopping run lets a create on the wire finish."""
+        """:meth:`submit`, telling ``watch`` when each attempt is about to go on the wire (past
+        the rate limiter, holding a slot) and when it ended: bulk journals record intent there."""
         task_id = await create_task(self._transport, request, self._callback_url, watch)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("created task %s for %s", task_id, request.describe())
