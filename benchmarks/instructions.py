@@ -1,0 +1,98 @@
+"""Instructions per task of a benchmark variant against a real fake kie.ai, counted by callgrind.
+
+Run ``python benchmarks/instructions.py extend_many aiohttp --polls 1`` (needs ``valgrind``;
+about a minute per variant). Each variant runs twice in ``_variants.py`` under
+``valgrind --tool=callgrind``, with ``--big`` and with ``--small`` tasks, each against a fresh
+``python -m kie_async.testing``; the difference of the two instruction counts divided by the
+difference of the tasks is the cost of one task, with start-up and imports cancelled out.
+
+Unlike CPU time on a shared machine, the count hardly moves from run to run (callgrind counts
+the instructions the client process executes; the server runs outside it at full speed), so it
+tells apart changes of a few per cent that the CPU-time rounds of ``bench_bulk.py`` cannot. It
+is not the target's measure: time per instruction differs between the SDK's Python code and
+aiohttp's system calls, so the ratio of counts is not the ratio of CPU times.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_bulk import VARIANTS_SCRIPT, cpus_for_pinning, fake_server
+
+
+def instructions(variant: str, tasks: int, polls: int, concurrency: int) -> int:
+    """The instructions callgrind counts in one run of ``variant`` over ``tasks`` tasks."""
+    server_cpu, client_cpu = cpus_for_pinning()
+    with (
+        fake_server(polls=polls - 1, seconds=0.0, cpu=server_cpu) as server,
+        tempfile.TemporaryDirectory(prefix="callgrind-") as folder,
+    ):
+        config = {
+            "variant": variant,
+            "url": server["url"],
+            "tasks": tasks,
+            "concurrency": concurrency,
+            "pool": 100,
+            "poll_wait": 0.0,
+            "rate": None,
+            "hold": False,
+            "settle": 0.0,
+            "retry_sleep": 1.0,
+            "cpu": client_cpu,
+            "trace": False,
+            "journal": None,
+            "profile": None,
+        }
+        command = [
+            "valgrind",
+            "--tool=callgrind",
+            f"--callgrind-out-file={os.path.join(folder, 'out')}",
+            sys.executable,
+            str(VARIANTS_SCRIPT),
+            json.dumps(config),
+        ]
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+    found = re.search(r"Collected : (\d+)", done.stderr)
+    if done.returncode != 0 or found is None:
+        tail = " / ".join(done.stderr.strip().splitlines()[-3:])
+        raise RuntimeError(f"{variant}: the run failed: {tail}")
+    return int(found.group(1))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("variants", nargs="+", help="e.g. extend_many aiohttp sdk_gather naive")
+    parser.add_argument("--polls", type=int, default=1, help="record-info calls per task")
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--big", type=int, default=700, help="tasks of the larger run")
+    parser.add_argument("--small", type=int, default=100, help="tasks of the smaller run")
+    args = parser.parse_args(argv)
+    if shutil.which("valgrind") is None:
+        print("valgrind is not installed (apt-get install valgrind)", file=sys.stderr)
+        return 2
+    if not 0 < args.small < args.big or args.polls < 1:
+        parser.error("need 0 < --small < --big and --polls >= 1")
+    for variant in args.variants:
+        big = instructions(variant, args.big, args.polls, args.concurrency)
+        small = instructions(variant, args.small, args.polls, args.concurrency)
+        per_task = (big - small) / (args.big - args.small)
+        print(
+            f"{variant:12s} {args.polls} poll(s), concurrency {args.concurrency}: "
+            f"{per_task / 1000:,.0f}k instructions per task",
+            flush=True,
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
