@@ -73,16 +73,18 @@ class Deadlines:
         calls = self._calls
         while calls and not calls[0].open:
             calls.popleft()
-        if not calls and self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        if not calls:
+            self._disarm()
 
     def close(self) -> None:
         """Forget every call and disarm the timer (the client is closing)."""
+        self._disarm()
+        self._calls.clear()
+
+    def _disarm(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        self._calls.clear()
 
     def _expire(self) -> None:
         self._timer = None

@@ -11,23 +11,16 @@ import time
 
 import pytest
 from rawserver import RawServer, answer, envelope, head, silent, trickle
+from test_hostile import client
 
-from kie_async import KieClient, KieError, PollPolicy, RetryPolicy, Timeout, TransportError
+from kie_async import KieError, Timeout, TransportError
 from kie_async._deadlines import Deadlines, expired
 from kie_async.testing import FakeKieServer, fast_client
 
-KEY = "sk-deadlines-5hQ2SECRETz8"
 
-
-def client(url: str, total: float, read: float = 5.0) -> KieClient:
-    return KieClient(
-        KEY,
-        base_url=url,
-        poll=PollPolicy.zero_wait(timeout=5),
-        retry=RetryPolicy.zero_wait(max_retries=0),
-        rate_limit=None,
-        timeout=Timeout(total=total, connect=0.5, read=read),
-    )
+def limits(total: float, read: float = 5.0) -> Timeout:
+    """The budgets of these tests' clients (``test_hostile.client``: no retries)."""
+    return Timeout(total=total, connect=0.5, read=read)
 
 
 async def test_calls_in_flight_each_end_at_their_budget() -> None:
@@ -35,7 +28,10 @@ async def test_calls_in_flight_each_end_at_their_budget() -> None:
     with Timeout.total near their 0.3 s budget, while one timer at most was armed for all."""
     body = envelope({"credit": 5})
     script = trickle(head(length=len(body)) + body, every=0.02)
-    async with RawServer(script) as server, client(server.url, total=0.3, read=0.2) as kie:
+    async with (
+        RawServer(script) as server,
+        client(server.url, timeout=limits(0.3, read=0.2)) as kie,
+    ):
         deadlines = kie._transport._deadlines
         began = time.monotonic()
         calls = [asyncio.ensure_future(kie.credits()) for _ in range(8)]
@@ -54,7 +50,7 @@ async def test_calls_in_flight_each_end_at_their_budget() -> None:
 async def test_later_calls_get_a_budget_of_their_own() -> None:
     """A call started while an older one is in flight is cut at its own deadline, not at the
     older one's: the timer moves on from call to call."""
-    async with RawServer(silent(3)) as server, client(server.url, total=0.4, read=5) as kie:
+    async with RawServer(silent(3)) as server, client(server.url, timeout=limits(0.4)) as kie:
         first = asyncio.ensure_future(kie.credits())
         await asyncio.sleep(0.25)
         began = time.monotonic()
@@ -86,7 +82,7 @@ async def test_closing_the_client_disarms_the_timer() -> None:
     """A client closed with a call still in flight leaves no timer behind, and the call
     ends with a kie_async error."""
     async with RawServer(silent(3)) as server:
-        kie = client(server.url, total=30)
+        kie = client(server.url, timeout=limits(30))
         call = asyncio.ensure_future(kie.credits())
         await asyncio.sleep(0.1)
         assert kie._transport._deadlines._timer is not None
@@ -178,7 +174,10 @@ async def test_an_answer_in_time_after_a_call_cut_off() -> None:
     """A real answer after a call that was cut off: the budget of the first does not touch
     the second (each call's own deadline)."""
     body = envelope(7)
-    async with RawServer(silent(2), answer(body)) as raw, client(raw.url, total=0.3) as kie:
+    async with (
+        RawServer(silent(2), answer(body)) as raw,
+        client(raw.url, timeout=limits(0.3)) as kie,
+    ):
         with pytest.raises(TransportError, match=r"Timeout\.total"):
             await kie.credits()
         assert await kie.credits() == 7
