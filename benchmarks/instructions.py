@@ -30,13 +30,27 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_bulk import VARIANTS_SCRIPT, cpus_for_pinning, fake_server
 
 
+def callgrind_count(command: list[str]) -> int:
+    """The instructions callgrind counts in one run of ``command`` (a Python command line)."""
+    with tempfile.TemporaryDirectory(prefix="callgrind-") as folder:
+        out = f"--callgrind-out-file={os.path.join(folder, 'out')}"
+        done = subprocess.run(
+            ["valgrind", "--tool=callgrind", out, *command],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    found = re.search(r"Collected : (\d+)", done.stderr)
+    if done.returncode != 0 or found is None:
+        tail = " / ".join(done.stderr.strip().splitlines()[-3:])
+        raise RuntimeError(f"the run failed: {tail}")
+    return int(found.group(1))
+
+
 def instructions(variant: str, tasks: int, polls: int, concurrency: int) -> int:
     """The instructions callgrind counts in one run of ``variant`` over ``tasks`` tasks."""
     server_cpu, client_cpu = cpus_for_pinning()
-    with (
-        fake_server(polls=polls - 1, seconds=0.0, cpu=server_cpu) as server,
-        tempfile.TemporaryDirectory(prefix="callgrind-") as folder,
-    ):
+    with fake_server(polls=polls - 1, seconds=0.0, cpu=server_cpu) as server:
         config = {
             "variant": variant,
             "url": server["url"],
@@ -53,20 +67,7 @@ def instructions(variant: str, tasks: int, polls: int, concurrency: int) -> int:
             "journal": None,
             "profile": None,
         }
-        command = [
-            "valgrind",
-            "--tool=callgrind",
-            f"--callgrind-out-file={os.path.join(folder, 'out')}",
-            sys.executable,
-            str(VARIANTS_SCRIPT),
-            json.dumps(config),
-        ]
-        done = subprocess.run(command, capture_output=True, text=True, check=False)
-    found = re.search(r"Collected : (\d+)", done.stderr)
-    if done.returncode != 0 or found is None:
-        tail = " / ".join(done.stderr.strip().splitlines()[-3:])
-        raise RuntimeError(f"{variant}: the run failed: {tail}")
-    return int(found.group(1))
+        return callgrind_count([sys.executable, str(VARIANTS_SCRIPT), json.dumps(config)])
 
 
 def main(argv: list[str] | None = None) -> int:
