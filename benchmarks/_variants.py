@@ -26,7 +26,9 @@ builds a :class:`TaskRecord`), which is the overhead being measured.
 
 CPU: ``cpu`` is this process's user plus system time (``getrusage(RUSAGE_SELF)``) from just
 before the work starts to its end: imports and start-up are not counted. With ``profile`` set,
-the work runs under cProfile and the stats are dumped to that path.
+the work runs under cProfile and the stats are dumped to that path. ``gc`` is the number of
+collections of each generation of the garbage collector during the work; with ``gc_off`` set,
+the collector is off during the work (to weigh what it costs each variant).
 
 Memory: ``rss_base`` is the resident set size (``VmRSS``) after imports and client creation,
 ``rss_hold`` the resident set size when every task of a ``hold`` run is in flight, and
@@ -407,6 +409,9 @@ async def main(cfg: dict[str, Any]) -> dict[str, Any]:
         profiler = cProfile.Profile() if cfg.get("profile") else None
         if profiler is not None:
             profiler.enable()
+        gc_before = [generation["collections"] for generation in gc.get_stats()]
+        if cfg.get("gc_off"):
+            gc.disable()
         cpu_before = cpu_seconds()
         started = time.monotonic()
         job = asyncio.ensure_future(work)
@@ -431,6 +436,10 @@ async def main(cfg: dict[str, Any]) -> dict[str, Any]:
             await job
         result["wall"] = time.monotonic() - started
         result["cpu"] = cpu_seconds() - cpu_before
+        if cfg.get("gc_off"):
+            gc.enable()
+        gc_after = [generation["collections"] for generation in gc.get_stats()]
+        result["gc"] = [after - before for before, after in zip(gc_before, gc_after, strict=True)]
         if profiler is not None:
             profiler.disable()
             profiler.dump_stats(cfg["profile"])

@@ -11,6 +11,9 @@ the instructions the client process executes; the server runs outside it at full
 tells apart changes of a few per cent that the CPU-time rounds of ``bench_bulk.py`` cannot. It
 is not the target's measure: time per instruction differs between the SDK's Python code and
 aiohttp's system calls, so the ratio of counts is not the ratio of CPU times.
+
+With ``--gc-off`` the garbage collector is off while the tasks run: the difference from a run
+with it on is what the collector costs the variant.
 """
 
 from __future__ import annotations
@@ -47,7 +50,9 @@ def callgrind_count(command: list[str]) -> int:
     return int(found.group(1))
 
 
-def instructions(variant: str, tasks: int, polls: int, concurrency: int) -> int:
+def instructions(
+    variant: str, tasks: int, polls: int, concurrency: int, gc_off: bool = False
+) -> int:
     """The instructions callgrind counts in one run of ``variant`` over ``tasks`` tasks."""
     server_cpu, client_cpu = cpus_for_pinning()
     with fake_server(polls=polls - 1, seconds=0.0, cpu=server_cpu) as server:
@@ -66,6 +71,7 @@ def instructions(variant: str, tasks: int, polls: int, concurrency: int) -> int:
             "trace": False,
             "journal": None,
             "profile": None,
+            "gc_off": gc_off,
         }
         return callgrind_count([sys.executable, str(VARIANTS_SCRIPT), json.dumps(config)])
 
@@ -77,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--big", type=int, default=700, help="tasks of the larger run")
     parser.add_argument("--small", type=int, default=100, help="tasks of the smaller run")
+    parser.add_argument(
+        "--gc-off", action="store_true", help="the garbage collector off while the tasks run"
+    )
     args = parser.parse_args(argv)
     if shutil.which("valgrind") is None:
         print("valgrind is not installed (apt-get install valgrind)", file=sys.stderr)
@@ -84,12 +93,12 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 < args.small < args.big or args.polls < 1:
         parser.error("need 0 < --small < --big and --polls >= 1")
     for variant in args.variants:
-        big = instructions(variant, args.big, args.polls, args.concurrency)
-        small = instructions(variant, args.small, args.polls, args.concurrency)
+        big = instructions(variant, args.big, args.polls, args.concurrency, args.gc_off)
+        small = instructions(variant, args.small, args.polls, args.concurrency, args.gc_off)
         per_task = (big - small) / (args.big - args.small)
         print(
             f"{variant:12s} {args.polls} poll(s), concurrency {args.concurrency}: "
-            f"{per_task / 1000:,.0f}k instructions per task",
+            f"{per_task / 1000:,.0f}k instructions per task" + (", gc off" if args.gc_off else ""),
             flush=True,
         )
     return 0
