@@ -146,6 +146,42 @@ def run_client(config: dict[str, Any], timeout: float) -> dict[str, Any]:
     return result
 
 
+def client_config(
+    variant: str,
+    url: str,
+    *,
+    tasks: int,
+    concurrency: int,
+    cpu: int | None,
+    poll_wait: float = 0.0,
+    hold: bool = False,
+    settle: float = 2.0,
+    trace: bool = False,
+    journal: str | None = None,
+    profile: str | None = None,
+    gc_off: bool = False,
+) -> dict[str, Any]:
+    """The settings of one ``_variants.py`` run against the fake server at ``url``: 100
+    connections, no rate limit, a fixed 1 s sleep after a 429 in the bare loops."""
+    return {
+        "variant": variant,
+        "url": url,
+        "tasks": tasks,
+        "concurrency": concurrency,
+        "pool": 100,
+        "poll_wait": poll_wait,
+        "rate": None,
+        "hold": hold,
+        "settle": settle,
+        "retry_sleep": 1.0,
+        "cpu": cpu,
+        "trace": trace,
+        "journal": journal,
+        "profile": profile,
+        "gc_off": gc_off,
+    }
+
+
 def measure(
     variant: str,
     *,
@@ -170,22 +206,18 @@ def measure(
         server = stack.enter_context(
             fake_server(polls=max(polls - 1, 0), seconds=task_seconds, cpu=server_cpu)
         )
-        config = {
-            "variant": "extend_many" if variant == "extend_many_journal" else variant,
-            "url": server["url"],
-            "tasks": tasks,
-            "concurrency": concurrency,
-            "pool": 100,
-            "poll_wait": poll_wait,
-            "rate": None,
-            "hold": hold,
-            "settle": 2.0,
-            "retry_sleep": 1.0,
-            "cpu": client_cpu,
-            "trace": trace,
-            "journal": journal,
-            "profile": profile,
-        }
+        config = client_config(
+            "extend_many" if variant == "extend_many_journal" else variant,
+            server["url"],
+            tasks=tasks,
+            concurrency=concurrency,
+            cpu=client_cpu,
+            poll_wait=poll_wait,
+            hold=hold,
+            trace=trace,
+            journal=journal,
+            profile=profile,
+        )
         result = run_client(config, timeout)
     result["variant"] = variant
     result["server_counts"] = server.get("counts", {})

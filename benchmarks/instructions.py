@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_bulk import VARIANTS_SCRIPT, cpus_for_pinning, fake_server
+from bench_bulk import VARIANTS_SCRIPT, client_config, cpus_for_pinning, fake_server
 
 
 def callgrind_count(command: list[str]) -> int:
@@ -56,23 +56,15 @@ def instructions(
     """The instructions callgrind counts in one run of ``variant`` over ``tasks`` tasks."""
     server_cpu, client_cpu = cpus_for_pinning()
     with fake_server(polls=polls - 1, seconds=0.0, cpu=server_cpu) as server:
-        config = {
-            "variant": variant,
-            "url": server["url"],
-            "tasks": tasks,
-            "concurrency": concurrency,
-            "pool": 100,
-            "poll_wait": 0.0,
-            "rate": None,
-            "hold": False,
-            "settle": 0.0,
-            "retry_sleep": 1.0,
-            "cpu": client_cpu,
-            "trace": False,
-            "journal": None,
-            "profile": None,
-            "gc_off": gc_off,
-        }
+        config = client_config(
+            variant,
+            server["url"],
+            tasks=tasks,
+            concurrency=concurrency,
+            cpu=client_cpu,
+            settle=0.0,
+            gc_off=gc_off,
+        )
         return callgrind_count([sys.executable, str(VARIANTS_SCRIPT), json.dumps(config)])
 
 
