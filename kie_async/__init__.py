@@ -46,8 +46,6 @@ if TYPE_CHECKING:
     from ._polling import PollPolicy, RetryPolicy
     from ._ratelimit import RateLimit
     from ._redis_limit import RedisRateLimit
-    from ._results import JournalResults, ResultFile, read_results
-    from ._results_download import JournalDownload
     from ._requests import (
         ExtendMode,
         ExtendRequest,
@@ -56,6 +54,8 @@ if TYPE_CHECKING:
         UpscaleRequest,
         VaryRequest,
     )
+    from ._results import JournalResults, ResultFile, read_results
+    from ._results_download import JournalDownload
     from ._task_errors import SubmissionUncertainError, TaskError, TaskFailedError, TaskTimeoutError
     from ._timeout import Timeout
 

@@ -211,7 +211,5 @@ def read_results(journal: str | os.PathLike[str]) -> JournalResults:
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise ConfigurationError(
-            "journal", f"cannot read {path}: {exc.strerror or exc}"
-        ) from None
+        raise ConfigurationError("journal", f"cannot read {path}: {exc.strerror or exc}") from None
     return results_of(path, data)

@@ -61,6 +61,21 @@ class JournalDownload:
         return not self.failed and not self.results.missing
 
 
+def _open(journal: Path) -> Journal:
+    """The journal, locked for this download and ready to append."""
+    if not journal.is_file():
+        # Journal.open() would create it: a mistyped path must not become an empty journal.
+        raise ConfigurationError("journal", f"no journal at {journal}")
+    writer = Journal(journal)
+    writer.open()
+    return writer
+
+
+def _saved_at(target: Path) -> tuple[Path, int]:
+    """The absolute path and the size of a file just saved at ``target``."""
+    return Path(os.path.abspath(target)), os.lstat(target).st_size
+
+
 async def download_journal(
     client: FileSource, journal: Path, dest_dir: Path, *, concurrency: int = 4
 ) -> JournalDownload:
@@ -68,11 +83,7 @@ async def download_journal(
     :meth:`KieClient.download_journal`."""
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
         raise ValidationError("concurrency", f"must be an int >= 1, got {concurrency!r}")
-    if not journal.is_file():
-        # Journal.open() would create it: a mistyped path must not become an empty journal.
-        raise ConfigurationError("journal", f"no journal at {journal}")
-    writer = Journal(journal)
-    writer.open()
+    writer = _open(journal)
     try:
         before = read_results(journal)
         queue: dict[Path, ResultFile] = {}
@@ -90,7 +101,7 @@ async def download_journal(
             there = PartFile(target, file.url, file.task_id).complete()
             try:
                 await _save(client, file.task_id, file.url, target)
-                size = os.lstat(target).st_size
+                path, size = _saved_at(target)
             except DownloadError as exc:
                 failed.append((file, exc))
                 return
@@ -101,7 +112,6 @@ async def download_journal(
                 )
                 failed.append((file, error))
                 return
-            path = Path(os.path.abspath(target))
             writer.record(
                 "saved", file.key, task_id=file.task_id, index=file.index, path=str(path), size=size
             )
@@ -121,7 +131,7 @@ async def download_journal(
             await asyncio.gather(*workers, return_exceptions=True)
     finally:
         await writer.aclose()
-    for file, error in failed:
+    for _, error in failed:
         log.error("%s", error)
     rank = {(file.task_id, file.index): place for place, file in enumerate(before.missing)}
 
