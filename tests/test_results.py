@@ -4,13 +4,17 @@ fake kie.ai on loopback (stale links included), with server-side counts of file 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import sys
+from asyncio.subprocess import PIPE
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import child_env
 
 from kie_async import (
     ConfigurationError,
@@ -326,3 +330,30 @@ async def test_download_tells_a_journal_from_a_task_id(
     assert "not JSON; is it a kie-async journal?" in capsys.readouterr().err
     assert await cli(server, "download", str(bad), str(tmp_path / "d")) == 2
     assert server.counts["request:file"] == 0
+
+
+async def test_two_download_processes_on_one_journal_fetch_each_file_once(
+    server: FakeKieServer, kie: KieClient, tmp_path: Path
+) -> None:
+    """Two `kie-async download JOURNAL DIR` processes started together: one holds the
+    journal's lock, the other is refused (exit 2) or finds everything saved; each file is
+    fetched once (a server count), and the journal stays whole, one saved line per file."""
+    journal, dest = tmp_path / "run.jsonl", tmp_path / "videos"
+    await bulk(kie, requests(6), journal)
+    env = child_env(KIE_API_KEY=server.api_key)
+    argv = [sys.executable, "-m", "kie_async", "--base-url", server.url, "download"]
+    children = [
+        await asyncio.create_subprocess_exec(
+            *argv, str(journal), str(dest), env=env, stdout=PIPE, stderr=PIPE
+        )
+        for _ in range(2)
+    ]
+    ended = await asyncio.wait_for(asyncio.gather(*(child.communicate() for child in children)), 60)
+    statuses = sorted(child.returncode or 0 for child in children)
+    assert statuses in ([0, 0], [0, 2]), ended
+    if statuses == [0, 2]:
+        assert any(b"in use by another run" in err for _, err in ended)
+    assert server.counts["file"] == 6
+    lines = [json.loads(line) for line in journal.read_text("utf-8").splitlines()]
+    assert sum(line.get("event") == "saved" for line in lines) == 6
+    assert len(read_results(journal).saved) == 6
