@@ -180,7 +180,6 @@ class TaskRecord:
         data: the raw ``data`` object of the answer.
         status: the :class:`TaskStatus` for ``success_flag``.
         created_at / completed_at: the parsed times, or ``None`` when unparseable.
-        expires_at: when kie.ai is expected to delete the result files (see the property).
     """
 
     task_id: str = attrs.field(metadata=_wire("taskId"))

@@ -282,7 +282,7 @@ async def test_results_and_download_commands(
     assert await run(["results", str(journal)]) == 0
     out = capsys.readouterr()
     assert out.out.count("missing") == 2
-    assert "2 result file(s): 0 saved, 2 not saved; the first expires" in out.out
+    assert "2 files: 0 saved, 2 not saved; the first expires" in out.out
     assert f"kie-async download {journal} DIR" in out.err
     assert await run(["results", str(journal), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)

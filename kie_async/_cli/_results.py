@@ -42,20 +42,20 @@ def _add_results(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _when(moment: datetime | None, now: datetime) -> str:
+def _when(moment: datetime | None) -> str:
     if moment is None:
         return "unknown"
-    text = moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M")
-    return text + " (past)" if moment <= now else text
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M")
 
 
-def _where(file: ResultFile) -> tuple[str, str]:
+def _where(file: ResultFile, now: datetime) -> tuple[str, str]:
     if file.saved:
         return "saved", str(file.path)
     url = file.url.split("?", 1)[0]  # a query may hold a token, and says nothing to a reader
     if file.path is not None:
         return "deleted", f"{url} (was {file.path})"
-    return "missing", url
+    past = file.expires_at is not None and file.expires_at <= now
+    return ("expired?" if past else "missing"), url
 
 
 def _in_days(moment: datetime, now: datetime) -> str:
@@ -69,17 +69,17 @@ def show_results(ctx: Context, results: JournalResults) -> None:
     """The report of ``kie-async results``: one line per file, not saved first."""
     now = datetime.now(timezone.utc)
     if results.files:
-        ctx.say(f"{'expires (UTC)':<24}{'state':<9}{'task':<34}{'#':<3}where")
+        ctx.say(f"{'expires (UTC)':<18}{'state':<10}{'task':<34}{'#':<3}where")
     for file in results.files:
-        state, where = _where(file)
-        expires = _when(file.expires_at, now)
-        ctx.say(f"{expires:<24}{state:<9}{file.task_id:<33} {file.index:<3}{where}")
+        state, where = _where(file, now)
+        expires = _when(file.expires_at)
+        ctx.say(f"{expires:<18}{state:<10}{file.task_id:<33} {file.index:<3}{where}")
     missing = results.missing
-    summary = f"{len(results.files)} result file(s): {len(results.saved)} saved"
+    summary = f"{len(results.files)} files: {len(results.saved)} saved"
     summary += f", {len(missing)} not saved"
     first = missing[0].expires_at if missing else None
     if first is not None:
-        summary += f"; the first expires {_when(first, now)} UTC, {_in_days(first, now)}"
+        summary += f"; the first expires {_when(first)} UTC ({_in_days(first, now)})"
     ctx.say(summary)
     if missing:
         ctx.note(f"save them: kie-async download {results.journal} DIR")
