@@ -12,7 +12,6 @@ complete on disk, and records them without fetching them again.
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 from pathlib import Path
 
@@ -26,8 +25,6 @@ from ._part_file import PartFile
 from ._results import JournalResults, ResultFile, read_results
 
 __all__ = ["JournalDownload", "download_journal"]
-
-log = logging.getLogger("kie_async")
 
 
 @attrs.frozen
@@ -131,8 +128,6 @@ async def download_journal(
             await asyncio.gather(*workers, return_exceptions=True)
     finally:
         await writer.aclose()
-    for _, error in failed:
-        log.error("%s", error)
     rank = {(file.task_id, file.index): place for place, file in enumerate(before.missing)}
 
     def in_order(files: list[ResultFile]) -> tuple[ResultFile, ...]:

@@ -357,3 +357,36 @@ async def test_two_download_processes_on_one_journal_fetch_each_file_once(
     lines = [json.loads(line) for line in journal.read_text("utf-8").splitlines()]
     assert sum(line.get("event") == "saved" for line in lines) == 6
     assert len(read_results(journal).saved) == 6
+
+
+async def test_a_file_that_cannot_be_fetched_is_reported_and_the_others_saved(
+    server: FakeKieServer,
+    kie: KieClient,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A result kie.ai no longer serves (404, and 404 again through a fresh link) is returned
+    in ``failed`` with its DownloadError, the other files are saved, and the command exits 1
+    naming it; the journal lists it as still missing."""
+    journal, dest = tmp_path / "run.jsonl", tmp_path / "videos"
+    await bulk(kie, requests(1), journal)
+    gone = {
+        "event": "done",
+        "key": "k-gone",
+        "task_id": "deleted-task",
+        "status": "succeeded",
+        "result_urls": [f"{server.url}/files/deleted-task/0.mp4"],
+    }
+    with journal.open("a", encoding="utf-8") as out:
+        out.write(json.dumps(gone) + "\n")
+    done = await kie.download_journal(journal, dest)
+    [(file, error)] = done.failed
+    assert file.task_id == "deleted-task" and error.http_status == 404 and not done.ok
+    assert len(done.fetched) == 1
+    assert [f.task_id for f in done.results.missing] == ["deleted-task"]
+    monkeypatch.setenv("KIE_API_KEY", server.api_key)
+    capsys.readouterr()
+    assert await cli(server, "download", str(journal), str(dest)) == 1
+    err = capsys.readouterr().err
+    assert "error: " in err and "deleted-task" in err and "0 fetched" in err and "1 failed" in err
