@@ -54,6 +54,8 @@ if TYPE_CHECKING:
         UpscaleRequest,
         VaryRequest,
     )
+    from ._results import JournalResults, ResultFile, read_results
+    from ._results_download import JournalDownload
     from ._task_errors import SubmissionUncertainError, TaskError, TaskFailedError, TaskTimeoutError
     from ._timeout import Timeout
 
@@ -75,6 +77,8 @@ __all__ = [
     "GenerateRequest",
     "GenerationFailedError",
     "InsufficientCreditsError",
+    "JournalDownload",
+    "JournalResults",
     "KieClient",
     "KieError",
     "NotFoundError",
@@ -84,6 +88,7 @@ __all__ = [
     "RateLimit",
     "RateLimitError",
     "RedisRateLimit",
+    "ResultFile",
     "RetryPolicy",
     "ServerError",
     "ServiceUnavailableError",
@@ -106,6 +111,7 @@ __all__ = [
     "VaryRequest",
     "VaryStep",
     "__version__",
+    "read_results",
 ]
 
 # Each public name is imported from its module when first used: ``import kie_async`` (and the
@@ -129,6 +135,8 @@ _WHERE = {
     "GenerateRequest": "_requests",
     "GenerationFailedError": "_errors",
     "InsufficientCreditsError": "_errors",
+    "JournalDownload": "_results_download",
+    "JournalResults": "_results",
     "KieClient": "_client",
     "KieError": "_errors",
     "NotFoundError": "_errors",
@@ -138,6 +146,7 @@ _WHERE = {
     "RateLimit": "_ratelimit",
     "RateLimitError": "_errors",
     "RedisRateLimit": "_redis_limit",
+    "ResultFile": "_results",
     "RetryPolicy": "_polling",
     "ServerError": "_errors",
     "ServiceUnavailableError": "_errors",
@@ -159,6 +168,7 @@ _WHERE = {
     "ValidationError": "_errors",
     "VaryRequest": "_requests",
     "VaryStep": "_chains",
+    "read_results": "_results",
 }
 
 

@@ -22,6 +22,7 @@ from ._requests import GenerateRequest, TaskRequest, UpscaleRequest, VaryRequest
 if TYPE_CHECKING:
     from ._bulk import BulkRun, Progress, Submitter
     from ._chains import BulkItem
+    from ._results_download import JournalDownload
 
 __all__ = ["KindCalls", "RunCalls"]
 
@@ -212,6 +213,53 @@ class RunCalls:
 
         return await download_records(
             self, records, _path("dest_dir", dest_dir), concurrency=concurrency
+        )
+
+    async def download_journal(
+        self: FileSource,
+        journal: str | os.PathLike[str],
+        dest_dir: str | os.PathLike[str],
+        *,
+        concurrency: int = 4,
+    ) -> JournalDownload:
+        """Save in ``dest_dir`` every result file a bulk run's journal records and has not
+        saved yet, and record each in the journal, so the next call fetches nothing.
+
+        kie.ai deletes result files about 14 days after a task ends and has no call listing
+        an account's tasks: the journal is the only record of what a run paid for. Files are
+        fetched as :meth:`download` fetches them (named ``<task_id>_<i>.<ext>`` inside
+        ``dest_dir`` whatever the journal holds, atomic, resumable, a stale link replaced by
+        a fresh one from :meth:`download_url`); a file already complete in ``dest_dir`` is
+        recorded without a request. A file the journal says was saved counts as saved while
+        it is still where it was saved (in any directory); one deleted since is fetched
+        again. One file's failure does not stop the others: failures are returned, not
+        raised. The call holds the journal's lock, so it cannot run beside a bulk run or
+        another download on the same journal. See :func:`read_results` to look without
+        fetching.
+
+        Returns:
+            A :class:`JournalDownload`: what was fetched, found, and failed, and the journal's
+            :class:`JournalResults` after the call (``.ok`` when everything is saved).
+
+        Raises:
+            ConfigurationError: no journal at ``journal``, it is not a kie-async journal, or
+                it is in use by a run or another download (named); nothing is fetched.
+            ValidationError: ``concurrency`` is not an int >= 1, or a path is not a path.
+            DownloadError: ``dest_dir`` cannot hold files.
+            OSError: the journal cannot be written.
+
+        Example::
+
+            done = await kie.download_journal("run.jsonl", "videos/")
+            print(len(done.fetched), "fetched;", len(done.results.missing), "still missing")
+        """
+        from ._results_download import download_journal
+
+        return await download_journal(
+            self,
+            _path("journal", journal),
+            _path("dest_dir", dest_dir),
+            concurrency=concurrency,
         )
 
     def extend_many(

@@ -10,10 +10,15 @@ Lines, one JSON object each::
     {"event": "refused", "key": K, "error": {...}}              kie.ai certainly created nothing
     {"event": "uncertain", "key": K, "reason": "..."}           the create's reply was lost
     {"event": "done", "key": K, "task_id": T, "status": S, ...} final (S: succeeded or failed)
+    {"event": "saved", "key": K, "task_id": T, "index": I,      a result file was saved
+     "path": P, "size": N}                                     (by ``download_journal``)
 
 A ``done`` line holds what a rerun and a report need (task type, status, result URLs, kie's
 times, the error), never kie's whole answer, so the file grows with the number of tasks and not
 with the size of their answers.
+
+Readers ignore events they do not know (kie-async 0.1 did too), so a ``saved`` line leaves a
+rerun as it was; :mod:`kie_async._results` reads them.
 
 One run at a time: the run holds the journal's lock (:mod:`kie_async._journal_lock`) for its
 whole life.
@@ -35,7 +40,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +131,35 @@ def _fold(entries: dict[str, Entry], line: Mapping[str, Any]) -> None:
         )
 
 
+def event_lines(data: bytes, path: Path) -> Iterator[dict[str, Any]]:
+    """The event lines of a journal's bytes ``data`` (complete lines only), in order: the
+    header checked and left out, and a line kie-async 0.1 left cut short mid-file skipped.
+
+    Raises:
+        ConfigurationError: ``path`` is not a kie-async journal.
+    """
+    for number, raw in enumerate(data.splitlines(), 1):
+        if not raw.strip():
+            continue
+        try:
+            line = json.loads(raw)
+        except ValueError:
+            if raw.startswith(_EVENT_PREFIX) and number > 1:
+                # kie-async 0.1 appended after a cut line instead of cutting it off.
+                log.warning("journal %s: skipping line %d, cut short by a crash", path, number)
+                continue
+            raise ConfigurationError(
+                "journal", f"{path} line {number} is not JSON; is it a kie-async journal?"
+            ) from None
+        if not isinstance(line, dict):
+            raise ConfigurationError("journal", f"{path} line {number} is not an object")
+        if number == 1 and "event" not in line:
+            if line.get("journal") != "kie-async":
+                raise ConfigurationError("journal", f"{path} is not a kie-async journal")
+            continue
+        yield line
+
+
 def capped(fields: Mapping[str, Any]) -> dict[str, Any]:
     """``fields`` with every long string cut to a size a journal line should hold."""
     return {
@@ -213,28 +247,7 @@ class Journal:
                 data = data[:complete]
             else:
                 os.write(fd, b"\n")  # a complete line that lost only its newline
-        lines = data.splitlines()
-        for number, raw in enumerate(lines, 1):
-            if not raw.strip():
-                continue
-            try:
-                line = json.loads(raw)
-            except ValueError:
-                if raw.startswith(_EVENT_PREFIX) and number > 1:
-                    # kie-async 0.1 appended after a cut line instead of cutting it off.
-                    log.warning(
-                        "journal %s: skipping line %d, cut short by a crash", self.path, number
-                    )
-                    continue
-                raise ConfigurationError(
-                    "journal", f"{self.path} line {number} is not JSON; is it a kie-async journal?"
-                ) from None
-            if not isinstance(line, dict):
-                raise ConfigurationError("journal", f"{self.path} line {number} is not an object")
-            if number == 1 and "event" not in line:
-                if line.get("journal") != "kie-async":
-                    raise ConfigurationError("journal", f"{self.path} is not a kie-async journal")
-                continue
+        for line in event_lines(data, self.path):
             _fold(self.entries, line)
 
     # -- writing -----------------------------------------------------------------------------

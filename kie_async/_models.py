@@ -95,6 +95,27 @@ _NAIVE_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M:%S.%f", "%Y/%m/%d %H:%M:%
 
 _EPOCH = re.compile(r"\d{9,14}(\.\d+)?")
 
+#: How long kie.ai keeps a task's result files after the task ends, by its global docs (its
+#: Midjourney pages say 15 days): kie's statement, not a guarantee.
+RESULT_LIFETIME = timedelta(days=14)
+
+#: The zone of kie's zone-less times (a real answer's ``2026-01-06 08:17:04`` was UTC+8).
+_KIE_ZONE = timezone(timedelta(hours=8))
+
+
+def expiry(completed: datetime | None) -> datetime | None:
+    """When the result files of a task that ended at ``completed`` are expected to go
+    (:data:`RESULT_LIFETIME` later), in UTC; a zone-less time is read as kie's UTC+8, which
+    errs early. ``None`` when ``completed`` is."""
+    if completed is None:
+        return None
+    if completed.tzinfo is None:
+        completed = completed.replace(tzinfo=_KIE_ZONE)
+    try:
+        return (completed + RESULT_LIFETIME).astimezone(timezone.utc)
+    except OverflowError:
+        return None
+
 
 def parse_time(raw: str | None) -> datetime | None:
     """Parse one of kie's time strings; ``None`` when it cannot be parsed. Never raises.
@@ -187,6 +208,25 @@ class TaskRecord:
     def media(self) -> Literal["image", "video"] | None:
         """Whether :attr:`result_urls` are images or videos (``None`` for an unknown type)."""
         return media_of(self.task_type)
+
+    @property
+    def expires_at(self) -> datetime | None:
+        """When kie.ai is expected to delete this task's result files: 14 days after
+        :attr:`completed_at`, as kie's docs state it (its Midjourney pages say 15), a
+        timezone-aware UTC datetime; ``None`` while the completion time is unknown (a task
+        still running, or a time kie sent in a form that cannot be read).
+
+        A statement of kie's, not a guarantee: save what you keep well before (see
+        :meth:`KieClient.download_journal`). A zone-less completion time is read as UTC+8,
+        the zone kie.ai was seen to use, so the estimate errs early rather than late.
+
+        Example::
+
+            >>> from kie_async import TaskRecord
+            >>> TaskRecord("t1", completed_at_raw="2026-01-06T08:17:04Z").expires_at
+            datetime.datetime(2026, 1, 20, 8, 17, 4, tzinfo=datetime.timezone.utc)
+        """
+        return expiry(self.completed_at)
 
     @status.default
     def _status(self) -> TaskStatus:

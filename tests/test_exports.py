@@ -29,6 +29,8 @@ EXPECTED = {
     "GenerateRequest",
     "GenerationFailedError",
     "InsufficientCreditsError",
+    "JournalDownload",
+    "JournalResults",
     "KieClient",
     "KieError",
     "NotFoundError",
@@ -38,6 +40,7 @@ EXPECTED = {
     "RateLimit",
     "RateLimitError",
     "RedisRateLimit",
+    "ResultFile",
     "RetryPolicy",
     "ServerError",
     "ServiceUnavailableError",
@@ -60,6 +63,7 @@ EXPECTED = {
     "VaryRequest",
     "VaryStep",
     "__version__",
+    "read_results",
 }
 
 EXPECTED_TESTING = {

@@ -56,6 +56,8 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "_download_core",
         "_part_file",
         "_download",
+        "_results",
+        "_results_download",
     ),
     # KieClient, wiring the layers for the user, and the package's public names
     "facade": ("_calls", "_client", ""),

@@ -145,14 +145,22 @@ async def _wait(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def _add_download(parser: argparse.ArgumentParser) -> None:
-    _add_task_id(parser)
+    parser.add_argument(
+        "task_id",
+        metavar="TASK_ID|JOURNAL",
+        help="a task id, or a bulk run's journal (an existing file): every result not saved yet",
+    )
     parser.add_argument("directory", metavar="DIR", help="where to save the videos")
     _add_concurrency(parser, 4, "files fetched")
 
 
 async def _download(ctx: Context, args: argparse.Namespace) -> int:
     from ._jobs import _status_name
+    from ._results import download_journal, journal_argument
 
+    journal = journal_argument(args.task_id)
+    if journal is not None:
+        return await download_journal(ctx, args, journal)
     _check_directory("DIR", args.directory)  # before the task's record is asked for
     async with ctx.reading_client() as kie:
         record = await kie.get_task(args.task_id)

@@ -29,6 +29,7 @@ from ._context import Context
 from ._help import BULK_HELP
 from ._kinds import KIND_COMMANDS
 from ._options import _EPILOG, _add_global_options
+from ._results import _add_results, _results
 
 if TYPE_CHECKING:
     pass
@@ -63,7 +64,17 @@ COMMANDS: dict[str, Command] = {
         _bulk,
         description=BULK_HELP,
     ),
-    "download": Command("save a finished task's videos in a directory", _add_download, _download),
+    "download": Command(
+        "save a task's videos, or every result of a journal not saved yet",
+        _add_download,
+        _download,
+    ),
+    "results": Command(
+        "what a journal's jobs produced, and what is not saved yet",
+        _add_results,
+        _results,
+        talks_to_kie=False,
+    ),
     "demo": Command(
         "a bulk run against a local fake kie.ai (no key)", _add_demo, _demo, talks_to_kie=False
     ),

@@ -3,8 +3,8 @@ and faultable.
 
 Files need no API key (kie's result links do not), are streamed in 64 KiB chunks so a large
 one never sits in memory, answer 403 without a ``download-url`` token while
-``files_expired`` is set, and take the file faults of ``fail_next("file", ...)``: cut short,
-hung, slow, dropped, 429 or an HTML 502.
+``files_expired`` is set (or for the tasks of :meth:`expire_links`), and take the file faults
+of ``fail_next("file", ...)``: cut short, hung, slow, dropped, 429 or an HTML 502.
 """
 
 from __future__ import annotations
@@ -23,14 +23,22 @@ class FileServing(Edge, TaskStore):
 
     file_size: int
     files_expired: bool
+    expired_links: set[str]
     peak_file_streams: int
     _file_streams: int
 
     def _setup_files(self, *, file_size: int) -> None:
         self.file_size = file_size
         self.files_expired = False
+        self.expired_links = set()
         self.peak_file_streams = 0
         self._file_streams = 0
+
+    def expire_links(self, *task_ids: str) -> None:
+        """Make the result links of ``task_ids`` stale, as kie's links go stale: their URLs
+        answer 403 from now on, and only a fresh link from ``download-url`` fetches the file
+        (``counts["file:403"]`` counts the refusals)."""
+        self.expired_links.update(task_ids)
 
     def file_bytes(self, task_id: str, name: str) -> bytes:
         """The deterministic content of a served result file."""
@@ -54,7 +62,8 @@ class FileServing(Edge, TaskStore):
         self.counts["request:file"] += 1
         if task_id not in self.tasks:
             return web.Response(status=404, text="Not Found")
-        if self.files_expired and "token" not in request.query:
+        stale = self.files_expired or task_id in self.expired_links
+        if stale and "token" not in request.query:
             self.counts["file:403"] += 1
             return web.Response(status=403, text="AccessDenied: Request has expired")
         fault = self._draw("file")

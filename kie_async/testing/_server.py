@@ -69,7 +69,8 @@ class FakeKieServer(Endpoints, FileServing):
     (half the body, then nothing until :meth:`close`), ``"slow"`` (the answer starts after
     ``faults.slow_seconds``), ``"drop_before"``, ``"rate_limited"`` (429) and ``"html_502"``.
     With :attr:`files_expired` set, a file URL without the
-    ``token`` of a ``download-url`` link is answered 403.
+    ``token`` of a ``download-url`` link is answered 403; :meth:`expire_links` does the same
+    for the links of some tasks only.
 
     Attributes:
         url: the base URL, e.g. ``"http://127.0.0.1:40123"`` (after start).
@@ -85,6 +86,8 @@ class FakeKieServer(Endpoints, FileServing):
             which request lost its answer, e.g. to check what a client reported as uncertain.
         files_expired: when true, direct result-file URLs answer 403 (an expired link) and
             only fresh ``download-url`` links work.
+        expired_links: the task ids whose direct result-file URLs answer 403 (see
+            :meth:`expire_links`).
         peak_file_streams: the most result files streamed at the same time.
     """
 

@@ -135,6 +135,12 @@ async def use_client(session: aiohttp.ClientSession) -> list[str]:
         fetched: TaskRecord = await client.get_task(submitted.task_id)
         balance: Decimal = await client.credits()
         link: str = await client.download_url(fetched.result_urls[0])
+        expires: datetime | None = fetched.expires_at
+        saved: kie_async.JournalDownload = await client.download_journal("run.jsonl", "videos")
+        failures: tuple[tuple[kie_async.ResultFile, kie_async.DownloadError], ...] = saved.failed
+        results: kie_async.JournalResults = kie_async.read_results("run.jsonl")
+        missing: tuple[kie_async.ResultFile, ...] = results.missing
+        assert saved.ok or failures or missing or expires
         base: str = client.base_url
         limit: RateLimit | RedisRateLimit | None = client.rate_limit
         stream: AsyncIterator[ExtendOutcome] = client.extend_many(build_requests(), concurrency=5)
