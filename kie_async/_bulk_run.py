@@ -12,6 +12,7 @@ from ._bulk_poller import _Poller, _Waiting
 from ._chains import BulkItem, request_json
 from ._errors import (
     AuthenticationError,
+    BudgetExceededError,
     FeatureDisabledError,
     InsufficientCreditsError,
     KieError,
@@ -28,6 +29,7 @@ from ._task_errors import SubmissionUncertainError, TaskFailedError, TaskTimeout
 from ._wire import parse_record
 
 if TYPE_CHECKING:
+    from ._budget import Budget
     from ._timeout import Timeout
 
 log = logging.getLogger("kie_async")
@@ -131,6 +133,8 @@ class _Run:
         self.counts = counts
         self.resubmit_uncertain = resubmit_uncertain
         self.fatal: KieError | None = None
+        #: The run's budget (``max_credits``), if it has one.
+        self.budget: Budget | None = None
         self.unreachable = 0
         # Set when the run is being closed or cancelled: a worker whose cancellation was lost
         # (asyncio.wait_for before 3.12, async_timeout on 3.10) must still send nothing more.
@@ -266,16 +270,28 @@ class _Run:
             self.counts.change(queued=-1, failed=1)
             return ExtendOutcome(request, OutcomeKind.NOT_SUBMITTED, error=self.fatal)
 
+        budget = self.budget
+        price = None
+        if budget is not None:
+            try:
+                price = budget.reserve(request)
+            except BudgetExceededError as exc:
+                self.counts.change(queued=-1, failed=1)
+                return ExtendOutcome(request, OutcomeKind.NOT_SUBMITTED, error=exc)
         send = _Send(self, key, request)
+        # A reserved price is kept unless the create is known not to have been accepted.
+        paid = True
         try:
             handle = await self.client._submit(request, send)
         except asyncio.CancelledError:
             # Stopped while waiting for the limiter, a connection or a retry: nothing of this
             # request went out (a create cut off on the wire keeps its intent: uncertain).
+            paid = send.maybe_sent
             if send.intent and not send.maybe_sent:
                 self._record("not_sent", key)
             raise
         except _StoppedError:
+            paid = False
             if send.intent:
                 self._record("not_sent", key)
             self.counts.change(queued=-1, failed=1)
@@ -286,11 +302,15 @@ class _Run:
             await self._sync()
             return ExtendOutcome(request, OutcomeKind.UNCERTAIN, error=exc)
         except KieError as exc:
+            paid = False  # kie.ai refused it, or it never reached kie.ai: nothing was created
             self._note_unreachable(exc)
             self._note_fatal(exc)
             self._record("refused", key, error=capped(_exception_fields(exc)))
             self.counts.change(queued=-1, failed=1)
             return ExtendOutcome(request, OutcomeKind.FAILED, error=exc)
+        finally:
+            if budget is not None and price is not None:
+                budget.settle(price, paid=paid)
         self.unreachable = 0
         self._record("submitted", key, task_id=handle.task_id)
         self.counts.change(queued=-1, submitted=1, running=1)
