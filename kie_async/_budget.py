@@ -113,24 +113,34 @@ class Budget:
         """The spend so far (creates on the wire count as spent)."""
         return Spend(self.max_credits, self.journal, self.run + self.reserved)
 
-    def reserve(self, request: TaskRequest) -> Decimal:
-        """Reserve ``request``'s price; returns it.
+    def hold(self, request: TaskRequest) -> Hold | BudgetExceededError:
+        """Reserve ``request``'s price before its create is sent, or say why it cannot be.
 
         Raises:
-            BudgetExceededError: it could take the spend past ``max_credits``.
+            ConfigurationError: no price is known for it.
         """
         price = self.table.price(price_keys(request))
         spent = self.journal + self.run + self.reserved
         if spent + price > self.max_credits:
-            raise BudgetExceededError(price=price, spent=spent, max_credits=self.max_credits)
+            return BudgetExceededError(price=price, spent=spent, max_credits=self.max_credits)
         self.reserved += price
-        return price
+        return Hold(self, price)
 
-    def settle(self, price: Decimal, *, paid: bool) -> None:
-        """A reserved create is over: ``paid`` (accepted, or maybe accepted), or given back."""
-        self.reserved -= price
+
+class Hold:
+    """One create's reserved price, settled once when the create is over."""
+
+    __slots__ = ("budget", "price")
+
+    def __init__(self, budget: Budget, price: Decimal) -> None:
+        self.budget = budget
+        self.price = price
+
+    def settle(self, paid: bool) -> None:
+        """The create is over: ``paid`` (accepted, or maybe accepted), or given back."""
+        self.budget.reserved -= self.price
         if paid:
-            self.run += price
+            self.budget.run += self.price
 
 
 def entry_price_keys(key: str, entry: Entry) -> tuple[str, ...]:

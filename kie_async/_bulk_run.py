@@ -8,6 +8,7 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ._budget import Budget, Hold
 from ._bulk_poller import _Poller, _Waiting
 from ._chains import BulkItem, request_json
 from ._errors import (
@@ -29,7 +30,6 @@ from ._task_errors import SubmissionUncertainError, TaskFailedError, TaskTimeout
 from ._wire import parse_record
 
 if TYPE_CHECKING:
-    from ._budget import Budget
     from ._timeout import Timeout
 
 log = logging.getLogger("kie_async")
@@ -133,8 +133,7 @@ class _Run:
         self.counts = counts
         self.resubmit_uncertain = resubmit_uncertain
         self.fatal: KieError | None = None
-        #: The run's budget (``max_credits``), if it has one.
-        self.budget: Budget | None = None
+        self.budget: Budget | None = None  # with max_credits
         self.unreachable = 0
         # Set when the run is being closed or cancelled: a worker whose cancellation was lost
         # (asyncio.wait_for before 3.12, async_timeout on 3.10) must still send nothing more.
@@ -266,37 +265,27 @@ class _Run:
         return await self._submit(key, request)
 
     async def _submit(self, key: str, request: TaskRequest) -> _Outcome | None:
-        if self.fatal is not None:
+        hold = self.budget.hold(request) if self.budget is not None and not self.fatal else None
+        if refusal := self.fatal or (hold if isinstance(hold, BudgetExceededError) else None):
             self.counts.change(queued=-1, failed=1)
-            return ExtendOutcome(request, OutcomeKind.NOT_SUBMITTED, error=self.fatal)
-
-        budget = self.budget
-        price = None
-        if budget is not None:
-            try:
-                price = budget.reserve(request)
-            except BudgetExceededError as exc:
-                self.counts.change(queued=-1, failed=1)
-                return ExtendOutcome(request, OutcomeKind.NOT_SUBMITTED, error=exc)
+            return ExtendOutcome(request, OutcomeKind.NOT_SUBMITTED, error=refusal)
         send = _Send(self, key, request)
-        # A reserved price is kept unless the create is known not to have been accepted.
-        paid = True
+        paid: bool | None = None  # a held price is kept unless the create was certainly refused
         try:
             handle = await self.client._submit(request, send)
         except asyncio.CancelledError:
             # Stopped while waiting for the limiter, a connection or a retry: nothing of this
             # request went out (a create cut off on the wire keeps its intent: uncertain).
-            paid = send.maybe_sent
             if send.intent and not send.maybe_sent:
                 self._record("not_sent", key)
             raise
         except _StoppedError:
-            paid = False
             if send.intent:
                 self._record("not_sent", key)
             self.counts.change(queued=-1, failed=1)
             return ExtendOutcome(request, OutcomeKind.NOT_SUBMITTED, error=self.fatal)
         except SubmissionUncertainError as exc:
+            paid = True
             self._record("uncertain", key, reason=exc.reason)
             self.counts.change(queued=-1, uncertain=1)
             await self._sync()
@@ -309,8 +298,8 @@ class _Run:
             self.counts.change(queued=-1, failed=1)
             return ExtendOutcome(request, OutcomeKind.FAILED, error=exc)
         finally:
-            if budget is not None and price is not None:
-                budget.settle(price, paid=paid)
+            if isinstance(hold, Hold):  # paid None: as far as the create went
+                hold.settle(send.maybe_sent if paid is None else paid)
         self.unreachable = 0
         self._record("submitted", key, task_id=handle.task_id)
         self.counts.change(queued=-1, submitted=1, running=1)
