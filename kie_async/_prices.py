@@ -163,7 +163,7 @@ def missing_price(keys: tuple[str, ...]) -> ConfigurationError:
     tried = ", ".join(keys)
     return ConfigurationError(
         "prices",
-        f"no price is known for {keys[0]} (looked up: {tried}); a budget needs the price of "
-        f"every create: pass prices={{{keys[0]!r}: N}} (CLI: --price {keys[0]}=N); nothing "
-        "was sent",
+        f"no price is known for {keys[0]} (looked up: {tried}); a budgeted run needs the price "
+        f"of every create: pass prices={{{keys[0]!r}: N}} (command line: --price "
+        f"{keys[0]}=N); nothing was sent",
     )
