@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import child_env
 
 from kie_async import (
     DEFAULT_PRICES,
@@ -33,8 +34,6 @@ from kie_async import (
 from kie_async._chains import BulkItem, journal_key, request_json, step_key
 from kie_async._cli import run
 from kie_async.testing import FakeKieServer, Faults, TaskScript, fast_client
-
-from helpers import child_env
 
 FRAME = "https://example.com/f.png"
 
