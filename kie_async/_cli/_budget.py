@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import textwrap
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -108,8 +109,7 @@ def plan_lines(plan: RunPlan, concurrency: int, *, journal: bool) -> list[str]:
     if journal:
         lines.append(
             f"journal: {plan.done} done, {plan.running} running (re-attached), "
-            f"{plan.uncertain} uncertain, {plan.resumed} chain(s) resumed at a later step, "
-            f"{plan.new} new"
+            f"{plan.uncertain} uncertain, {plan.resumed} resumed (chains), {plan.new} new"
         )
     lines.append(f"creates: {sum(plan.creates.values())} ({_counts(plan.creates) or 'none'})")
     if plan.cost is None:
@@ -122,12 +122,9 @@ def plan_lines(plan: RunPlan, concurrency: int, *, journal: bool) -> list[str]:
             f"{key}={credits}{'*' if key in plan.default_prices else ''}"
             for key, credits in plan.prices.items()
         )
-        lines.append(f"prices: {shown}")
+        lines += textwrap.wrap(f"prices: {shown}", 88, subsequent_indent="  ")
         if plan.default_prices:
-            lines.append(
-                "  * a default from a third-party price list, unverified: kie.ai may charge "
-                "otherwise; check your dashboard and pass --price"
-            )
+            lines.append("  * a default from a third-party price list, unverified: check it")
     if plan.journal_spent is not None:
         lines.append(f"spent by earlier runs (journal): {plan.journal_spent} credits")
     if plan.max_credits is not None:
