@@ -16,6 +16,7 @@ from ._logging import configure_from_env as _configure_logging
 from ._version import __version__
 
 if TYPE_CHECKING:
+    from ._budget import Spend
     from ._bulk import BulkRun, ExtendOutcome, OutcomeKind, Progress
     from ._chains import Chain, ExtendStep, UpscaleStep, VaryStep
     from ._client import KieClient
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
         APIError,
         AuthenticationError,
         BadRequestError,
+        BudgetExceededError,
         ClientClosedError,
         ConfigurationError,
         DownloadError,
@@ -43,7 +45,9 @@ if TYPE_CHECKING:
     )
     from ._handle import TaskHandle
     from ._models import TaskRecord, TaskStatus
+    from ._plan import RunPlan
     from ._polling import PollPolicy, RetryPolicy
+    from ._prices import DEFAULT_PRICES
     from ._ratelimit import RateLimit
     from ._redis_limit import RedisRateLimit
     from ._requests import (
@@ -63,10 +67,12 @@ __all__ = [
     "APIError",
     "AuthenticationError",
     "BadRequestError",
+    "BudgetExceededError",
     "BulkRun",
     "Chain",
     "ClientClosedError",
     "ConfigurationError",
+    "DEFAULT_PRICES",
     "DownloadError",
     "DownloadPolicy",
     "ExtendMode",
@@ -90,8 +96,10 @@ __all__ = [
     "RedisRateLimit",
     "ResultFile",
     "RetryPolicy",
+    "RunPlan",
     "ServerError",
     "ServiceUnavailableError",
+    "Spend",
     "SubmissionUncertainError",
     "TaskError",
     "TaskFailedError",
@@ -118,9 +126,11 @@ __all__ = [
 # ``kie-async`` command's ``--help``) then costs no aiohttp, whose import takes most of a second.
 # Type checkers read the imports above; ``tests/test_exports.py`` checks every name resolves.
 _WHERE = {
+    "DEFAULT_PRICES": "_prices",
     "APIError": "_errors",
     "AuthenticationError": "_errors",
     "BadRequestError": "_errors",
+    "BudgetExceededError": "_errors",
     "BulkRun": "_bulk",
     "Chain": "_chains",
     "ClientClosedError": "_errors",
@@ -148,8 +158,10 @@ _WHERE = {
     "RedisRateLimit": "_redis_limit",
     "ResultFile": "_results",
     "RetryPolicy": "_polling",
+    "RunPlan": "_plan",
     "ServerError": "_errors",
     "ServiceUnavailableError": "_errors",
+    "Spend": "_budget",
     "SubmissionUncertainError": "_task_errors",
     "TaskError": "_task_errors",
     "TaskFailedError": "_task_errors",

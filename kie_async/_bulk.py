@@ -16,10 +16,13 @@ from collections.abc import (
     Callable,
     Iterable,
     Iterator,
+    Mapping,
     Sequence,
 )
+from decimal import Decimal
 from pathlib import Path
 
+from ._budget import Budget, Spend, check_max_credits
 from ._bulk_run import Submitter as Submitter
 from ._bulk_run import _Run as _Run
 from ._chains import BulkItem, journal_key
@@ -30,6 +33,7 @@ from ._outcomes import OutcomeKind as OutcomeKind
 from ._outcomes import Progress, R, _Counts
 from ._outcomes import _Outcome as _Outcome
 from ._polling import PollPolicy
+from ._prices import PriceTable
 
 __all__ = ["BulkRun", "ExtendOutcome", "OutcomeKind", "Progress", "extend_many"]
 
@@ -126,10 +130,27 @@ class BulkRun(AsyncIterator[ExtendOutcome[R]]):
     the run when the run is garbage-collected, and sends nothing more meanwhile.
     """
 
-    __slots__ = ("_outcomes",)
+    __slots__ = ("_budget", "_outcomes")
 
-    def __init__(self, outcomes: AsyncGenerator[ExtendOutcome[R], None]) -> None:
+    def __init__(
+        self, outcomes: AsyncGenerator[ExtendOutcome[R], None], budget: Budget | None = None
+    ) -> None:
         self._outcomes = outcomes
+        self._budget = budget
+
+    @property
+    def spend(self) -> Spend | None:
+        """With ``max_credits``: what the run has spent and what is left (a :class:`Spend`,
+        priced by the run's price table; creates on the wire count as spent); else ``None``.
+
+        Example::
+
+            async with kie.run_many(requests, journal="run.jsonl", max_credits=600) as run:
+                async for outcome in run:
+                    ...
+                print(f"spent {run.spend.spent}, {run.spend.left} left")
+        """
+        return self._budget.spend if self._budget is not None else None
 
     def __aiter__(self) -> BulkRun[R]:
         return self
@@ -157,8 +178,11 @@ def extend_many(
     poll: PollPolicy | None = None,
     on_progress: Callable[[Progress], None] | None = None,
     resubmit_uncertain: bool = False,
+    max_credits: int | Decimal | None = None,
+    prices: Mapping[str, int | Decimal] | None = None,
 ) -> BulkRun:
     """The :class:`BulkRun` of :meth:`KieClient.extend_many` (documented there)."""
+    budget = make_budget(max_credits, prices)
     return BulkRun(
         _outcomes(  # type: ignore[arg-type]  # only ExtendRequest items are accepted
             client,
@@ -168,8 +192,24 @@ def extend_many(
             poll=poll,
             on_progress=on_progress,
             resubmit_uncertain=resubmit_uncertain,
-        )
+            budget=budget,
+        ),
+        budget,
     )
+
+
+def make_budget(
+    max_credits: int | Decimal | None, prices: Mapping[str, int | Decimal] | None
+) -> Budget | None:
+    """The budget of a run with ``max_credits`` (``prices`` checked either way).
+
+    Raises:
+        ConfigurationError: ``max_credits`` is not a number >= 0, or ``prices`` is invalid.
+    """
+    table = PriceTable(prices)
+    if max_credits is None:
+        return None
+    return Budget(check_max_credits(max_credits), table)
 
 
 async def _outcomes(
@@ -184,6 +224,7 @@ async def _outcomes(
     accept: tuple[type, ...] = (ExtendRequest,),
     caller: str = "extend_many",
     run_type: type[_Run] = _Run,
+    budget: Budget | None = None,
 ) -> AsyncGenerator[_Outcome, None]:
     """The run itself, as an async generator; see :meth:`KieClient.extend_many`."""
     from ._errors import ValidationError
@@ -199,7 +240,10 @@ async def _outcomes(
     book = Journal(journal) if journal is not None else None
     counts = _Counts(callback=on_progress)
     run = run_type(client, book, poll, counts, resubmit_uncertain, concurrency)
+    run.budget = budget
     source = _Source(requests, keyed=book is not None, accept=accept, caller=caller)
+    if budget is not None and isinstance(requests, Sequence):
+        budget.check(requests)  # a missing price refuses the run before anything is sent
     outcomes = run.outcomes
     done_reading = object()
 
@@ -214,6 +258,8 @@ async def _outcomes(
                     run.in_flight.release()
                     break
                 _, key, request = item
+                if budget is not None:
+                    budget.check((request,))  # an iterator's item, as it is read
                 counts.change(queued=1)
                 try:
                     outcome = await run.process(key, request)
@@ -232,6 +278,12 @@ async def _outcomes(
 
     if book is not None:
         book.open()  # locks it for this run, or raises naming the run that holds it
+        if budget is not None:
+            try:
+                budget.count_journal(book.entries)
+            except BaseException:
+                await book.aclose()
+                raise
     # Submitting is bounded by the connection pool (and the rate limit) long before it is by
     # the number of workers: more than the pool's size would only queue.
     submitters = min(concurrency, client.max_connections)

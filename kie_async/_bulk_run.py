@@ -8,10 +8,12 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ._budget import Budget, Hold
 from ._bulk_poller import _Poller, _Waiting
 from ._chains import BulkItem, request_json
 from ._errors import (
     AuthenticationError,
+    BudgetExceededError,
     FeatureDisabledError,
     InsufficientCreditsError,
     KieError,
@@ -131,6 +133,7 @@ class _Run:
         self.counts = counts
         self.resubmit_uncertain = resubmit_uncertain
         self.fatal: KieError | None = None
+        self.budget: Budget | None = None  # with max_credits
         self.unreachable = 0
         # Set when the run is being closed or cancelled: a worker whose cancellation was lost
         # (asyncio.wait_for before 3.12, async_timeout on 3.10) must still send nothing more.
@@ -262,11 +265,12 @@ class _Run:
         return await self._submit(key, request)
 
     async def _submit(self, key: str, request: TaskRequest) -> _Outcome | None:
-        if self.fatal is not None:
+        hold = self.budget.hold(request) if self.budget is not None and not self.fatal else None
+        if refusal := self.fatal or (hold if isinstance(hold, BudgetExceededError) else None):
             self.counts.change(queued=-1, failed=1)
-            return ExtendOutcome(request, OutcomeKind.NOT_SUBMITTED, error=self.fatal)
-
+            return ExtendOutcome(request, OutcomeKind.NOT_SUBMITTED, error=refusal)
         send = _Send(self, key, request)
+        paid: bool | None = None  # a held price is kept unless the create was certainly refused
         try:
             handle = await self.client._submit(request, send)
         except asyncio.CancelledError:
@@ -281,16 +285,21 @@ class _Run:
             self.counts.change(queued=-1, failed=1)
             return ExtendOutcome(request, OutcomeKind.NOT_SUBMITTED, error=self.fatal)
         except SubmissionUncertainError as exc:
+            paid = True
             self._record("uncertain", key, reason=exc.reason)
             self.counts.change(queued=-1, uncertain=1)
             await self._sync()
             return ExtendOutcome(request, OutcomeKind.UNCERTAIN, error=exc)
         except KieError as exc:
+            paid = False  # kie.ai refused it, or it never reached kie.ai: nothing was created
             self._note_unreachable(exc)
             self._note_fatal(exc)
             self._record("refused", key, error=capped(_exception_fields(exc)))
             self.counts.change(queued=-1, failed=1)
             return ExtendOutcome(request, OutcomeKind.FAILED, error=exc)
+        finally:
+            if isinstance(hold, Hold):  # paid None: as far as the create went
+                hold.settle(send.maybe_sent if paid is None else paid)
         self.unreachable = 0
         self._record("submitted", key, task_id=handle.task_id)
         self.counts.change(queued=-1, submitted=1, running=1)

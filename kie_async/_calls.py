@@ -8,7 +8,8 @@ does not import the client. Its settings, wiring and lifecycle live in ``_client
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterable, Callable, Iterable
+from collections.abc import AsyncIterable, Callable, Iterable, Mapping
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -22,6 +23,7 @@ from ._requests import GenerateRequest, TaskRequest, UpscaleRequest, VaryRequest
 if TYPE_CHECKING:
     from ._bulk import BulkRun, Progress, Submitter
     from ._chains import BulkItem
+    from ._plan import PlanSource, RunPlan
     from ._results_download import JournalDownload
 
 __all__ = ["KindCalls", "RunCalls"]
@@ -271,6 +273,8 @@ class RunCalls:
         poll: PollPolicy | None = None,
         on_progress: Callable[[Progress], None] | None = None,
         resubmit_uncertain: bool = False,
+        max_credits: int | Decimal | None = None,
+        prices: Mapping[str, int | Decimal] | None = None,
     ) -> BulkRun:
         """Submit and await many extensions: a :class:`BulkRun` yielding one
         :class:`ExtendOutcome` per request as each finishes (not in input order).
@@ -297,11 +301,24 @@ class RunCalls:
             on_progress: called with a :class:`Progress` whenever a count changes; an
                 exception it raises is logged and ignored.
             resubmit_uncertain: resubmit requests the journal marks uncertain (may pay twice).
+            max_credits: a budget: no create is sent that could take the run's spend (with
+                what the journal records as spent by earlier runs) past it. Each create's
+                price is reserved before it is sent and kept unless kie.ai certainly did not
+                accept it (an uncertain create counts as spent); requests held back end as
+                :attr:`OutcomeKind.NOT_SUBMITTED` with a :class:`BudgetExceededError`, and
+                :attr:`BulkRun.spend` says what was spent and what is left.
+            prices: credits per create by kind, taskType or ``"taskType:batch"`` (e.g.
+                ``{"extend": 60, "mj_video_hd:2": 90}``), before :data:`DEFAULT_PRICES`. A
+                budgeted run refuses to start when a create has no price (see the bulk docs).
 
         Raises:
             ValidationError: ``concurrency`` is not a positive int, ``poll`` is not a
                 :class:`PollPolicy`, or ``on_progress`` is not callable (nothing is sent);
                 ``journal`` is not a path (raised by this call itself).
+            ConfigurationError: ``max_credits`` or ``prices`` is invalid (raised by this call
+                itself); with ``max_credits``, a create (an item, a chain's step, or a paid
+                create in the journal) has no price (nothing is sent; a sequence is checked
+                whole first, an iterator as it is read).
             ConfigurationError: the journal cannot be read, is not a kie-async journal, or is
                 in use by another run (its pid, host and start time are named); a
                 :class:`RedisRateLimit` whose Redis cannot be reached.
@@ -309,8 +326,8 @@ class RunCalls:
             TypeError: an item of ``requests`` is not an :class:`ExtendRequest` (for a
                 sequence, before anything is sent).
 
-        Except for a ``journal`` that is not a path, these are raised from the iteration, not
-        from this call. Use the run as an async
+        Except for a ``journal`` that is not a path and invalid ``max_credits`` or ``prices``,
+        these are raised from the iteration, not from this call. Use the run as an async
         context manager (or ``contextlib.aclosing``) to end it when the block ends; see
         :class:`BulkRun` for what a stop costs.
 
@@ -330,6 +347,8 @@ class RunCalls:
             poll=poll,
             on_progress=on_progress,
             resubmit_uncertain=resubmit_uncertain,
+            max_credits=max_credits,
+            prices=prices,
         )
 
     def run_many(
@@ -341,6 +360,8 @@ class RunCalls:
         poll: PollPolicy | None = None,
         on_progress: Callable[[Progress], None] | None = None,
         resubmit_uncertain: bool = False,
+        max_credits: int | Decimal | None = None,
+        prices: Mapping[str, int | Decimal] | None = None,
     ) -> BulkRun[BulkItem]:
         """Submit and await many requests of any kind, and chains: :meth:`extend_many` for a
         mix of :class:`GenerateRequest`, :class:`UpscaleRequest`, :class:`VaryRequest`,
@@ -376,4 +397,51 @@ class RunCalls:
             poll=poll,
             on_progress=on_progress,
             resubmit_uncertain=resubmit_uncertain,
+            max_credits=max_credits,
+            prices=prices,
+        )
+
+    async def plan(
+        self: PlanSource,
+        requests: Iterable[BulkItem] | AsyncIterable[BulkItem],
+        *,
+        journal: str | os.PathLike[str] | None = None,
+        concurrency: int = 50,
+        resubmit_uncertain: bool = False,
+        max_credits: int | Decimal | None = None,
+        prices: Mapping[str, int | Decimal] | None = None,
+        balance: bool = True,
+    ) -> RunPlan:
+        """A dry run of :meth:`run_many`: read and check every item, and say what the run
+        would send, cost and take, as a :class:`RunPlan`. **No create is sent**; the journal
+        is read without being locked or written; the one call is the balance's.
+
+        Args:
+            requests, journal, concurrency, resubmit_uncertain, max_credits, prices: as for
+                :meth:`run_many` (a missing price is reported, not raised).
+            balance: read the account's balance (one call), to say whether it covers the cost.
+
+        Raises:
+            TypeError: an item is not a request or a :class:`Chain`.
+            ValidationError: ``concurrency`` is not a positive int; ``journal`` is not a path.
+            ConfigurationError: ``max_credits`` or ``prices`` is invalid, or the journal cannot
+                be read or is not a kie-async journal.
+            APIError, TransportError, UnexpectedResponseError: the balance call failed.
+
+        Example::
+
+            plan = await kie.plan(requests, journal="run.jsonl", prices={"upscale": 5})
+            print(plan.creates, plan.cost, plan.balance, plan.covers, plan.seconds)
+        """
+        from ._plan import plan
+
+        return await plan(
+            self,
+            requests,
+            journal=_path("journal", journal) if journal is not None else None,
+            concurrency=concurrency,
+            resubmit_uncertain=resubmit_uncertain,
+            max_credits=max_credits,
+            prices=prices,
+            balance=balance,
         )

@@ -268,6 +268,12 @@ class Chain:
         )
 
 
+def _probe_requests(chain: Chain) -> tuple[TaskRequest, ...]:
+    """Every request ``chain`` can create, later steps with a placeholder source (to price
+    them)."""
+    return (chain.first, *(step.request(_PROBE) for step in chain.steps))
+
+
 #: Anything a bulk run accepts.
 BulkItem = Union[TaskRequest, Chain]  # noqa: UP007
 

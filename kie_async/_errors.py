@@ -22,6 +22,7 @@ Every error is a :class:`KieError`; catch that to catch everything the SDK raise
     ├── UnexpectedResponseError             an answer that is not kie's documented JSON
     ├── SubmissionUncertainError            a create whose reply was lost: it may be paid for  (*)
     ├── DownloadError                       a result file could not be saved to disk
+    ├── BudgetExceededError                 not sent: it could take a run past max_credits
     └── TaskError                           a task ended badly  (*)
         ├── TaskFailedError                 successFlag 2 or 3  (*)
         └── TaskTimeoutError (TimeoutError) the wait's deadline passed first  (*)
@@ -41,6 +42,7 @@ of an error shows a server's text with control characters escaped, so it is safe
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import attrs
@@ -51,6 +53,7 @@ __all__ = [
     "APIError",
     "AuthenticationError",
     "BadRequestError",
+    "BudgetExceededError",
     "ClientClosedError",
     "ConfigurationError",
     "DownloadError",
@@ -265,6 +268,31 @@ class DownloadError(KieError):
         where = printable(self.url.split("?", 1)[0])
         target = f" to {printable(self.path)}" if self.path else ""
         return f"download of {where}{target} failed: {printable(self.reason)}"
+
+
+@attrs.define(eq=False, str=False)
+class BudgetExceededError(KieError):
+    """A create that a bulk run did not send: its price could take the run's spend past its
+    ``max_credits``. The request's outcome is :attr:`OutcomeKind.NOT_SUBMITTED`.
+
+    Attributes:
+        price: the credits the create would cost.
+        spent: the run's spend when it was held back (creates answered, uncertain or on the
+            wire, and what the journal records of earlier runs).
+        max_credits: the run's budget.
+        reason: always ``"budget"``.
+    """
+
+    price: Decimal
+    spent: Decimal
+    max_credits: Decimal
+    reason: str = "budget"
+
+    def __str__(self) -> str:
+        return (
+            f"not sent (budget): it costs {self.price} credits, and {self.spent} of the "
+            f"{self.max_credits} allowed are spent"
+        )
 
 
 def _exception_fields(exc: BaseException) -> dict[str, Any]:

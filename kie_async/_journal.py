@@ -79,6 +79,13 @@ class Entry:
     record: Mapping[str, Any] | None = None
     error: Mapping[str, Any] | None = None
     reason: str | None = None
+    #: The request of the last ``intent`` line (as ``_chains.request_json`` spells it).
+    request: Mapping[str, Any] | None = None
+    #: Creates of this key that may have cost credits: sent (an intent not followed by
+    #: ``not_sent`` or ``refused``), answered or uncertain. Read by a budget and a dry run.
+    paid: int = 0
+    #: An intent not yet followed by another event: a create that may be on the wire.
+    pending: bool = False
 
 
 def _done_record(line: Mapping[str, Any]) -> Mapping[str, Any] | None:
@@ -109,18 +116,27 @@ def _fold(entries: dict[str, Entry], line: Mapping[str, Any]) -> None:
     if not isinstance(key, str) or not isinstance(event, str):
         return
     entry = entries.get(key)
+    request = entry.request if entry is not None else None
+    paid = entry.paid if entry is not None else 0
+    pending = entry is not None and entry.pending
     if event == "intent":
+        raw = line.get("request")
+        request = raw if isinstance(raw, Mapping) else request
         if entry is None or entry.state in ("refused", "uncertain", "not_sent"):
-            entries[key] = Entry("intent")
+            entries[key] = Entry("intent", request=request, paid=paid + pending, pending=True)
+        elif entry is not None:
+            entry.request = request
     elif event == "not_sent":
         if entry is not None and entry.state == "intent":
-            entries[key] = Entry("not_sent")
+            entries[key] = Entry("not_sent", request=request, paid=paid)
     elif event == "submitted":
-        entries[key] = Entry("submitted", task_id=line.get("task_id"))
+        paid += pending or entry is None or entry.state != "intent"
+        entries[key] = Entry("submitted", task_id=line.get("task_id"), request=request, paid=paid)
     elif event == "refused":
-        entries[key] = Entry("refused", error=line.get("error"))
+        entries[key] = Entry("refused", error=line.get("error"), request=request, paid=paid)
     elif event == "uncertain":
-        entries[key] = Entry("uncertain", reason=line.get("reason"))
+        paid += pending
+        entries[key] = Entry("uncertain", reason=line.get("reason"), request=request, paid=paid)
     elif event == "done":
         entries[key] = Entry(
             "done",
@@ -128,6 +144,8 @@ def _fold(entries: dict[str, Entry], line: Mapping[str, Any]) -> None:
             status=line.get("status"),
             record=_done_record(line),
             error=line.get("error"),
+            request=request,
+            paid=paid + pending or max(paid, 1),
         )
 
 
@@ -160,6 +178,12 @@ def event_lines(data: bytes, path: Path) -> Iterator[dict[str, Any]]:
         yield line
 
 
+def paid_creates(entry: Entry) -> int:
+    """How many creates of ``entry``'s key may have cost credits (an intent still pending, its
+    create maybe on the wire when the run stopped, counts)."""
+    return entry.paid + entry.pending
+
+
 def capped(fields: Mapping[str, Any]) -> dict[str, Any]:
     """``fields`` with every long string cut to a size a journal line should hold."""
     return {
@@ -168,6 +192,41 @@ def capped(fields: Mapping[str, Any]) -> dict[str, Any]:
         else value
         for name, value in fields.items()
     }
+
+
+def _fold_lines(entries: dict[str, Entry], data: bytes, path: Path) -> None:
+    """Fold every event line of a journal's ``data`` into ``entries``.
+
+    Raises:
+        ConfigurationError: a line is not JSON or not an object, or the file is not a
+            kie-async journal.
+    """
+    for line in event_lines(data, path):
+        _fold(entries, line)
+
+
+def read_entries(path: Path) -> dict[str, Entry]:
+    """What the journal at ``path`` records, read without locking or writing it (a dry run
+    reads a journal a running run may hold); a missing file records nothing, and a last line
+    cut short by a crash is left out.
+
+    Raises:
+        ConfigurationError: the file cannot be read or is not a kie-async journal.
+    """
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise ConfigurationError("journal", f"cannot read {path}: {exc.strerror or exc}") from None
+    entries: dict[str, Entry] = {}
+    complete = data.rfind(b"\n") + 1
+    with contextlib.suppress(ValueError):
+        if data[complete:].strip():
+            json.loads(data[complete:])
+            complete = len(data)  # a complete last line that lost only its newline
+    _fold_lines(entries, data[:complete], path)
+    return entries
 
 
 #: Data and the size, not the times: all a reader needs, and cheaper than a full fsync.
@@ -247,8 +306,7 @@ class Journal:
                 data = data[:complete]
             else:
                 os.write(fd, b"\n")  # a complete line that lost only its newline
-        for line in event_lines(data, self.path):
-            _fold(self.entries, line)
+        _fold_lines(self.entries, data, self.path)
 
     # -- writing -----------------------------------------------------------------------------
 

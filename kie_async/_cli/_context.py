@@ -114,6 +114,8 @@ _FLAGS = {
     "rate_limit": "--rate-limit",
     "concurrency": "--concurrency",
     "timeout": "--timeout",
+    "prices": "--price",
+    "max_credits": "--max-credits",
     **KIND_FLAGS,
 }
 

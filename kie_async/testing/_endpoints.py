@@ -13,6 +13,7 @@ import collections
 import functools
 import time
 import uuid
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -31,6 +32,7 @@ class Endpoints(CallbackDelivery):
     rate_limit: tuple[int, float] | None
     credits: Decimal
     task_cost: Decimal
+    prices: dict[str, Decimal]
     strict_sources: bool
     extend_extensions: bool
     max_extensions: int | None
@@ -42,6 +44,7 @@ class Endpoints(CallbackDelivery):
         rate_limit: tuple[int, float] | None,
         credits: Decimal | int | str,
         task_cost: Decimal | int | str,
+        prices: Mapping[str, Decimal | int | str] | None,
         strict_sources: bool,
         extend_extensions: bool,
         max_extensions: int | None,
@@ -49,6 +52,7 @@ class Endpoints(CallbackDelivery):
         self.rate_limit = rate_limit
         self.credits = Decimal(credits)
         self.task_cost = Decimal(task_cost)
+        self.prices = {key: Decimal(value) for key, value in (prices or {}).items()}
         self.strict_sources = strict_sources
         self.extend_extensions = extend_extensions
         self.max_extensions = max_extensions
@@ -66,14 +70,25 @@ class Endpoints(CallbackDelivery):
         self._window.append(now)
         return False
 
-    def _charge(self) -> Envelope | None:
-        if self.credits < self.task_cost:
+    def cost_of(self, kind: str, body: Mapping[str, Any]) -> Decimal:
+        """What a create of ``kind`` with ``body`` costs on this server: the first of
+        ``prices["<taskType>:<videoBatchSize>"]``, ``prices[taskType]``, ``prices[kind]``,
+        else ``task_cost``."""
+        task_type = body.get("taskType")
+        batch = body.get("videoBatchSize") or 1
+        for key in (f"{task_type}:{batch}", task_type, kind):
+            if isinstance(key, str) and key in self.prices:
+                return self.prices[key]
+        return self.task_cost
+
+    def _charge(self, cost: Decimal) -> Envelope | None:
+        if self.credits < cost:
             self.counts["rejected:402"] += 1
             return envelope(402, "Credits insufficient")
         if self._rate_limited():
             self.counts["rejected:429"] += 1
             return envelope(429, "Too many requests, please try again later")
-        self.credits -= self.task_cost
+        self.credits -= cost
         return None
 
     def _extend(self, body: Any) -> Envelope:
@@ -100,7 +115,7 @@ class Endpoints(CallbackDelivery):
         extensions: int = 0,
     ) -> Envelope:
         """Charge for a valid create of any kind, make its task, and schedule its callback."""
-        problem = self._charge()
+        problem = self._charge(self.cost_of(kind, body))
         if problem is not None:
             return problem
         self.creates.append(body)

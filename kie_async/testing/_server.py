@@ -8,6 +8,7 @@ API), :mod:`._files` (result files) and :mod:`._callbacks` (callback delivery).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import TypeVar
 
@@ -30,7 +31,12 @@ class FakeKieServer(Endpoints, FileServing):
             with code 429, as kie.ai does; ``None`` for no limit.
         http_errors: send error answers with the error's HTTP status (as kie's docs describe);
             by default they come as HTTP 200 with the code in the body (as kie.ai really does).
-        credits: the account's starting balance; each accepted create costs ``task_cost``.
+        credits: the account's starting balance; each accepted create costs ``task_cost``,
+            or its price in ``prices``. The balance (``/api/v1/chat/credit``) goes down as
+            creates are accepted; a create the balance cannot pay is refused with code 402.
+        prices: the server's own prices, independent of the SDK's price table: credits by
+            ``"<taskType>:<videoBatchSize>"``, by ``taskType``, or by kind (``"extend"``,
+            ``"generate"``, ``"upscale"``, ``"vary"``), the first found; else ``task_cost``.
         strict_sources: refuse extensions, upscales and variations of source tasks the server
             does not know (created on it, or added with :meth:`add_source_video` /
             :meth:`add_source_image`), of the wrong kind, or with an index beyond their
@@ -99,6 +105,7 @@ class FakeKieServer(Endpoints, FileServing):
         http_errors: bool = False,
         credits: Decimal | int | str = Decimal("100000"),
         task_cost: Decimal | int | str = Decimal("1"),
+        prices: Mapping[str, Decimal | int | str] | None = None,
         strict_sources: bool = False,
         record_requests: bool = True,
         file_size: int = 4096,
@@ -119,6 +126,7 @@ class FakeKieServer(Endpoints, FileServing):
             rate_limit=rate_limit,
             credits=credits,
             task_cost=task_cost,
+            prices=prices,
             strict_sources=strict_sources,
             extend_extensions=extend_extensions,
             max_extensions=max_extensions,
