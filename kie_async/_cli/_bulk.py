@@ -23,12 +23,11 @@ from .._errors import (
 from ._context import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Context, _InputError
 from ._options import (
     _add_concurrency,
-    _add_poll_options,
     _check_directory,
-    _poll_seconds,
     _positive_float,
     _rate_limit,
 )
+from ._poll_options import _add_poll_options, _poll_seconds
 
 log = logging.getLogger("kie_async")
 

@@ -16,11 +16,10 @@ from ._bulk import execute_bulk
 from ._context import EXIT_FAILED, EXIT_OK, Context
 from ._options import (
     _add_concurrency,
-    _add_poll_options,
     _check_directory,
-    _poll_seconds,
     _positive_int,
 )
+from ._poll_options import _add_poll_options, _poll_seconds
 
 if TYPE_CHECKING:
     from .._handle import TaskHandle

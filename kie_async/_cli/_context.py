@@ -72,7 +72,7 @@ class Context:
         options.update(self.client_options)
         options.update(settings)
         from .._polling import default_poll
-        from ._options import poll_policy
+        from ._poll_options import poll_policy
 
         base = options.get("poll") or default_poll()
         if (poll := poll_policy(self.args, base)) is not base:

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from ._poll_options import _add_poll_options, _poll_seconds
+
 # The request classes are imported where a request is built, not here: `kie-async --help` and
 # a usage error need none of them (tests/test_cli.py checks it).
 if TYPE_CHECKING:
@@ -43,8 +45,6 @@ class KindCommand:
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
-    from ._options import _add_poll_options, _poll_seconds  # _options imports this module
-
     parser.add_argument("--watermark", help="a watermark text for the result")
     parser.add_argument("--callback-url", metavar="URL", help="kie.ai POSTs the result here")
     parser.add_argument("--wait", action="store_true", help="wait for the result and print it")
