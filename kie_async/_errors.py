@@ -167,7 +167,8 @@ class UnprocessableError(APIError):
 
 
 class TaskNotFoundError(UnprocessableError):
-    """kie.ai knows no task with this id (code 422, ``"recordInfo is null"``)."""
+    """kie.ai knows no task with this id: code 422 ``"recordInfo is null"``, or a success
+    whose ``data`` is ``null`` (``code`` 200), as kie's sibling record-info endpoints answer."""
 
 
 class RateLimitError(APIError):

@@ -113,8 +113,8 @@ class PollPolicy:
     ``record-info`` ("recordInfo is null") before that is believed: a freshly created task can
     take a moment to appear.
 
-    A policy for a fake server with short intervals should also set ``first_delay`` (or use
-    :meth:`zero_wait`): the two-minute default applies to every task created in the process.
+    Against a fake server use :meth:`testing` (or set ``first_delay`` along with short
+    intervals): the two-minute default applies to every task created in the process.
 
     Raises:
         ConfigurationError: a setting is out of range (e.g. a negative interval, jitter > 0.5).
@@ -135,8 +135,40 @@ class PollPolicy:
     steady_polls: int = attrs.field(default=12, validator=_count)
 
     @classmethod
+    def testing(cls, timeout: float | None = 60.0) -> PollPolicy:
+        """The test mode: a schedule for a fake server, which answers in seconds and never spins.
+
+        A new task is polled at once, then every 0.1 s for 5 polls, then at delays growing by
+        1.5 up to 0.5 s: never more than 10 polls a second for one task, a task that ends at
+        once costs 1 poll, one of 3 seconds 13 and one of 10 seconds 27, each noticed at most
+        0.5 s after it ends. No not-found grace (a fake server knows its tasks at once), no
+        jitter (poll counts repeat), a 60-second deadline. ``KIE_POLL_ZERO_WAIT=1`` makes it
+        the default policy of every client. Never use it against the real kie.ai.
+
+        Example::
+
+            >>> PollPolicy.testing().first_wait(age=0.0, deadline=60)
+            0.0
+        """
+        return cls(
+            interval=0.1,
+            factor=1.5,
+            max_interval=0.5,
+            jitter=0,
+            timeout=timeout,
+            not_found_grace=0,
+            first_delay=0,
+            steady_polls=5,
+        )
+
+    @classmethod
     def zero_wait(cls, timeout: float | None = 30.0) -> PollPolicy:
-        """A policy that never sleeps between polls: for tests against a fake server only."""
+        """A policy that never sleeps between polls, for tests whose fake tasks end after a
+        number of polls (``TaskScript(polls=N)``), as :func:`kie_async.testing.fast_client`'s.
+
+        A task that ends after some *seconds* is polled as fast as the network allows until
+        then (thousands of polls a second): use :meth:`testing` for those.
+        """
         return cls(
             interval=0,
             factor=1,
@@ -159,8 +191,8 @@ class PollPolicy:
 
 
 def default_poll() -> PollPolicy:
-    """``PollPolicy()``, or ``PollPolicy.zero_wait()`` when ``KIE_POLL_ZERO_WAIT=1`` (so that the
-    command-line tool can be pointed at a fake server whose tasks end at once).
+    """``PollPolicy()``, or the test mode ``PollPolicy.testing()`` when ``KIE_POLL_ZERO_WAIT=1``
+    (so that a script or the command-line tool can be pointed at a fake server).
 
     Raises:
         ConfigurationError: ``KIE_POLL_ZERO_WAIT`` is set to anything but ``0`` or ``1``.
@@ -170,7 +202,7 @@ def default_poll() -> PollPolicy:
         return PollPolicy()
     if flag != "1":
         raise ConfigurationError("KIE_POLL_ZERO_WAIT", f"must be 0 or 1, got {flag[:40]!r}")
-    return PollPolicy.zero_wait()
+    return PollPolicy.testing()
 
 
 @attrs.frozen

@@ -117,6 +117,22 @@ def _excerpt(body: bytes) -> str:
     return body[:_EXCERPT].decode("utf-8", errors="replace")
 
 
+def _success_data(envelope: dict[str, Any], status: int, endpoint: str) -> Any:
+    """A success envelope's ``data``. On ``record-info``, an explicit ``"data": null`` is how
+    kie's backend also says "no such task" (its sibling record-info endpoints answer unknown
+    ids with ``{"code": 200, "msg": "success", "data": null}``): :class:`TaskNotFoundError`,
+    as the 422 "recordInfo is null" is (a waiting loop's not-found grace applies to both)."""
+    data = envelope.get("data")
+    if data is None and endpoint == RECORD_PATH and "data" in envelope:
+        raise TaskNotFoundError(
+            code=200,
+            message="no such task (record-info answered success with data: null)",
+            http_status=status,
+            endpoint=endpoint,
+        )
+    return data
+
+
 def decipher(status: int, headers: Mapping[str, str], body: bytes, *, endpoint: str = "") -> Any:
     """Turn one HTTP answer into the envelope's ``data``, or raise.
 
@@ -126,6 +142,8 @@ def decipher(status: int, headers: Mapping[str, str], body: bytes, *, endpoint: 
     Raises:
         APIError: a subclass for kie's code (from the body, or from the HTTP status when the
             body has no envelope but the status is a 4xx, or a documented code).
+        TaskNotFoundError: from ``record-info``, code 422 "recordInfo is null", or a success
+            whose ``data`` is ``null``.
         UnexpectedResponseError: the answer is not kie's JSON envelope (an HTML error page with
             a 5xx status, truncated JSON, a 2xx answer without ``code``).
     """
@@ -141,14 +159,14 @@ def decipher(status: int, headers: Mapping[str, str], body: bytes, *, endpoint: 
         if type(envelope) is dict:
             code = envelope.get("code")
             if code == 200 and type(code) is int and 200 <= status < 300:
-                return envelope.get("data")
+                return _success_data(envelope, status, endpoint)
 
     retry_after = parse_retry_after(headers.get("Retry-After"))
     if isinstance(envelope, dict) and "code" in envelope:
         code = lenient_int(envelope["code"])
         message = nullable_str(envelope.get("msg")) or ""
         if code == 200 and 200 <= status < 300:
-            return envelope.get("data")
+            return _success_data(envelope, status, endpoint)
         if code is None or code == 200:
             # An error status with a success (or unreadable) body: the status is the truth.
             code = status if status >= 400 else -1

@@ -123,11 +123,11 @@ async def test_a_reattached_task_is_polled_at_once(server: FakeKieServer) -> Non
     assert record.status.ok
 
 
-def test_zero_wait_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """KIE_POLL_ZERO_WAIT=1 makes a client's default policy zero-wait (for the command-line
-    tool against a fake server); any value but 0 or 1 is a configuration error."""
+def test_test_mode_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """KIE_POLL_ZERO_WAIT=1 makes a client's default policy the test mode (for a script or the
+    command-line tool against a fake server); any value but 0 or 1 is a configuration error."""
     monkeypatch.setenv("KIE_POLL_ZERO_WAIT", "1")
-    assert KieClient(api_key="k").poll_policy == PollPolicy.zero_wait()
+    assert KieClient(api_key="k").poll_policy == PollPolicy.testing()
     monkeypatch.setenv("KIE_POLL_ZERO_WAIT", "0")
     assert KieClient(api_key="k").poll_policy == PollPolicy()
     monkeypatch.setenv("KIE_POLL_ZERO_WAIT", "yes")

@@ -82,6 +82,14 @@ def _logging(verbose: bool) -> Iterator[None]:
         logger.setLevel(level)
 
 
+#: The options of a create command that only a wait uses: (argument name, flag).
+_WAIT_OPTIONS = (
+    ("timeout", "--timeout"),
+    ("first_poll", "--first-poll"),
+    ("poll_interval", "--poll-interval"),
+)
+
+
 async def run(
     argv: Sequence[str] | None = None, *, client_options: Mapping[str, Any] | None = None
 ) -> int:
@@ -105,10 +113,11 @@ async def run(
     from .._task_errors import TaskTimeoutError  # with the records and requests: not for --help
 
     ctx = Context(sys.stdout, sys.stderr, args, client_options or {})
-    if getattr(args, "wait", None) is False and getattr(args, "timeout", None) is not None:
+    unused = [flag for name, flag in _WAIT_OPTIONS if getattr(args, name, None) is not None]
+    if getattr(args, "wait", None) is False and unused:
         # extend/generate/upscale/vary: a --timeout nothing would use (the create would be
         # sent all the same) is a usage error, before anything is sent.
-        ctx.error("--timeout: only with --wait (add --wait, or drop --timeout)")
+        ctx.error(f"{unused[0]}: only with --wait (add --wait, or drop {unused[0]})")
         return EXIT_USAGE
     with _logging(args.verbose):
         try:

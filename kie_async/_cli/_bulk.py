@@ -28,6 +28,7 @@ from ._options import (
     _positive_float,
     _rate_limit,
 )
+from ._poll_options import _add_poll_options, _poll_seconds
 
 log = logging.getLogger("kie_async")
 
@@ -121,8 +122,10 @@ async def execute_bulk(
     by_request = {id(job.request): job for job in jobs}
     tally = Tally(total=len(jobs))
     limit = client.rate_limit
+    policy = client.poll_policy
     estimate = first_estimate(
-        limit.requests / limit.per if limit is not None else None, client.poll_policy.interval
+        limit.requests / limit.per if limit is not None else None,
+        policy.first_wait(age=0.0, deadline=policy.timeout),
     )
     display = _open_display(ctx.err, len(jobs), interval, estimate)
     started = time.monotonic()
@@ -255,6 +258,13 @@ def _add_bulk(parser: argparse.ArgumentParser) -> None:
         metavar="URL",
         help="share the rate limit with every process of the account through the Redis at URL "
         "(default: KIE_RATE_LIMIT_REDIS; needs the redis extra)",
+    )
+    _add_poll_options(parser)
+    parser.add_argument(
+        "--wait-timeout",
+        type=_poll_seconds("timeout"),
+        metavar="S",
+        help="give up waiting for a task after S seconds (2700; a rerun re-attaches to it)",
     )
     parser.add_argument(
         "--progress-interval",

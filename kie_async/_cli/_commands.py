@@ -14,7 +14,12 @@ import attrs
 
 from ._bulk import execute_bulk
 from ._context import EXIT_FAILED, EXIT_OK, Context
-from ._options import _add_concurrency, _check_directory, _positive_float, _positive_int
+from ._options import (
+    _add_concurrency,
+    _check_directory,
+    _positive_int,
+)
+from ._poll_options import _add_poll_options, _poll_seconds
 
 if TYPE_CHECKING:
     from .._handle import TaskHandle
@@ -80,8 +85,13 @@ def _add_extend(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--callback-url", metavar="URL", help="kie.ai POSTs the result here")
     parser.add_argument("--wait", action="store_true", help="wait for the result and print it")
     parser.add_argument(
-        "--timeout", type=_positive_float, metavar="S", help="with --wait: give up after S seconds"
+        "--timeout",
+        "--wait-timeout",
+        type=_poll_seconds("timeout"),
+        metavar="S",
+        help="with --wait: give up after S seconds",
     )
+    _add_poll_options(parser)
 
 
 async def _extend(ctx: Context, args: argparse.Namespace) -> int:
@@ -135,8 +145,13 @@ async def _status(ctx: Context, args: argparse.Namespace) -> int:
 def _add_wait(parser: argparse.ArgumentParser) -> None:
     _add_task_id(parser)
     parser.add_argument(
-        "--timeout", type=_positive_float, metavar="S", help="give up after S seconds (45 min)"
+        "--timeout",
+        "--wait-timeout",
+        type=_poll_seconds("timeout"),
+        metavar="S",
+        help="give up after S seconds (45 min)",
     )
+    _add_poll_options(parser, first=False)
 
 
 async def _wait(ctx: Context, args: argparse.Namespace) -> int:

@@ -71,6 +71,12 @@ class Context:
             options["allow_insecure_http"] = True
         options.update(self.client_options)
         options.update(settings)
+        from .._polling import default_poll
+        from ._poll_options import poll_policy
+
+        base = options.get("poll") or default_poll()
+        if (poll := poll_policy(self.args, base)) is not base:
+            options["poll"] = poll
         return KieClient(**options)
 
     def reading_client(self) -> KieClient:
@@ -116,6 +122,8 @@ _FLAGS = {
     "timeout": "--timeout",
     "prices": "--price",
     "max_credits": "--max-credits",
+    "first_delay": "--first-poll",
+    "interval": "--poll-interval",
     **KIND_FLAGS,
 }
 

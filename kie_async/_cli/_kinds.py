@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from ._poll_options import _add_poll_options, _poll_seconds
+
 # The request classes are imported where a request is built, not here: `kie-async --help` and
 # a usage error need none of them (tests/test_cli.py checks it).
 if TYPE_CHECKING:
@@ -42,23 +44,18 @@ class KindCommand:
     build: Callable[[argparse.Namespace], TaskRequest]
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
-
-
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--watermark", help="a watermark text for the result")
     parser.add_argument("--callback-url", metavar="URL", help="kie.ai POSTs the result here")
     parser.add_argument("--wait", action="store_true", help="wait for the result and print it")
     parser.add_argument(
-        "--timeout", type=_seconds, metavar="S", help="with --wait: give up after S seconds"
+        "--timeout",
+        "--wait-timeout",
+        type=_poll_seconds("timeout"),
+        metavar="S",
+        help="with --wait: give up after S seconds",
     )
+    _add_poll_options(parser)
 
 
 def _add_generate(parser: argparse.ArgumentParser) -> None:

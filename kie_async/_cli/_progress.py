@@ -11,19 +11,28 @@ from .._bulk import Progress
 
 INSTALL_HINT = "pip install 'kie-async[cli]'"
 
-#: Seconds left at the earliest, before any task has finished: from the rate limit and the
-#: poll schedule (:func:`first_estimate`).
-Estimate = Callable[[Progress, int], float]
+#: Seconds left at the earliest, before any task has finished, given the progress, the
+#: number of jobs and the seconds since the run began: from the rate limit and the poll
+#: schedule (:func:`first_estimate`).
+Estimate = Callable[[Progress, int, float], float]
 
 
 def first_estimate(creates_per_second: float | None, first_poll: float) -> Estimate:
     """The earliest the run can end, before any task has finished: the creates still to send
-    at the rate limit (``None``: no limit), then one poll interval for the last of them."""
+    at the rate limit (``None``: no limit), then ``first_poll`` (the delay from a create to
+    its task's first poll) for the last of them. Once every create is sent, it counts down
+    as that first poll comes nearer."""
+    # The last moment (seconds into the run) a create was seen still unsent: the last create
+    # went out after it, so its first poll comes no sooner than first_poll later.
+    sending_until = 0.0
 
-    def estimate(progress: Progress, total: int) -> float:
+    def estimate(progress: Progress, total: int, elapsed: float) -> float:
+        nonlocal sending_until
         unsent = max(total - progress.submitted - progress.failed - progress.uncertain, 0)
-        sending = unsent / creates_per_second if creates_per_second else 0.0
-        return sending + first_poll
+        if unsent:
+            sending_until = elapsed
+            return unsent / creates_per_second + first_poll if creates_per_second else first_poll
+        return max(sending_until + first_poll - elapsed, 0.0)
 
     return estimate
 
@@ -43,7 +52,7 @@ def _pace(
     if progress.done >= total:
         return f"{total / elapsed:.1f}/s" if elapsed > 0 else "-", "0:00"
     if progress.done == 0 or elapsed <= 0:
-        return "-", ">=" + _clock(estimate(progress, total)) if estimate is not None else "?"
+        return "-", ">=" + _clock(estimate(progress, total, elapsed)) if estimate else "?"
     rate = progress.done / elapsed
     return f"{rate:.1f}/s", _clock((total - progress.done) / rate)
 

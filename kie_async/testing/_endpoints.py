@@ -25,6 +25,10 @@ from . import _records as records
 from ._callbacks import CallbackDelivery
 from ._kinds import Envelope, envelope
 
+#: How ``record-info`` may answer an unknown task id: ``"422"``, ``{"code": 422, "msg":
+#: "recordInfo is null"}``; ``"null"``, ``{"code": 200, "msg": "success", "data": null}``.
+UNKNOWN_TASK_ANSWERS = ("422", "null")
+
 
 class Endpoints(CallbackDelivery):
     """The API endpoints of :class:`~kie_async.testing.FakeKieServer` (a base class)."""
@@ -48,7 +52,12 @@ class Endpoints(CallbackDelivery):
         strict_sources: bool,
         extend_extensions: bool,
         max_extensions: int | None,
+        unknown_task: str = "422",
     ) -> None:
+        if unknown_task not in UNKNOWN_TASK_ANSWERS:
+            known = ", ".join(map(repr, UNKNOWN_TASK_ANSWERS))
+            raise ValueError(f"unknown_task must be one of {known}, got {unknown_task!r}")
+        self.unknown_task = unknown_task
         self.rate_limit = rate_limit
         self.credits = Decimal(credits)
         self.task_cost = Decimal(task_cost)
@@ -176,6 +185,8 @@ class Endpoints(CallbackDelivery):
                 return envelope(500, "taskId: This field is required")
             task = self.tasks.get(task_id)
             if task is None:
+                if self.unknown_task == "null":  # as kie's sibling record-info endpoints do
+                    return envelope(200, "success", None)
                 return envelope(422, "recordInfo is null")
             return envelope(200, "success", records.record_data(task, self.url, time.monotonic()))
 

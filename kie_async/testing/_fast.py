@@ -17,6 +17,9 @@ def fast_client(server: FakeKieServer, **kwargs: Any) -> KieClient:
     """A :class:`KieClient` for ``server`` that never sleeps: zero-wait polling and retries,
     no client-side rate limit, short timeouts. Keyword arguments override any setting.
 
+    Zero-wait polling suits tasks scripted to end after a number of polls; for tasks that end
+    after some seconds pass ``poll=PollPolicy.testing()`` (at most 10 polls a second per task).
+
     Example::
 
         async with FakeKieServer() as server, fast_client(server) as kie:

@@ -63,6 +63,7 @@ async def _serve_forever(args: argparse.Namespace) -> None:
         port=args.port,
         extend_extensions=not args.refuse_reextend,
         max_extensions=args.max_extensions,
+        unknown_task=args.unknown_task,
     )
     server.default_script = TaskScript(polls=args.polls, seconds=args.seconds)
     stop = asyncio.Event()
@@ -144,6 +145,13 @@ def _parser() -> argparse.ArgumentParser:
         type=_count,
         metavar="N",
         help="refuse (422) an extension making a chain of more than N (default: no limit)",
+    )
+    parser.add_argument(
+        "--unknown-task",
+        choices=("422", "null"),
+        default="422",
+        help="how record-info answers an unknown task id: code 422 'recordInfo is null' (422), "
+        "or success with data: null (null)",
     )
     return parser
 

@@ -58,6 +58,10 @@ class FakeKieServer(Endpoints, FileServing):
             sent, as when kie.ai gives up on a receiver.
         callback_retry_delay: seconds between the up to 3 retries of a callback that was not
             answered HTTP 200.
+        unknown_task: how ``record-info`` answers a task id it does not know: ``"422"``
+            (``{"code": 422, "msg": "recordInfo is null"}``, the default) or ``"null"``
+            (``{"code": 200, "msg": "success", "data": null}``, as kie's sibling record-info
+            endpoints answer); the client reads both as :class:`~kie_async.TaskNotFoundError`.
         callback_lead: seconds by which a task's callback comes before ``record-info`` reports
             the task ended (kie.ai's record-info can lag its own callback); ``0`` agrees at once.
 
@@ -119,6 +123,7 @@ class FakeKieServer(Endpoints, FileServing):
         extend_extensions: bool = True,
         max_extensions: int | None = None,
         callback_lead: float = 0.0,
+        unknown_task: str = "422",
     ) -> None:
         self._setup_edge(api_key=api_key, http_errors=http_errors, record_requests=record_requests)
         self._setup_store()
@@ -130,6 +135,7 @@ class FakeKieServer(Endpoints, FileServing):
             strict_sources=strict_sources,
             extend_extensions=extend_extensions,
             max_extensions=max_extensions,
+            unknown_task=unknown_task,
         )
         self._setup_files(file_size=file_size)
         self._setup_callbacks(

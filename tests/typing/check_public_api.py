@@ -104,6 +104,7 @@ def describe_error(exc: KieError) -> str:
 async def use_client(session: aiohttp.ClientSession) -> list[str]:
     policy = PollPolicy(interval=10, max_interval=60, timeout=45 * 60)
     fast: PollPolicy = PollPolicy.zero_wait(timeout=None)
+    testing: PollPolicy = PollPolicy.testing(timeout=None)
     retry = RetryPolicy(max_retries=8, max_delay=60, max_connect_retries=2)
     budget = Timeout(total=30, connect=5, read=10, pool=None)
     total: float | None = budget.total
@@ -128,6 +129,7 @@ async def use_client(session: aiohttp.ClientSession) -> list[str]:
         record: TaskRecord = await handle
         urls += read_record(record)
         record = await handle.wait(timeout=None, poll=fast)
+        record = await handle.wait(poll=testing)
         record = await handle.refresh()
         last: TaskRecord | None = handle.last_record
         again: TaskHandle = client.task(task_id)
