@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any, TextIO
 
 import attrs
@@ -196,8 +197,8 @@ def result_line(job: Job, outcome: Outcome) -> dict[str, Any]:
         "task_id": outcome.task_id,
         "status": _status_name(record) if record is not None else None,
         "result_urls": list(record.result_urls) if record is not None else [],
-        "created_at": record.created_at_raw if record is not None else None,
-        "completed_at": record.completed_at_raw if record is not None else None,
+        "created_at": _iso(record.created_at) if record is not None else None,
+        "completed_at": _iso(record.completed_at) if record is not None else None,
         "from_journal": outcome.from_journal,
         "error": _exception_fields(outcome.error) if outcome.error is not None else None,
     }
@@ -207,6 +208,12 @@ def result_line(job: Job, outcome: Outcome) -> dict[str, Any]:
             for step in outcome.steps
         ]
     return line
+
+
+def _iso(when: datetime | None) -> str | None:
+    """A record's parsed time for a results line or the terminal: ISO 8601 in UTC, with its
+    offset (``2026-01-06T00:17:04+00:00``), so every line reads and compares alike."""
+    return None if when is None else when.isoformat()
 
 
 def _status_name(record: TaskRecord) -> str:
