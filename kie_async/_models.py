@@ -96,7 +96,7 @@ _NAIVE_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M:%S.%f", "%Y/%m/%d %H:%M:%
 #: (``/work/shared/real-samples``, O16) says ``"completeTime": "2026-01-06 08:17:04"`` for a
 #: result file named after epoch ms 1767658623526, which is 2026-01-06T00:17:03.5Z: kie's
 #: wall clock runs at UTC+8 (China Standard Time) and says no zone.
-KIE_ZONE = timezone(timedelta(hours=8), "UTC+08:00")
+UTC_PLUS_8 = timezone(timedelta(hours=8), "UTC+08:00")
 
 _EPOCH = re.compile(r"[0-9]{9,14}(\.[0-9]+)?")
 _UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -107,7 +107,7 @@ def parse_time(raw: str | None) -> datetime | None:
     Never raises.
 
     kie.ai has sent ISO 8601 (``2024-03-20T10:30:00Z``), zone-less ``2026-01-06 08:17:04``
-    (read as UTC+8, kie's own clock: see :data:`KIE_ZONE`), and epoch numbers of 9 to 14
+    (read as UTC+8, kie's own clock: see :data:`UTC_PLUS_8`), and epoch numbers of 9 to 14
     digits, as UTC (milliseconds from 10**11 on, which is March 1973 in ms and the year 5138
     in seconds; seconds below). Whatever the form, the result is in UTC, so any two compare.
     """
@@ -139,7 +139,7 @@ def _parse_time(raw: str) -> datetime | None:
         if when is None:
             return None
         if when.tzinfo is None:
-            when = when.replace(tzinfo=KIE_ZONE)
+            when = when.replace(tzinfo=UTC_PLUS_8)
         return when.astimezone(timezone.utc)
     except (ValueError, OverflowError):  # e.g. 0001-01-01 at UTC+8 is before year 1 in UTC
         return None

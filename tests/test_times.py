@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from kie_async import ExtendRequest, PollPolicy, RetryPolicy, TaskRecord
 from kie_async._cli import run
-from kie_async._models import KIE_ZONE, parse_time
+from kie_async._models import UTC_PLUS_8, parse_time
 from kie_async._wire import parse_record, parse_record_fast
 from kie_async.testing import FakeKieServer, TaskScript, fast_client
 
@@ -35,7 +35,7 @@ instants = st.datetimes(
 
 def zoneless(when: datetime) -> str:
     """``when`` as kie writes it without a zone: its wall clock at UTC+8."""
-    return when.astimezone(KIE_ZONE).strftime("%Y-%m-%d %H:%M:%S")
+    return when.astimezone(UTC_PLUS_8).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def the_forms(when: datetime) -> list[object]:
@@ -43,7 +43,7 @@ def the_forms(when: datetime) -> list[object]:
     millis = int(when.timestamp()) * 1000
     return [
         when.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        when.astimezone(KIE_ZONE).isoformat(),
+        when.astimezone(UTC_PLUS_8).isoformat(),
         zoneless(when),
         zoneless(when).replace("-", "/"),
         str(millis),

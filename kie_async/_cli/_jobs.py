@@ -170,8 +170,8 @@ def parse_jobs(text: str | bytes) -> tuple[list[Job], list[LineError]]:
         try:
             raw = line.decode("utf-8")
         except UnicodeDecodeError as exc:
-            column = len(line[: exc.start].decode("utf-8", "replace")) + 1
-            reason = f"not valid UTF-8 (byte 0x{line[exc.start]:02x} at column {column})"
+            before = len(line[: exc.start].decode("utf-8", "replace"))
+            reason = f"not valid UTF-8 (byte 0x{line[exc.start]:02x} at column {before + 1})"
             errors.append(LineError(number, None, reason))
             continue
         stripped = raw.strip()
