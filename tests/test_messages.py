@@ -5,13 +5,24 @@ from __future__ import annotations
 
 import codecs
 import json
+import logging
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from kie_async import ExtendRequest, PollPolicy, RetryPolicy, ValidationError
+import kie_async
+from kie_async import (
+    ExtendRequest,
+    KieClient,
+    NotFoundError,
+    PollPolicy,
+    RetryPolicy,
+    TransportError,
+    ValidationError,
+)
 from kie_async._cli import run
 from kie_async._cli._jobs import parse_jobs
 from kie_async.testing import FakeKieServer
@@ -109,3 +120,77 @@ def test_an_empty_prompt_says_that_none_asks_for_automatic_extension() -> None:
     assert caught.value.field == "prompt"
     assert "prompt=None" in caught.value.reason
     assert "automatic extension" in caught.value.reason
+
+
+# -- the host actually called -------------------------------------------------------------------
+
+
+async def test_a_path_the_server_does_not_route_names_the_url_that_answered(
+    server: FakeKieServer,
+) -> None:
+    """A wrong base path meets kie's 404 with a Spring Boot body (O11, served by the fake): the
+    NotFoundError names the URL that answered and says what it means, without the key and
+    without "kie.ai"."""
+    async with KieClient(KEY, base_url=f"{server.url}/v2", retry=RetryPolicy.zero_wait()) as kie:
+        with pytest.raises(NotFoundError) as caught:
+            await kie.credits()
+    error = caught.value
+    text = str(error)
+    assert error.url == f"{server.url}/v2/api/v1/chat/credit"
+    assert error.endpoint == "/api/v1/chat/credit"
+    assert text.startswith(f"API error 404 from {server.url}/v2/api/v1/chat/credit: ")
+    assert "nothing is served at this URL (a wrong base_url, or an endpoint removed?)" in text
+    assert '"error": "Not Found"' in text  # the server's own words follow
+    for secret in (KEY, "kie.ai"):
+        assert secret not in text and secret not in repr(error)
+
+
+def test_a_base_url_with_a_password_is_refused_without_showing_it() -> None:
+    """user:password@ in base_url (which aiohttp cannot send beside the key, and which every
+    message naming the URL would show) is a ConfigurationError that does not repeat it."""
+    for base in ("https://me:hunter2@proxy.example", "http://me:hunter2 x@127.0.0.1:1/v"):
+        with pytest.raises(kie_async.ConfigurationError) as caught:
+            KieClient(KEY, base_url=base)
+        assert caught.value.setting == "base_url"
+        assert "user name or password" in str(caught.value)
+        assert "hunter2" not in str(caught.value) and "hunter2" not in repr(caught.value)
+
+
+async def test_network_errors_and_their_warning_name_the_host_called(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A base URL where nothing listens: the TransportError names the URL called and the one
+    WARNING names its host and port, not kie.ai."""
+    async with FakeKieServer() as gone:
+        url = gone.url  # closed now: nothing listens there
+    retry = RetryPolicy(max_retries=1, initial_delay=0.01, factor=1, max_delay=0.01, jitter=0)
+    async with KieClient(KEY, base_url=url, retry=retry, rate_limit=None) as kie:
+        with pytest.raises(TransportError) as caught:
+            await kie.get_task("abc123")
+    assert caught.value.url == f"{url}/api/v1/mj/record-info"
+    assert str(caught.value).startswith(f"network error calling {url}/api/v1/mj/record-info: ")
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warned) == 1
+    assert warned[0].startswith(f"{url.removeprefix('http://')} unreachable, retry 1/1 ")
+    assert "kie.ai" not in warned[0]
+
+
+async def test_verbose_logs_and_cli_errors_name_the_server_called(
+    server: FakeKieServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`-v` logs each request with the URL called, and an unknown task is "unknown to" that
+    host, not to "kie.ai"."""
+    host = server.url.removeprefix("http://")
+    assert await run(["--base-url", server.url, "-v", "status", "nope"], client_options=FAST) == 1
+    err = capsys.readouterr().err
+    assert f"-> GET {server.url}/api/v1/mj/record-info " in err
+    assert f"error: no such task: {host} knows no task with the id nope" in err
+    assert "kie.ai" not in err
+
+
+def test_no_message_of_the_package_says_at_at() -> None:
+    """No string in kie_async's source doubles "at" (json's "Invalid control character at"
+    was followed by " at column")."""
+    package = Path(kie_async.__file__).parent
+    for path in package.rglob("*.py"):
+        assert not re.search(r"\bat at\b", path.read_text(encoding="utf-8")), path

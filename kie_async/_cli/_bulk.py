@@ -20,6 +20,7 @@ import attrs
 from .._errors import (
     DownloadError,
 )
+from .._text import server_name
 from ._context import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Context, _InputError
 from ._options import (
     _add_concurrency,
@@ -154,7 +155,8 @@ async def execute_bulk(
             )
         else:
             ctx.note(
-                f"interrupted: {running} submitted task(s) were still running at kie.ai and are "
+                f"interrupted: {running} submitted task(s) were still running at "
+                f"{server_name(client.base_url)} and are "
                 "not tracked; pass --journal FILE so that a rerun can continue where it stopped"
             )
         raise
