@@ -10,9 +10,12 @@ Example::
         print(record.status, record.result_urls)
 """
 
+import sys as _sys
+import types as _types
 from typing import TYPE_CHECKING
 
 from ._logging import configure_from_env as _configure_logging
+from ._public import publish as _publish
 from ._version import __version__
 
 if TYPE_CHECKING:
@@ -182,6 +185,23 @@ _WHERE = {
     "VaryStep": "_chains",
     "read_results": "_results",
 }
+
+
+class _Package(_types.ModuleType):
+    """This package: as each of its modules is loaded (the import system then sets it as an
+    attribute here), the public names it defines in :data:`_WHERE` are published as
+    ``kie_async.Name`` (:func:`~kie_async._public.publish`), before anything can raise them,
+    whoever imported the module first."""
+
+    def __setattr__(self, name: str, value: object) -> None:
+        super().__setattr__(name, value)
+        if isinstance(value, _types.ModuleType) and value.__name__ == f"{__name__}.{name}":
+            for public, module in _WHERE.items():
+                if module == name:
+                    _publish(getattr(value, public), __name__)
+
+
+_sys.modules[__name__].__class__ = _Package
 
 
 def __getattr__(name: str) -> object:

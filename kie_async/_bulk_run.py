@@ -27,6 +27,7 @@ from ._outcomes import ExtendOutcome, OutcomeKind, _Counts, _Outcome, _record_fi
 from ._polling import CreateFailure, PollPolicy, create_failure, unreachable
 from ._requests import REQUEST_TYPES, TaskRequest
 from ._task_errors import SubmissionUncertainError, TaskFailedError, TaskTimeoutError
+from ._text import server_name
 from ._wire import parse_record
 
 if TYPE_CHECKING:
@@ -225,7 +226,8 @@ class _Run:
         self.unreachable = self.unreachable + 1 if unreachable(exc) else 0
         if (permanent or self.unreachable >= UNREACHABLE_STREAK) and self.fatal is None:
             self.fatal = exc
-            log.error("stopping new submissions, kie.ai cannot be reached: %s", exc)
+            where = server_name(getattr(exc, "url", ""))
+            log.error("stopping new submissions, %s cannot be reached: %s", where, exc)
 
     def _record(self, event: str, key: str, **fields: Any) -> None:
         if self.journal is not None:

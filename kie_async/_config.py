@@ -72,6 +72,12 @@ class _Secret:
 def _check_base_url(base_url: str, allow_insecure_http: bool) -> str:
     if not isinstance(base_url, str):
         raise ConfigurationError("base_url", f"must be a string, not {type(base_url).__name__}")
+    if "@" in base_url.partition("://")[2].split("/", 1)[0]:
+        # aiohttp refuses credentials in the URL beside the Authorization header, and messages
+        # name the URL called: this one is not shown, since it holds a password.
+        raise ConfigurationError(
+            "base_url", "must not carry a user name or password (user:password@host)"
+        )
     shown = printable(repr(base_url[:200]))
     if not base_url.isprintable() or " " in base_url:
         raise ConfigurationError("base_url", f"{shown} contains whitespace or control characters")

@@ -158,7 +158,7 @@ async def _save(client: FileSource, task_id: str, url: str, target: Path) -> Pat
                     raise
                 refreshed = True
                 log.info(
-                    "%s answered HTTP %d; asking kie.ai for a fresh link",
+                    "%s answered HTTP %d; asking the API for a fresh link",
                     url.split("?", 1)[0],
                     exc.http_status,
                 )
@@ -167,7 +167,7 @@ async def _save(client: FileSource, task_id: str, url: str, target: Path) -> Pat
                 except KieError as err:
                     raise DownloadError(
                         url=url,
-                        reason=f"the link answered HTTP {exc.http_status}, and kie.ai gave no "
+                        reason=f"the link answered HTTP {exc.http_status}, and the API gave no "
                         f"fresh one: {err}",
                         path=str(target),
                         task_id=task_id,

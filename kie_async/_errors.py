@@ -6,7 +6,7 @@ Every error is a :class:`KieError`; catch that to catch everything the SDK raise
     ├── ValidationError (ValueError)        bad input, caught before any request is sent
     ├── ConfigurationError (ValueError)     bad client settings: no API key, unsafe base URL
     ├── ClientClosedError (RuntimeError)    the client was used after aclose()
-    ├── APIError                            kie.ai answered with an error code
+    ├── APIError                            the API answered with an error code
     │   ├── BadRequestError                 400
     │   ├── AuthenticationError             401  missing or invalid API key
     │   ├── InsufficientCreditsError        402  the account is out of credits
@@ -123,7 +123,8 @@ class ClientClosedError(KieError, RuntimeError):
 
 @attrs.define(eq=False, str=False)
 class APIError(KieError):
-    """kie.ai answered with an error code, in the JSON body or as the HTTP status.
+    """The API (kie.ai, or whatever ``base_url`` names) answered with an error code, in the
+    JSON body or as the HTTP status. ``str()`` names the URL that answered.
 
     Attributes:
         code: kie's code (the body's ``code`` when there is one, else the HTTP status).
@@ -131,6 +132,9 @@ class APIError(KieError):
         http_status: the HTTP status of the answer (kie often says 200 even for errors).
         endpoint: the API path that answered, e.g. ``"/api/v1/mj/record-info"``.
         retry_after: seconds the server asked us to wait (a ``Retry-After`` header), if any.
+        url: the URL that answered, as called (the client's ``base_url``, which may be a proxy
+            or a fake server, and the path), without any user name, password or query; ``""``
+            when not known.
     """
 
     code: int
@@ -138,11 +142,12 @@ class APIError(KieError):
     http_status: int
     endpoint: str = ""
     retry_after: float | None = None
+    url: str = ""
 
     def __str__(self) -> str:
-        where = f" from {self.endpoint}" if self.endpoint else ""
         return (
-            f"kie.ai error {self.code}{where}: {printable(self.message)} (HTTP {self.http_status})"
+            f"API error {self.code}{_where(self)}: {printable(self.message)} "
+            f"(HTTP {self.http_status})"
         )
 
 
@@ -207,15 +212,18 @@ class TransportError(KieError):
         permanent: whether trying again cannot help: a TLS certificate or protocol failure
             (for example an ``https://`` base URL that points to a plain-http server) or an
             invalid URL. Such failures are never retried.
+        url: the URL that was called, without any user name, password or query (see
+            :attr:`APIError.url`); ``""`` when not known.
     """
 
     message: str
     endpoint: str = ""
     sent: bool = True
     permanent: bool = False
+    url: str = ""
 
     def __str__(self) -> str:
-        where = f" calling {self.endpoint}" if self.endpoint else ""
+        where = _where(self).replace(" from ", " calling ", 1)
         return f"network error{where}: {printable(self.message)}"
 
 
@@ -228,17 +236,25 @@ class UnexpectedResponseError(KieError):
         http_status: the HTTP status of the answer.
         endpoint: the API path that answered.
         body_excerpt: the first few hundred characters of the answer, for diagnosis.
+        url: the URL that answered, without any user name, password or query (see
+            :attr:`APIError.url`); ``""`` when not known.
     """
 
     message: str
     http_status: int = 0
     endpoint: str = ""
     body_excerpt: str = ""
+    url: str = ""
 
     def __str__(self) -> str:
-        where = f" from {self.endpoint}" if self.endpoint else ""
         status = f" (HTTP {self.http_status})" if self.http_status else ""
-        return f"unexpected answer{where}{status}: {printable(self.message)}"
+        return f"unexpected answer{_where(self)}{status}: {printable(self.message)}"
+
+
+def _where(exc: APIError | TransportError | UnexpectedResponseError) -> str:
+    """`` from <the URL called>`` (or the path alone, when the URL is not known), or ``""``."""
+    place = exc.url or exc.endpoint
+    return f" from {printable(place)}" if place else ""
 
 
 @attrs.define(eq=False, str=False)

@@ -57,30 +57,27 @@ def _describe(exc: BaseException) -> str:
 
 
 def _api_transport_error(
-    exc: BaseException, path: str, what: str, budget: Timeout
+    exc: BaseException, path: str, what: str, budget: Timeout, url: str = ""
 ) -> TransportError:
-    """The :class:`TransportError` for the failure ``exc`` of an API call to ``path``, with
-    ``what`` its description in words (already redacted)."""
+    """The :class:`TransportError` for the failure ``exc`` of an API call to ``path`` (at
+    ``url``), with ``what`` its description in words (already redacted)."""
+
+    def error(message: str, *, sent: bool = True, permanent: bool = False) -> TransportError:
+        return TransportError(message, path, sent=sent, permanent=permanent, url=url)
+
     if isinstance(exc, aiohttp.ClientSSLError):
-        return TransportError(
-            message=f"TLS failure (not retried): {what}", endpoint=path, sent=False, permanent=True
-        )
+        return error(f"TLS failure (not retried): {what}", sent=False, permanent=True)
     if isinstance(exc, aiohttp.InvalidURL | UnicodeError):
-        return TransportError(
-            message=f"invalid URL (not retried): {what}", endpoint=path, sent=False, permanent=True
-        )
+        return error(f"invalid URL (not retried): {what}", sent=False, permanent=True)
     if isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError):
-        return TransportError(message=f"could not connect: {what}", endpoint=path, sent=False)
+        return error(f"could not connect: {what}", sent=False)
     if isinstance(exc, aiohttp.SocketTimeoutError):
-        return TransportError(message=f"no data for {budget.read:g}s (Timeout.read)", endpoint=path)
+        return error(f"no data for {budget.read:g}s (Timeout.read)")
     if isinstance(exc, asyncio.TimeoutError):
-        return TransportError(
-            message=f"no complete answer within {budget.total or 0:g}s (Timeout.total)",
-            endpoint=path,
-        )
+        return error(f"no complete answer within {budget.total or 0:g}s (Timeout.total)")
     if isinstance(exc, aiohttp.ClientResponseError):
-        return TransportError(message=f"malformed HTTP answer: {what}", endpoint=path)
-    return TransportError(message=f"{type(exc).__name__}: {what}", endpoint=path)
+        return error(f"malformed HTTP answer: {what}")
+    return error(f"{type(exc).__name__}: {what}")
 
 
 async def _read_capped(response: aiohttp.ClientResponse, cap: int) -> bytes | str:

@@ -92,8 +92,14 @@ def _wire(name: str | None) -> dict[str, Any]:
 
 _NAIVE_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M:%S.%f", "%Y/%m/%d %H:%M:%S")
 
+#: The zone of kie's zone-less times. The one real successFlag-family record on file
+#: (``/work/shared/real-samples``, O16) says ``"completeTime": "2026-01-06 08:17:04"`` for a
+#: result file named after epoch ms 1767658623526, which is 2026-01-06T00:17:03.5Z: kie's
+#: wall clock runs at UTC+8 (China Standard Time) and says no zone.
+UTC_PLUS_8 = timezone(timedelta(hours=8), "UTC+08:00")
 
-_EPOCH = re.compile(r"\d{9,14}(\.\d+)?")
+_EPOCH = re.compile(r"[0-9]{9,14}(\.[0-9]+)?")
+_UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 #: How long kie.ai keeps a task's result files after the task ends, by its global docs (its
 #: Midjourney pages say 15 days): kie's statement, not a guarantee.
@@ -118,10 +124,13 @@ def expiry(completed: datetime | None) -> datetime | None:
 
 
 def parse_time(raw: str | None) -> datetime | None:
-    """Parse one of kie's time strings; ``None`` when it cannot be parsed. Never raises.
+    """One of kie's times as an aware datetime in UTC; ``None`` when it cannot be read.
+    Never raises.
 
     kie.ai has sent ISO 8601 (``2024-03-20T10:30:00Z``), zone-less ``2026-01-06 08:17:04``
-    (returned as a naive datetime, since the zone is not stated), and epoch numbers.
+    (read as UTC+8, kie's own clock: see :data:`UTC_PLUS_8`), and epoch numbers of 9 to 14
+    digits, as UTC (milliseconds from 10**11 on, which is March 1973 in ms and the year 5138
+    in seconds; seconds below). Whatever the form, the result is in UTC, so any two compare.
     """
     if raw is None:
         return None
@@ -143,21 +152,32 @@ def _parse_time(raw: str) -> datetime | None:
         return None
     try:
         if _EPOCH.fullmatch(text):
-            number = float(text)
-            seconds = number / 1000 if number >= 1e11 else number
-            return datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(seconds=seconds)
-        iso = text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text
-        try:
-            return datetime.fromisoformat(iso)
-        except ValueError:
-            pass
-        for fmt in _NAIVE_FORMATS:
-            try:
-                return datetime.strptime(text, fmt)
-            except ValueError:
-                continue
-    except (ValueError, OverflowError):
+            number = int(text) if text.isdigit() else float(text)  # ints: exact to the ms
+            if number >= 10**11:
+                return _UNIX_EPOCH + timedelta(milliseconds=number)
+            return _UNIX_EPOCH + timedelta(seconds=number)
+        when = _read_clock(text)
+        if when is None:
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC_PLUS_8)
+        return when.astimezone(timezone.utc)
+    except (ValueError, OverflowError):  # e.g. 0001-01-01 at UTC+8 is before year 1 in UTC
         return None
+
+
+def _read_clock(text: str) -> datetime | None:
+    """``text`` as written (ISO 8601 or one of :data:`_NAIVE_FORMATS`), zone or none."""
+    iso = text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text
+    try:
+        return datetime.fromisoformat(iso)
+    except ValueError:
+        pass
+    for fmt in _NAIVE_FORMATS:
+        try:
+            return datetime.strptime(text, fmt)
+        except ValueError:
+            continue
     return None
 
 
@@ -179,7 +199,9 @@ class TaskRecord:
         error_code / error_message: kie's error details (``"null"`` and ``""`` become ``None``).
         data: the raw ``data`` object of the answer.
         status: the :class:`TaskStatus` for ``success_flag``.
-        created_at / completed_at: the parsed times, or ``None`` when unparseable.
+        created_at / completed_at: the parsed times, timezone-aware and in UTC (a zone-less
+            kie time is read as UTC+8, kie's clock: :func:`parse_time`), or ``None`` when
+            unreadable.
     """
 
     task_id: str = attrs.field(metadata=_wire("taskId"))

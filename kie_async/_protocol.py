@@ -97,6 +97,7 @@ def error_for(
     http_status: int,
     endpoint: str = "",
     retry_after: float | None = None,
+    url: str = "",
 ) -> APIError:
     """The :class:`APIError` subclass for ``code``; any other 5xx is a :class:`ServerError`."""
     cls = _ERRORS.get(code)
@@ -110,6 +111,7 @@ def error_for(
         http_status=http_status,
         endpoint=endpoint,
         retry_after=retry_after,
+        url=url,
     )
 
 
@@ -117,7 +119,7 @@ def _excerpt(body: bytes) -> str:
     return body[:_EXCERPT].decode("utf-8", errors="replace")
 
 
-def _success_data(envelope: dict[str, Any], status: int, endpoint: str) -> Any:
+def _success_data(envelope: dict[str, Any], status: int, endpoint: str, url: str) -> Any:
     """A success envelope's ``data``. On ``record-info``, an explicit ``"data": null`` is how
     kie's backend also says "no such task" (its sibling record-info endpoints answer unknown
     ids with ``{"code": 200, "msg": "success", "data": null}``): :class:`TaskNotFoundError`,
@@ -129,12 +131,16 @@ def _success_data(envelope: dict[str, Any], status: int, endpoint: str) -> Any:
             message="no such task (record-info answered success with data: null)",
             http_status=status,
             endpoint=endpoint,
+            url=url,
         )
     return data
 
 
-def decipher(status: int, headers: Mapping[str, str], body: bytes, *, endpoint: str = "") -> Any:
-    """Turn one HTTP answer into the envelope's ``data``, or raise.
+def decipher(
+    status: int, headers: Mapping[str, str], body: bytes, *, endpoint: str = "", url: str = ""
+) -> Any:
+    """Turn one HTTP answer into the envelope's ``data``, or raise. ``url`` (what was called,
+    without secrets) is named by any error raised.
 
     Checks both the HTTP status and the body's ``code``, since kie.ai usually reports errors
     inside HTTP 200 answers.
@@ -159,14 +165,14 @@ def decipher(status: int, headers: Mapping[str, str], body: bytes, *, endpoint: 
         if type(envelope) is dict:
             code = envelope.get("code")
             if code == 200 and type(code) is int and 200 <= status < 300:
-                return _success_data(envelope, status, endpoint)
+                return _success_data(envelope, status, endpoint, url)
 
     retry_after = parse_retry_after(headers.get("Retry-After"))
     if isinstance(envelope, dict) and "code" in envelope:
         code = lenient_int(envelope["code"])
         message = nullable_str(envelope.get("msg")) or ""
         if code == 200 and 200 <= status < 300:
-            return _success_data(envelope, status, endpoint)
+            return _success_data(envelope, status, endpoint, url)
         if code is None or code == 200:
             # An error status with a success (or unreadable) body: the status is the truth.
             code = status if status >= 400 else -1
@@ -176,6 +182,7 @@ def decipher(status: int, headers: Mapping[str, str], body: bytes, *, endpoint: 
                 http_status=status,
                 endpoint=endpoint,
                 body_excerpt=_excerpt(body),
+                url=url,
             )
         raise error_for(
             code,
@@ -183,6 +190,7 @@ def decipher(status: int, headers: Mapping[str, str], body: bytes, *, endpoint: 
             http_status=status,
             endpoint=endpoint,
             retry_after=retry_after,
+            url=url,
         )
 
     if 400 <= status < 500:
@@ -190,13 +198,19 @@ def decipher(status: int, headers: Mapping[str, str], body: bytes, *, endpoint: 
         # 403 pages, kie's 455 maintenance). A bare 5xx says nothing certain: it stays unexpected.
         text = _excerpt(body).strip()
         if status == 403 and "1010" in text:
-            text += " (the request's User-Agent was refused by kie.ai's firewall)"
+            text += " (the request's User-Agent was refused by the server's firewall)"
+        elif status == 404:
+            # A path the server does not route (kie's own answer is a Spring Boot error body:
+            # real-samples O11): a wrong base_url, or an endpoint removed.
+            served = "nothing is served at this URL (a wrong base_url, or an endpoint removed?)"
+            text = f"{served}: {text}" if text else served
         raise error_for(
             status,
             text or f"HTTP {status}",
             http_status=status,
             endpoint=endpoint,
             retry_after=retry_after,
+            url=url,
         )
     what = "not JSON" if envelope is None else "JSON without kie's code/msg/data envelope"
     raise UnexpectedResponseError(
@@ -204,26 +218,27 @@ def decipher(status: int, headers: Mapping[str, str], body: bytes, *, endpoint: 
         http_status=status,
         endpoint=endpoint,
         body_excerpt=_excerpt(body),
+        url=url,
     )
 
 
-def unexpected(message: str, data: object, endpoint: str) -> UnexpectedResponseError:
+def unexpected(message: str, data: object, endpoint: str, url: str = "") -> UnexpectedResponseError:
     """An :class:`UnexpectedResponseError` for a success envelope whose ``data`` is unusable."""
-    return UnexpectedResponseError(
-        message=message, http_status=200, endpoint=endpoint, body_excerpt=repr(data)[:_EXCERPT]
-    )
+    excerpt = repr(data)[:_EXCERPT]
+    return UnexpectedResponseError(message, 200, endpoint, body_excerpt=excerpt, url=url)
 
 
-def created_task_id(data: object, endpoint: str = EXTEND_PATH) -> str:
+def created_task_id(data: object, endpoint: str = EXTEND_PATH, url: str = "") -> str:
     """The new task id from a create's ``data`` (``{"taskId": ...}``), for any kind."""
     task_id = nullable_str(data.get("taskId")) if isinstance(data, Mapping) else None
     if task_id is None:
-        raise unexpected("the create answer carries no taskId", data, endpoint)
+        raise unexpected("the create answer carries no taskId", data, endpoint, url)
     try:
         check_task_id(task_id)
     except ValidationError:
         # A newline or an escape sequence in an id would reach logs, journals and terminals.
-        raise unexpected("the create answer's taskId is not a task id", data, endpoint) from None
+        what = "the create answer's taskId is not a task id"
+        raise unexpected(what, data, endpoint, url) from None
     return task_id
 
 

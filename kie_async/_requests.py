@@ -268,7 +268,11 @@ class ExtendRequest:
             raise invalid("prompt", f"must be a string, not {type(self.prompt).__name__}")
         if self.mode is ExtendMode.MANUAL:
             if self.prompt is None or not self.prompt.strip():
-                raise invalid("prompt", "manual extension needs a non-blank prompt")
+                raise invalid(
+                    "prompt",
+                    "manual extension needs a non-blank prompt "
+                    "(prompt=None, or no prompt, asks for an automatic extension)",
+                )
             if len(self.prompt) > MAX_PROMPT_LENGTH:
                 raise invalid(
                     "prompt",

@@ -25,6 +25,7 @@ import backoff as _bo
 
 from ._errors import KieError, TransportError
 from ._polling import PollPolicy, unreachable
+from ._text import server_name
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -130,7 +131,8 @@ rng = random.Random()
 
 
 def _warn_unreachable(exc: KieError, wait: float, what: object, retry: str) -> None:
-    log.warning("kie.ai unreachable, %s in %s s (%s: %s)", retry, _seconds(wait), what, exc)
+    host = server_name(getattr(exc, "url", ""))
+    log.warning("%s unreachable, %s in %s s (%s: %s)", host, retry, _seconds(wait), what, exc)
 
 
 def _seconds(wait: float) -> str:
@@ -151,8 +153,8 @@ async def retry_call(
 
     At most ``max_retries`` retries, of which at most ``max_connect_retries`` after failures
     to connect at all (``None``: no such limit); the last failure is raised as it is. The
-    first retry of a network failure is logged as a WARNING (``kie.ai unreachable, retry 1/3
-    in 1 s (...)``), the others at DEBUG.
+    first retry of a network failure is logged as a WARNING (``api.kie.ai unreachable, retry
+    1/3 in 1 s (...)``, naming the host called), the others at DEBUG.
     """
     waits: Generator[float, object, None] | None = None  # built on the first failure only
     warned = False

@@ -11,8 +11,9 @@ from __future__ import annotations
 import functools
 import json
 import re
+from urllib.parse import urlsplit
 
-__all__ = ["printable", "redact", "redact_bytes"]
+__all__ = ["printable", "redact", "redact_bytes", "server_name"]
 
 #: C0 and C1 controls, DEL, the Unicode line and paragraph separators, and the bidirectional
 #: overrides and isolates (which reorder what a terminal shows: "Trojan Source").
@@ -102,3 +103,14 @@ def redact_bytes(data: bytes, secret: str) -> bytes:
         if secret in text:
             data = text.replace(secret, MASK).encode("utf-8")
     return data
+
+
+def server_name(url: str) -> str:
+    """The host (and port) of ``url`` for a message, e.g. ``api.kie.ai`` or ``127.0.0.1:8080``;
+    ``"the server"`` when there is none. Messages say which server, never "kie.ai" for a proxy
+    or a fake server."""
+    try:
+        host = urlsplit(url).netloc.rpartition("@")[2]
+    except ValueError:
+        host = ""
+    return printable(host) if host else "the server"

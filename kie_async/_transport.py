@@ -193,13 +193,15 @@ class Transport:
                 f"({self.max_connections} requests in flight; Timeout.pool)",
                 endpoint=path,
                 sent=False,
+                url=self.base_url + path,
             )
         try:
             if before_send is not None:
                 await before_send()  # a connection is ours: the request goes out next
             started = time.monotonic()
             if debug:
-                log.debug("-> %s %s %s Authorization: Bearer ***", method, path, dict(params or {}))
+                where, query = self.base_url + path, dict(params or {})
+                log.debug("-> %s %s %s Authorization: Bearer ***", method, where, query)
             answer = await self._send(session, method, path, json, params)
         finally:
             slots.release()
@@ -210,7 +212,7 @@ class Transport:
             log.debug(
                 "<- %s %s HTTP %d, %d bytes in %.0f ms",
                 method,
-                path,
+                self.base_url + path,
                 status,
                 len(body),
                 (time.monotonic() - started) * 1000,
@@ -257,7 +259,7 @@ class Transport:
         finally:
             self._deadlines.leave(call)
         if refused is not None:
-            return UnexpectedResponseError(message=refused, http_status=status, endpoint=path)
+            return UnexpectedResponseError(refused, status, path, url=self.base_url + path)
         assert isinstance(body, bytes)
         headers = {} if retry_after is None else {"Retry-After": retry_after}
         return status, headers, self._api_key.redact_bytes(body)
@@ -265,7 +267,8 @@ class Transport:
     def _translate(self, exc: BaseException, path: str) -> TransportError:
         """The :class:`TransportError` for an aiohttp failure, described in words (the key
         redacted, should the server have echoed it into a status line) and never chained."""
-        return _api_transport_error(exc, path, self._api_key.redact(_describe(exc)), self.timeout)
+        what = self._api_key.redact(_describe(exc))
+        return _api_transport_error(exc, path, what, self.timeout, self.base_url + path)
 
     @contextlib.asynccontextmanager
     async def open_file(self, url: str, read_timeout: float) -> AsyncIterator[_FileAnswer]:
@@ -320,7 +323,7 @@ class Transport:
         status, headers, body = await self._exchange(
             method, path, json=json, params=params, before_send=before_send
         )
-        return proto.decipher(status, headers, body, endpoint=path)
+        return proto.decipher(status, headers, body, endpoint=path, url=self.base_url + path)
 
     def retry_schedule(self) -> Schedule:
         """The retry policy's delays, built once per policy: most calls are never retried."""
@@ -358,7 +361,7 @@ class Transport:
                 else:
                     async with self.limiter.slot():
                         data = await self.call("POST", path, json=body, before_send=sending)
-                task_id = proto.created_task_id(data, path)
+                task_id = proto.created_task_id(data, path, self.base_url + path)
             except BaseException as exc:
                 if watch is not None:
                     watch.ended(exc)

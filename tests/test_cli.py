@@ -356,7 +356,8 @@ async def test_sdk_errors_are_one_line_without_traceback(
     traceback and no raw kie.ai code."""
     assert await cli(server, "status", "no-such-task") == 1
     err = capsys.readouterr().err
-    assert err.startswith("error: no such task: kie.ai knows no task with the id no-such-task")
+    host = server.url.removeprefix("http://")
+    assert err.startswith(f"error: no such task: {host} knows no task with the id no-such-task")
     assert "422" not in err and "recordInfo" not in err
     assert err.count("\n") == 1
     assert "Traceback" not in err
@@ -421,7 +422,7 @@ async def test_the_key_never_appears_in_output(
     everything = captured.out + captured.err + (tmp_path / "r.jsonl").read_text()
     assert "Bearer ***" in captured.err  # -v did log the requests
     assert re.search(r"^not submitted\s+2$", captured.out, re.MULTILINE)
-    assert "error: kie.ai error 401" in captured.err
+    assert "error: API error 401 from http://127.0.0.1:" in captured.err
     assert KEY not in everything
     assert wrong not in everything
     assert "DISTINCTIVE" not in everything

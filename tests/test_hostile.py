@@ -444,7 +444,7 @@ async def test_a_refused_connection_is_retried_only_a_few_times(
             assert not caught.value.sent
             assert len(started) == 4
             warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-            assert len(warned) == 1 and warned[0].startswith("kie.ai unreachable, retry 1/3 ")
+            assert len(warned) == 1 and " unreachable, retry 1/3 " in warned[0]
             started.clear()
             with pytest.raises(TransportError):
                 await kie.extend_video("src", 0, "go")

@@ -143,15 +143,18 @@ def test_record_derives_status_and_times() -> None:
     [
         ("2024-03-20T10:30:00Z", datetime(2024, 3, 20, 10, 30, tzinfo=timezone.utc)),
         ("2024-03-20T10:30:00+00:00", datetime(2024, 3, 20, 10, 30, tzinfo=timezone.utc)),
-        ("2026-01-06 08:17:04", datetime(2026, 1, 6, 8, 17, 4)),
-        ("2026/01/06 08:17:04", datetime(2026, 1, 6, 8, 17, 4)),
+        ("2026-01-06 08:17:04", datetime(2026, 1, 6, 0, 17, 4, tzinfo=timezone.utc)),
+        ("2026/01/06 08:17:04", datetime(2026, 1, 6, 0, 17, 4, tzinfo=timezone.utc)),
+        ("2026-01-06T08:17:04+08:00", datetime(2026, 1, 6, 0, 17, 4, tzinfo=timezone.utc)),
         ("1710930600", datetime(2024, 3, 20, 10, 30, tzinfo=timezone.utc)),
         ("1710930600000", datetime(2024, 3, 20, 10, 30, tzinfo=timezone.utc)),
     ],
 )
 def test_parse_time_reads_every_known_format(raw: str, expected: datetime) -> None:
-    """ISO 8601, kie's zone-less format (kept naive) and epoch numbers all parse."""
-    assert parse_time(raw) == expected
+    """ISO 8601, kie's zone-less format (UTC+8) and epoch numbers all parse, to UTC."""
+    parsed = parse_time(raw)
+    assert parsed == expected
+    assert parsed is not None and parsed.tzinfo is timezone.utc
 
 
 @pytest.mark.parametrize(

@@ -104,8 +104,8 @@ async def test_bulk_run_under_the_314_warning(server: FakeKieServer) -> None:
 async def test_first_connection_retry_warns_what_failed_and_when(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """The first retry of a refused connection logs one WARNING naming kie.ai as unreachable,
-    the retry count and the delay before the next try; later retries stay at DEBUG."""
+    """The first retry of a refused connection logs one WARNING naming the host called as
+    unreachable, the retry count and the delay before the next try; later retries at DEBUG."""
     caplog.set_level(logging.DEBUG, logger="kie_async")
     async with FakeKieServer() as server:
         url = server.url
@@ -115,13 +115,14 @@ async def test_first_connection_retry_warns_what_failed_and_when(
             await kie.get_task("abc123")
     warnings_logged = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warnings_logged) == 1, warnings_logged
-    assert warnings_logged[0].startswith("kie.ai unreachable, retry 1/3 in 0.01 s (GET ")
+    host = url.removeprefix("http://")
+    assert warnings_logged[0].startswith(f"{host} unreachable, retry 1/3 in 0.01 s (GET ")
     assert "could not connect" in warnings_logged[0]
 
 
 async def test_wait_on_a_dead_network_warns_once(caplog: pytest.LogCaptureFixture) -> None:
-    """A wait whose polls cannot connect logs one WARNING saying kie.ai is unreachable and when
-    it polls again, then times out as usual."""
+    """A wait whose polls cannot connect logs one WARNING saying the host called is unreachable
+    and when it polls again, then times out as usual."""
     caplog.set_level(logging.DEBUG, logger="kie_async")
     async with FakeKieServer() as server:
         url = server.url
@@ -131,4 +132,5 @@ async def test_wait_on_a_dead_network_warns_once(caplog: pytest.LogCaptureFixtur
             await kie.task("abc123").wait()
     warnings_logged = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warnings_logged) == 1, warnings_logged
-    assert warnings_logged[0].startswith("kie.ai unreachable, polling again in 0.01 s (poll: ")
+    host = url.removeprefix("http://")
+    assert warnings_logged[0].startswith(f"{host} unreachable, polling again in 0.01 s (poll: ")

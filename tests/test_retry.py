@@ -158,7 +158,7 @@ async def test_create_retries_only_what_created_nothing(
     assert len(retries) == attempts - 1
     for record in retries:
         assert record.levelno == logging.DEBUG
-        assert "after: kie.ai error 4" in record.getMessage()  # the reason: 429 or 455
+        assert "after: API error 4" in record.getMessage()  # the reason: 429 or 455
 
 
 def _free_port() -> int:

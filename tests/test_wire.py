@@ -211,8 +211,9 @@ async def test_string_urls_and_zoneless_times_parse(kie: KieClient, server: Fake
         "https://tempfile.aiquickdraw.com/v/9c0f6a2b7d31e4f58a6b0c1d2e3f4a5b_0.mp4",
         "https://tempfile.aiquickdraw.com/v/9c0f6a2b7d31e4f58a6b0c1d2e3f4a5b_1.mp4",
     )
-    assert record.created_at == datetime(2026, 1, 6, 8, 17, 4)
-    assert record.completed_at == datetime(2026, 1, 6, 8, 21, 37)
+    # zone-less times are kie's UTC+8 wall clock (real-samples O16), returned in UTC
+    assert record.created_at == datetime(2026, 1, 6, 0, 17, 4, tzinfo=timezone.utc)
+    assert record.completed_at == datetime(2026, 1, 6, 0, 21, 37, tzinfo=timezone.utc)
     assert record.created_at_raw == "2026-01-06 08:17:04"
     assert record.error_code is None
     assert record.error_message is None

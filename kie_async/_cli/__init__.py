@@ -30,6 +30,7 @@ from collections.abc import Awaitable, Iterator, Mapping, Sequence
 from typing import Any
 
 from .._errors import ConfigurationError, KieError, TaskNotFoundError, ValidationError
+from .._text import server_name
 from . import _bulk
 from ._context import (
     EXIT_FAILED,
@@ -128,9 +129,9 @@ async def run(
         except _InputError as exc:
             ctx.error(str(exc))
             return EXIT_USAGE
-        except TaskNotFoundError:
+        except TaskNotFoundError as exc:
             task_id = getattr(args, "task_id", None)
-            ctx.error(f"no such task: kie.ai knows no task with the id {task_id}")
+            ctx.error(f"no such task: {server_name(exc.url)} knows no task with the id {task_id}")
             return EXIT_FAILED
         except TaskTimeoutError as exc:
             ctx.error(str(exc))

@@ -20,6 +20,7 @@ import attrs
 from .._errors import (
     DownloadError,
 )
+from .._text import server_name
 from ._budget import add_budget_options, budget_settings, dry_run
 from ._context import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Context, _InputError
 from ._options import (
@@ -49,14 +50,15 @@ def _read_jobs(ctx: Context, path: str) -> list[Job] | None:
     from ._jobs import parse_jobs
 
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise _InputError(f"cannot read the jobs file {path}: {reason}") from None
-    jobs, errors = parse_jobs(text)
+        data = Path(path).read_bytes()  # decoded line by line: a bad byte is named by its line
+    except OSError as exc:
+        raise _InputError(f"cannot read the jobs file {path}: {exc.strerror or exc}") from None
+    jobs, errors = parse_jobs(data)
     if errors:
-        for problem in errors:
+        for problem in errors[:_MAX_PROBLEMS_SHOWN]:
             ctx.error(f"{path} {problem}")
+        if len(errors) > _MAX_PROBLEMS_SHOWN:
+            ctx.error(f"... and {len(errors) - _MAX_PROBLEMS_SHOWN} more problem(s) not shown")
         bad = len({problem.line for problem in errors})
         ctx.error(f"{bad} bad line(s) in {path}; nothing was submitted")
         return None
@@ -162,7 +164,8 @@ async def execute_bulk(
             )
         else:
             ctx.note(
-                f"interrupted: {running} submitted task(s) were still running at kie.ai and are "
+                f"interrupted: {running} submitted task(s) were still running at "
+                f"{server_name(client.base_url)} and are "
                 "not tracked; pass --journal FILE so that a rerun can continue where it stopped"
             )
         raise

@@ -33,14 +33,14 @@ if TYPE_CHECKING:
 
 
 def _show_record(ctx: Context, record: TaskRecord) -> None:
-    from ._jobs import _status_name
+    from ._jobs import _iso, _status_name
 
     rows: list[tuple[str, str | None]] = [
         ("task", record.task_id),
         ("status", _status_name(record)),
         ("type", record.task_type),
-        ("created", record.created_at_raw),
-        ("completed", record.completed_at_raw),
+        ("created", _iso(record.created_at) or record.created_at_raw),
+        ("completed", _iso(record.completed_at) or record.completed_at_raw),
     ]
     if record.error_code or record.error_message:
         detail = ": ".join(x for x in (record.error_code, record.error_message) if x)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import codecs
 import json
+import re
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any, TextIO
 
 import attrs
@@ -147,10 +150,13 @@ def _chain(data: dict[str, Any]) -> Chain:
         raise _RefusedError((exc.field, exc.reason)) from None
 
 
-def parse_jobs(text: str) -> tuple[list[Job], list[LineError]]:
+def parse_jobs(text: str | bytes) -> tuple[list[Job], list[LineError]]:
     """Every job of a jobs file (one JSON object per line) and every bad line, by line number.
 
-    Blank lines and lines starting with ``#`` are skipped. A line's ``kind`` says what it is:
+    ``text`` is the file's text, or its bytes as read (UTF-8, with or without a byte-order
+    mark; a line that is not UTF-8 is a bad line, named by its number). Lines end at ``\n``,
+    ``\r\n`` or ``\r`` only, as editors count them. Blank lines and lines starting with
+    ``#`` are skipped. A line's ``kind`` says what it is:
     ``"extend"`` (the default, so files without kinds keep working), ``"generate"``,
     ``"upscale"``, ``"vary"``, or ``"chain"`` (``steps``: a request line, then steps naming
     the ``index`` of the step before's output they take). A line is bad when it is not a JSON
@@ -159,14 +165,23 @@ def parse_jobs(text: str) -> tuple[list[Job], list[LineError]]:
     """
     jobs: list[Job] = []
     errors: list[LineError] = []
-    for number, raw in enumerate(text.splitlines(), 1):
+    data_bytes = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
+    for number, line in enumerate(data_bytes.removeprefix(codecs.BOM_UTF8).splitlines(), 1):
+        try:
+            raw = line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            before = len(line[: exc.start].decode("utf-8", "replace"))
+            reason = f"not valid UTF-8 (byte 0x{line[exc.start]:02x} at column {before + 1})"
+            errors.append(LineError(number, None, reason))
+            continue
         stripped = raw.strip()
         if not stripped or stripped.startswith("#"):
             continue
         try:
-            data = json.loads(stripped)
+            data = json.loads(raw)
         except ValueError as exc:
-            reason = getattr(exc, "msg", None) or str(exc)
+            # json's own words, without a trailing "at" ("Invalid control character at").
+            reason = re.sub(r"\s+at$", "", getattr(exc, "msg", None) or str(exc))
             column = getattr(exc, "colno", None)
             where = f" at column {column}" if column else ""
             errors.append(LineError(number, None, f"not valid JSON ({reason}{where})"))
@@ -196,8 +211,8 @@ def result_line(job: Job, outcome: Outcome) -> dict[str, Any]:
         "task_id": outcome.task_id,
         "status": _status_name(record) if record is not None else None,
         "result_urls": list(record.result_urls) if record is not None else [],
-        "created_at": record.created_at_raw if record is not None else None,
-        "completed_at": record.completed_at_raw if record is not None else None,
+        "created_at": _iso(record.created_at) if record is not None else None,
+        "completed_at": _iso(record.completed_at) if record is not None else None,
         "from_journal": outcome.from_journal,
         "error": _exception_fields(outcome.error) if outcome.error is not None else None,
     }
@@ -207,6 +222,12 @@ def result_line(job: Job, outcome: Outcome) -> dict[str, Any]:
             for step in outcome.steps
         ]
     return line
+
+
+def _iso(when: datetime | None) -> str | None:
+    """A record's parsed time for a results line or the terminal: ISO 8601 in UTC, with its
+    offset (``2026-01-06T00:17:04+00:00``), so every line reads and compares alike."""
+    return None if when is None else when.isoformat()
 
 
 def _status_name(record: TaskRecord) -> str:

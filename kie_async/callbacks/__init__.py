@@ -30,6 +30,8 @@ Example::
 
 from __future__ import annotations
 
+from .._public import publish as _publish
+
 # The package: ``_events`` (CallbackEvent, parse_callback), ``_signature`` (sign,
 # verify_signature), ``_dedupe`` (what a receiver remembers), ``_stream`` (one iterator's
 # queue) and ``_receiver`` (CallbackReceiver).
@@ -46,3 +48,7 @@ __all__ = [
     "sign",
     "verify_signature",
 ]
+
+# Each public name shows as kie_async.<this package>.Name in tracebacks, reprs and pickles.
+for _name in __all__:
+    _publish(globals()[_name], __name__)

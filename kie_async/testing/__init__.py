@@ -26,6 +26,8 @@ Example::
 
 from __future__ import annotations
 
+from .._public import publish as _publish
+
 # The package, one module per concern: ``_scripts`` (TaskScript, RecordedRequest), ``_faults``,
 # ``_kinds`` (each create's rules), ``_records`` (a task's raw record and callback body),
 # ``_edge``, ``_store``, ``_endpoints``, ``_files`` and ``_callbacks`` (the server's parts, put
@@ -50,3 +52,7 @@ __all__ = [
 
 #: Every fault :class:`Faults` and :meth:`FakeKieServer.fail_next` know, by name.
 FAULT_KINDS = _faults.FAULT_KINDS
+
+# Each public name shows as kie_async.<this package>.Name in tracebacks, reprs and pickles.
+for _name in __all__:
+    _publish(globals()[_name], __name__)

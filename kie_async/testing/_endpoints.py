@@ -208,3 +208,15 @@ class Endpoints(CallbackDelivery):
             return envelope(200, "success", f"{url}?token={token}")
 
         return await self._serve(request, "download_url", act)
+
+    async def _unrouted(self, request: web.Request) -> web.StreamResponse:
+        # A path kie does not route: a real HTTP 404 with a Spring Boot error body and no
+        # envelope (real-samples O11), as a wrong base URL or a removed endpoint meets it.
+        body = {
+            "timestamp": int(time.time() * 1000),
+            "status": 404,
+            "error": "Not Found",
+            "message": "No message available",
+            "path": request.path,
+        }
+        return web.json_response(body, status=404)

@@ -171,6 +171,7 @@ class FakeKieServer(Endpoints, FileServing):
         app.router.add_get("/api/v1/chat/credit", self._credit)
         app.router.add_post("/api/v1/common/download-url", self._download_url)
         app.router.add_get("/files/{task_id}/{name}", self._file)
+        app.router.add_route("*", "/{path:.*}", self._unrouted)  # last: any other path
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._host, self._port)
