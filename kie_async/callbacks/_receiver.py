@@ -16,17 +16,18 @@ import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import TypeVar
 
-import attrs
 from aiohttp import ClientPayloadError, web
 
-from .._errors import ConfigurationError, UnexpectedResponseError
+from .._errors import ConfigurationError
 from .._models import TaskRecord
 from .._retry import within
 from .._text import printable
 from ._dedupe import MAX_BODIES, Deliveries, Verdict
-from ._events import CallbackEvent, parse_callback
-from ._signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature_problem
+from ._errors import CallbackVerificationError
+from ._events import CallbackEvent
+from ._replays import ReplayStore
 from ._stream import EventStream
+from ._verifier import CallbackVerifier
 
 log = logging.getLogger("kie_async")
 
@@ -67,12 +68,18 @@ class CallbackReceiver:
         remember: how many task ids are remembered to drop repeated deliveries.
         queue_size: how many events an iterator may fall behind before new ones are dropped
             for it (with a warning; :meth:`get` still has them).
+        replays: where deliveries (task id and signed timestamp) already seen are kept for
+            the window, so a replay is dropped: a :class:`MemoryReplayStore` by default, a
+            :class:`RedisReplayStore` to share them between replicas.
+        backlog: the listen backlog of :meth:`start` (default 65535, capped by the system's
+            ``somaxconn``), so a burst of deliveries is queued rather than refused.
 
     Attributes:
         counts: what happened: ``"accepted"``, ``"duplicate"``, ``"conflicting"`` (accepted
             with another body than an earlier delivery of its task), ``"rejected:401"``,
             ``"rejected:400"``, ``"rejected:408"``, ``"rejected:413"``, ``"rejected:503"``,
-            ``"disconnected"`` (the client left mid-body).
+            ``"disconnected"`` (the client left mid-body), ``"replayed"`` (a delivery seen
+            already within the window, also counted in ``"duplicate"``).
 
     Raises:
         ConfigurationError: an invalid setting.
@@ -96,11 +103,15 @@ class CallbackReceiver:
         body_timeout: float = 10.0,
         remember: int = 10_000,
         queue_size: int = 1000,
+        replays: ReplayStore | None = None,
+        backlog: int = 65535,
     ) -> None:
         if key is not None and (not isinstance(key, str | bytes) or not key):
             raise ConfigurationError("key", "must be a non-empty str or bytes, or None")
         if isinstance(max_age, bool) or not isinstance(max_age, int | float) or not max_age > 0:
             raise ConfigurationError("max_age", f"must be a number > 0, got {max_age!r}")
+        if isinstance(backlog, bool) or not isinstance(backlog, int) or backlog < 1:
+            raise ConfigurationError("backlog", f"must be an int >= 1, got {backlog!r}")
         if (
             isinstance(body_timeout, bool)
             or not isinstance(body_timeout, int | float)
@@ -122,6 +133,15 @@ class CallbackReceiver:
         self._on_event = on_event
         self.max_age = float(max_age)
         self.max_body = max_body
+        self.backlog = backlog
+        # The core every receiver shares: verify_callback, then the replay store.
+        self._verifier = CallbackVerifier(
+            key,
+            allow_unsigned=key is None,
+            tolerance=self.max_age,
+            replays=replays,
+            max_body=max_body,
+        )
         self.body_timeout = float(body_timeout)
         self._queue_size = queue_size
         self._seen = Deliveries(remember)
@@ -176,7 +196,7 @@ class CallbackReceiver:
             raise RuntimeError("this CallbackReceiver is already serving, or closed")
         runner = web.AppRunner(self.make_app(path), access_log=None, handle_signals=False)
         await runner.setup()
-        site = web.TCPSite(runner, host, port)
+        site = web.TCPSite(runner, host, port, backlog=self.backlog)
         try:
             await site.start()
         except BaseException:
@@ -243,22 +263,19 @@ class CallbackReceiver:
         if len(body) > self.max_body:
             return self._reject(413, f"the body is over {self.max_body} bytes", peer)
         try:
-            event = parse_callback(bytes(body))
-        except UnexpectedResponseError as exc:
-            return self._reject(400, exc.message, peer)
-        if self._key is not None:
-            problem = signature_problem(
-                self._key,
-                event.task_id,
-                request.headers.get(TIMESTAMP_HEADER),
-                request.headers.get(SIGNATURE_HEADER),
-                max_age=self.max_age,
-                now=None,
-            )
-            if problem is not None:
-                return self._reject(401, f"task {event.task_id}: {problem}", peer)
-            event = attrs.evolve(event, signature_valid=True)
-        self.accept(event)
+            event = self._verifier.verify(bytes(body), request.headers)
+        except CallbackVerificationError as exc:
+            where = f"task {exc.task_id}: " if exc.task_id is not None else ""
+            return self._reject(exc.status, where + exc.reason, peer)
+        answer = await self._verifier.check_replay(event)
+        if answer.status != 200:
+            self.counts[f"rejected:{answer.status}"] += 1
+            return web.Response(body=answer.content, status=answer.status)
+        if not answer.new:
+            self.counts["duplicate"] += 1
+            self.counts["replayed"] += 1
+        else:
+            self.accept(event)
         return web.json_response({"code": 200, "msg": "success"})
 
     async def _read_body(self, request: web.Request, body: bytearray) -> bool:
@@ -297,7 +314,7 @@ class CallbackReceiver:
 
     def accept(self, event: CallbackEvent) -> bool:
         """Pass ``event`` on as if it had arrived (for receivers on other frameworks, after
-        :func:`parse_callback` and :func:`verify_signature`). Returns ``False`` for a body
+        :func:`verify_callback`). Returns ``False`` for a body
         already seen for its task, which is dropped."""
         verdict = self._seen.add(event)
         if verdict is Verdict.DUPLICATE:
@@ -321,7 +338,8 @@ class CallbackReceiver:
             )
         self.counts["accepted"] += 1
         log.debug("callback for task %s: code %s", event.task_id, event.code)
-        for arrived in self._watchers.get(event.task_id, ()):
+        # An acknowledgment (no result, no outcome) does not end the task: waits go on.
+        for arrived in self._watchers.get(event.task_id, ()) if event.terminal else ():
             arrived.set()
         for stream in list(self._streams):
             stream.offer(event)
