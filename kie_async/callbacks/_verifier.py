@@ -138,11 +138,15 @@ class CallbackVerifier:
             return self._refused(exc.status, exc.reason)
         return await self.check_replay(event, now=now)
 
-    async def check_replay(self, event: CallbackEvent, *, now: float | None = None) -> CallbackAnswer:
+    async def check_replay(
+        self, event: CallbackEvent, *, now: float | None = None
+    ) -> CallbackAnswer:
         """Check a verified ``event`` against the replay store (and remember it): ``new`` is
         false for a delivery seen within the window; status 503 when the store failed."""
         clock = time.time() if now is None else now
-        ttl = self.tolerance if event.timestamp is None else event.timestamp + self.tolerance - clock
+        ttl = (
+            self.tolerance if event.timestamp is None else event.timestamp + self.tolerance - clock
+        )
         try:
             new = await self.replays.first_seen(event.replay_key, max(1.0, math.ceil(ttl)))
         except KieError as exc:  # the replay store failed: kie.ai retries a 503

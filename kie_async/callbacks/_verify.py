@@ -112,10 +112,10 @@ def verify_callback(
         return _read(body, None)
     stamp = _header(headers, TIMESTAMP_HEADER)
     signature = _header(headers, SIGNATURE_HEADER)
-    for name, value in ((TIMESTAMP_HEADER, stamp), (SIGNATURE_HEADER, signature)):
-        if value is None:
-            raise CallbackHeaderMissingError(name)
-    assert stamp is not None and signature is not None
+    if stamp is None:
+        raise CallbackHeaderMissingError(TIMESTAMP_HEADER)
+    if signature is None:
+        raise CallbackHeaderMissingError(SIGNATURE_HEADER)
     sent = _timestamp(stamp, tolerance, time.time() if now is None else now)
     event = _read(body, key)
     expected = sign(key, event.task_id, stamp).encode("ascii")
@@ -168,7 +168,8 @@ def _read(body: bytes, key: str | bytes | None) -> CallbackEvent:
     try:
         event = parse_callback(body)
     except UnexpectedResponseError as exc:
-        text = body if isinstance(body, str) else bytes(body).decode("utf-8", "replace")
+        raw: object = body  # a str from a careless caller is read too
+        text = raw if isinstance(raw, str) else bytes(body).decode("utf-8", "replace")
         excerpt = _redact(text, key)[:300]
         raise CallbackBodyError(exc.message, excerpt) from None
     envelope: Any = json.loads(body)
