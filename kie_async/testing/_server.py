@@ -54,6 +54,8 @@ class FakeKieServer(Endpoints, FileServing):
             answered HTTP 200.
         callback_lead: seconds by which a task's callback comes before ``record-info`` reports
             the task ended (kie.ai's record-info can lag its own callback); ``0`` agrees at once.
+        callback_url: where to deliver the callback of a create that names no ``callBackUrl``
+            (``None``: nowhere, as kie.ai does).
 
     Callbacks: a create with a ``callBackUrl`` gets a background delivery that waits until the
     task's ``TaskScript.seconds`` have passed, ends the task (its ``polls`` no longer count, so
@@ -109,6 +111,7 @@ class FakeKieServer(Endpoints, FileServing):
         extend_extensions: bool = True,
         max_extensions: int | None = None,
         callback_lead: float = 0.0,
+        callback_url: str | None = None,
     ) -> None:
         self._setup_edge(api_key=api_key, http_errors=http_errors, record_requests=record_requests)
         self._setup_store()
@@ -128,6 +131,7 @@ class FakeKieServer(Endpoints, FileServing):
             retry_delay=callback_retry_delay,
             lead=callback_lead,
             seed=seed,
+            url=callback_url,
         )
         self._host = host
         self._port = port
