@@ -165,13 +165,15 @@ def _timestamp(stamp: str, tolerance: float, now: float) -> float:
 
 def _read(body: bytes, key: str | bytes | None) -> CallbackEvent:
     """The event of ``body``, once it names exactly one task id."""
+    reason = ""
     try:
         event = parse_callback(body)
     except UnexpectedResponseError as exc:
+        reason = exc.message
+    if reason:  # raised outside the except block: no __context__ holding the body
         raw: object = body  # a str from a careless caller is read too
         text = raw if isinstance(raw, str) else bytes(body).decode("utf-8", "replace")
-        excerpt = _redact(text, key)[:300]
-        raise CallbackBodyError(exc.message, excerpt) from None
+        raise CallbackBodyError(reason, _redact(text, key)[:300])
     envelope: Any = json.loads(body)
     data = envelope["data"]
     named = {
