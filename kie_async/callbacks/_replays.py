@@ -90,7 +90,9 @@ class RedisReplayStore:
     Args:
         url: the Redis URL, e.g. ``"redis://localhost:6379/0"`` (``rediss://`` for TLS).
         prefix: the start of every Redis key.
-        timeout: seconds to wait for each answer of Redis.
+        timeout: seconds to wait for each answer of Redis (and for a free connection).
+        max_connections: the most connections to Redis at once; more deliveries at once
+            wait for one.
 
     Raises:
         ConfigurationError: a setting is invalid; redis-py is missing or Redis cannot be
@@ -102,7 +104,14 @@ class RedisReplayStore:
         receiver = CallbackReceiver(key=webhook_key, replays=replays)
     """
 
-    def __init__(self, url: str, *, prefix: str = "kie-async", timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "kie-async",
+        timeout: float = 10.0,
+        max_connections: int = 32,
+    ) -> None:
         if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigurationError(
                 "replays", f"{redacted(str(url))!r} is not a redis://, rediss:// or unix:// URL"
@@ -116,6 +125,11 @@ class RedisReplayStore:
         self.url = url
         self.prefix = prefix
         self.timeout = float(timeout)
+        if isinstance(max_connections, bool) or not isinstance(max_connections, int):
+            raise ConfigurationError("replays", "max_connections must be an int")
+        if max_connections < 1:
+            raise ConfigurationError("replays", "max_connections must be >= 1")
+        self.max_connections = max_connections
         self._redis: Any = None
         self._errors: tuple[type[BaseException], ...] = (OSError,)
         self._lock = asyncio.Lock()
@@ -136,9 +150,16 @@ class RedisReplayStore:
                 ) from None
             self._errors = (RedisError, OSError)
             try:
-                client = aioredis.from_url(
-                    self.url, socket_connect_timeout=self.timeout, socket_timeout=self.timeout
+                # A blocking pool: a burst of deliveries waits (``timeout`` at most) for one of
+                # ``max_connections`` rather than failing at once with "Too many connections".
+                pool = aioredis.BlockingConnectionPool.from_url(
+                    self.url,
+                    max_connections=self.max_connections,
+                    timeout=self.timeout,
+                    socket_connect_timeout=self.timeout,
+                    socket_timeout=self.timeout,
                 )
+                client = aioredis.Redis.from_pool(pool)
             except (ValueError, *self._errors) as exc:
                 raise self._unreachable(exc) from None
             try:
