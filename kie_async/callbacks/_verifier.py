@@ -14,7 +14,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import attrs
@@ -24,7 +24,7 @@ from .._retry import within
 from ._errors import CallbackVerificationError
 from ._events import CallbackEvent
 from ._replays import MemoryReplayStore, ReplayStore
-from ._verify import check_settings, verify_callback
+from ._verify import Headers, check_settings, verify_callback
 
 __all__ = ["CallbackAnswer", "CallbackVerifier", "OnEvent"]
 
@@ -112,9 +112,7 @@ class CallbackVerifier:
         signed = "signed" if self._key is not None else "unsigned"
         return f"<CallbackVerifier {signed}, tolerance {self.tolerance:g}s>"
 
-    def verify(
-        self, body: bytes, headers: Mapping[str, str], *, now: float | None = None
-    ) -> CallbackEvent:
+    def verify(self, body: bytes, headers: Headers, *, now: float | None = None) -> CallbackEvent:
         """:func:`verify_callback` with this verifier's settings (raises the same errors)."""
         return verify_callback(
             body,
@@ -126,7 +124,7 @@ class CallbackVerifier:
         )
 
     async def check(
-        self, body: bytes, headers: Mapping[str, str], *, now: float | None = None
+        self, body: bytes, headers: Headers, *, now: float | None = None
     ) -> CallbackAnswer:
         """Verify one delivery and check it against the replay store, without handing it to
         anyone: the answer's ``event`` is set and ``new`` says whether it was seen before."""
@@ -163,7 +161,7 @@ class CallbackVerifier:
     async def answer(
         self,
         body: bytes,
-        headers: Mapping[str, str],
+        headers: Headers,
         on_event: OnEvent,
         *,
         handler_timeout: float = 8.0,

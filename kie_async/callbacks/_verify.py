@@ -10,7 +10,7 @@ import hmac
 import json
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -27,7 +27,11 @@ from ._errors import (
 from ._events import CallbackEvent, parse_callback
 from ._signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 
-__all__ = ["check_settings", "verify_callback"]
+__all__ = ["Headers", "check_settings", "verify_callback"]
+
+#: A request's headers: any mapping (aiohttp's, Starlette's and Django's are case-insensitive),
+#: or pairs (werkzeug's ``Headers`` in Flask).
+Headers = Mapping[str, str] | Iterable[tuple[str, str]]
 
 
 def check_settings(key: str | bytes | None, allow_unsigned: bool, tolerance: float) -> None:
@@ -58,7 +62,7 @@ def check_settings(key: str | bytes | None, allow_unsigned: bool, tolerance: flo
 
 def verify_callback(
     body: bytes,
-    headers: Mapping[str, str],
+    headers: Headers,
     *,
     key: str | bytes | None,
     tolerance: float = 300.0,
@@ -82,7 +86,8 @@ def verify_callback(
 
     Args:
         body: the request body, as received.
-        headers: the request headers (any mapping; case-insensitive ones are read as is).
+        headers: the request headers: any mapping (names are matched case-insensitively),
+            or ``(name, value)`` pairs such as Flask's ``request.headers``.
         key: the account's webhook HMAC key, or ``None`` with ``allow_unsigned=True``.
         tolerance: the freshness window in seconds, both directions (default 300).
         now: the current unix time (default ``time.time()``).
@@ -126,11 +131,13 @@ def verify_callback(
     return attrs.evolve(event, signature_valid=True, timestamp=sent)
 
 
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    value: object = headers.get(name)
+def _header(headers: Headers, name: str) -> str | None:
+    getter = getattr(headers, "get", None)
+    value: object = getter(name) if callable(getter) else None
     if value is None:
         wanted = name.lower()
-        value = next((v for k, v in headers.items() if str(k).lower() == wanted), None)
+        pairs = headers.items() if isinstance(headers, Mapping) else headers
+        value = next((v for k, v in pairs if str(k).lower() == wanted), None)
     if isinstance(value, bytes):
         value = value.decode("latin-1")
     if not isinstance(value, str) or not value.strip():
