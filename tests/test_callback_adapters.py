@@ -211,9 +211,11 @@ async def test_the_fastapi_example_runs_against_the_fake_server() -> None:
         }
         args = [sys.executable, "-m", "uvicorn", "fastapi_callbacks:app", "--port", str(port)]
         async with running(args, port, env) as base:
-            async with aiohttp.ClientSession() as session:
-                async with session.post(f"{base}/extend/src?prompt=go") as answer:
-                    task_id = (await answer.json())["task_id"]
+            async with (
+                aiohttp.ClientSession() as session,
+                session.post(f"{base}/extend/src?prompt=go") as answer,
+            ):
+                task_id = (await answer.json())["task_id"]
             text = await until_text(f"{base}/results/{task_id}", "SUCCESS")
             forged = body_of(task_id, ["https://evil.example/x.mp4"])
             assert await post(f"{base}/kie/callback", forged, sign_callback(forged, "x")) == 401
