@@ -5,8 +5,9 @@ Run it (kie.ai must reach PUBLIC_URL: a reverse proxy or a tunnel in front of po
     export KIE_API_KEY=...  KIE_WEBHOOK_KEY=...  PUBLIC_URL=https://hooks.example.com/kie
     python aiohttp_callbacks.py ee603959 "Into a nebula" "Then a sunrise"
 
-The receiver verifies each callback (signature, window, replays) and the client confirms it
-with one ``record-info`` call before a wait returns; a slow safety poll covers a lost one.
+The receiver verifies each callback (signature, window, replays) and the client confirms
+it with one ``record-info`` call before a wait returns; a slow safety poll covers a lost
+one.
 """
 
 from __future__ import annotations
@@ -20,11 +21,12 @@ from kie_async.callbacks import CallbackReceiver
 
 
 async def main(source: str, prompts: list[str], port: int = 8080) -> int:
-    """Extend ``source`` once per prompt, in parallel; print each result. Returns the number
-    of failed tasks."""
+    """Extend ``source`` once per prompt, in parallel; print each result. Returns the
+    number of failed tasks."""
     async with CallbackReceiver(key=os.environ["KIE_WEBHOOK_KEY"]) as receiver:
         await receiver.start(host="127.0.0.1", port=port, path="/kie")
-        async with KieClient(callbacks=receiver, callback_url=os.environ["PUBLIC_URL"]) as kie:
+        public_url = os.environ["PUBLIC_URL"]
+        async with KieClient(callbacks=receiver, callback_url=public_url) as kie:
             handles = [await kie.extend_video(source, prompt=p) for p in prompts]
             failed = 0
             for handle in handles:

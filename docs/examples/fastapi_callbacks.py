@@ -37,12 +37,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 async def on_callback(event: CallbackEvent) -> None:
-    """A new, verified delivery: confirm it, keep the record (answered 200 once this returns)."""
+    """A new, verified delivery: confirm it and keep the record (then it is answered 200)."""
     if not event.terminal:
         return  # an acknowledgment: the task goes on, its final callback comes later
     record = await clients[0].confirm(event)  # one record-info call decides
     if not record.status.is_terminal:
-        # record-info lags its callback: raising answers 500, so kie.ai delivers again later
+        # record-info lags its callback: raising answers 500, and kie.ai delivers it again
         raise RuntimeError(f"task {record.task_id} is not final on record-info yet")
     results[record.task_id] = record
 
