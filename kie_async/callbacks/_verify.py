@@ -23,6 +23,7 @@ from ._errors import (
     CallbackSignatureError,
     CallbackTaskIdMismatchError,
     CallbackTimestampError,
+    CallbackVerificationError,
 )
 from ._events import CallbackEvent, parse_callback
 from ._signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
@@ -117,11 +118,15 @@ def verify_callback(
         return _read(body, None)
     stamp = _header(headers, TIMESTAMP_HEADER)
     signature = _header(headers, SIGNATURE_HEADER)
-    if stamp is None:
-        raise CallbackHeaderMissingError(TIMESTAMP_HEADER)
-    if signature is None:
-        raise CallbackHeaderMissingError(SIGNATURE_HEADER)
-    sent = _timestamp(stamp, tolerance, time.time() if now is None else now)
+    try:
+        if stamp is None:
+            raise CallbackHeaderMissingError(TIMESTAMP_HEADER)
+        if signature is None:
+            raise CallbackHeaderMissingError(SIGNATURE_HEADER)
+        sent = _timestamp(stamp, tolerance, time.time() if now is None else now)
+    except CallbackVerificationError as exc:
+        exc.task_id = _claimed_task_id(body)  # for the log line: which task it claims to be
+        raise
     event = _read(body, key)
     expected = sign(key, event.task_id, stamp).encode("ascii")
     if not hmac.compare_digest(expected, signature.encode("utf-8", "replace")):
@@ -195,6 +200,13 @@ def _read(body: bytes, key: str | bytes | None) -> CallbackEvent:
             f"the body names more than one task id ({shown})", task_id=event.task_id
         )
     return event
+
+
+def _claimed_task_id(body: bytes) -> str | None:
+    try:
+        return parse_callback(body).task_id
+    except UnexpectedResponseError:
+        return None
 
 
 def _redact(text: str, key: str | bytes | None) -> str:
