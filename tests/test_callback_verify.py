@@ -4,6 +4,7 @@ the window in both directions; acknowledgments and record-shaped bodies; the tes
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -267,3 +268,52 @@ async def test_confirm_lets_record_info_decide() -> None:
     assert record.task_id == handle.task_id
     assert record.status.is_terminal and not record.status.ok
     assert "https://evil.example/x.mp4" not in record.result_urls
+
+
+async def test_an_acknowledgment_does_not_wake_a_waiting_client() -> None:
+    """A signed acknowledgment arriving while a client waits on its task costs no record-info
+    call and does not end the wait; the final callback does, confirmed by one call."""
+    import aiohttp
+
+    from kie_async import PollPolicy
+
+    async with (
+        FakeKieServer(callback_key=KEY) as server,
+        CallbackReceiver(key=KEY) as receiver,
+    ):
+        url = await receiver.start()
+        server.default_script = TaskScript(seconds=0.6)
+        safety = PollPolicy(interval=30, factor=1, max_interval=30, jitter=0, timeout=10)
+        async with fast_client(
+            server, callbacks=receiver, callback_url=url, safety_poll=safety
+        ) as kie:
+            handle = await kie.extend_video("src", prompt="go")
+            ack = body_of({"taskId": handle.task_id, "promptJson": "{}"})
+            headers = sign_callback(ack, KEY)
+            async with (
+                aiohttp.ClientSession() as session,
+                session.post(url, data=ack, headers=headers) as answer,
+            ):
+                assert answer.status == 200
+            record = await handle.wait(timeout=5)
+    assert record.status.ok
+    assert server.polls_for(handle.task_id) == 1
+    assert receiver.counts["accepted"] == 2
+
+
+async def test_the_fake_server_delivers_to_its_own_callback_url() -> None:
+    """FakeKieServer(callback_url=...) (``--callback-url``) reports tasks whose create names no
+    callBackUrl there, signed with its callback_key."""
+    events: list[CallbackEvent] = []
+    async with CallbackReceiver(key=KEY, on_event=events.append) as receiver:
+        url = await receiver.start()
+        async with (
+            FakeKieServer(callback_key=KEY, callback_url=url) as server,
+            fast_client(server) as kie,
+        ):
+            handle = await kie.extend_video("src", prompt="go")
+            for _ in range(200):
+                if events:
+                    break
+                await asyncio.sleep(0.02)
+    assert [(e.task_id, e.signature_valid, e.ok) for e in events] == [(handle.task_id, True, True)]

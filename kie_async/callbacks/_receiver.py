@@ -391,8 +391,9 @@ class CallbackReceiver:
     @contextlib.contextmanager
     def watch(self, task_id: str) -> Iterator[asyncio.Event]:
         """A context manager giving an ``asyncio.Event`` of your own that is set when a
-        callback for ``task_id`` is accepted (at once, if one already was). Clear it to hear
-        of the next one (another body for the same task). This is what waiting clients use.
+        callback for ``task_id`` that says the task ended is accepted (at once, if one
+        already was; acknowledgments do not set it). Clear it to hear of the next one
+        (another body for the same task). This is what waiting clients use.
 
         Example::
 
@@ -400,7 +401,7 @@ class CallbackReceiver:
                 await arrived.wait()
         """
         arrived = asyncio.Event()
-        if task_id in self._seen:
+        if self._seen.ended(task_id):  # an acknowledgment alone does not count
             arrived.set()
         watchers = self._watchers.setdefault(task_id, [])
         watchers.append(arrived)
