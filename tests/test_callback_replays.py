@@ -173,3 +173,22 @@ async def test_two_processes_share_replays_through_redis(redis_url: str) -> None
     assert sorted(first + second) == sorted(f"t{i}" for i in range(count))
     assert not set(first) & set(second)
     assert await run(0) == []
+
+
+async def test_an_acknowledgment_and_the_result_in_the_same_second_both_get_through() -> None:
+    """The replay key holds the claimed outcome: an acknowledgment and the final callback signed
+    with the same timestamp are both new; a second success body under that signature is not."""
+    verifier = CallbackVerifier(KEY)
+    stamp = int(time.time())
+
+    def signed(data: dict[str, object]) -> tuple[bytes, dict[str, str]]:
+        body = json.dumps({"code": 200, "msg": "success", "data": data}).encode()
+        return body, sign_callback(body, KEY, timestamp=stamp)
+
+    ack = await verifier.check(*signed({"taskId": "t1", "promptJson": "{}"}))
+    done = await verifier.check(*signed({"taskId": "t1", "resultUrls": ["https://c.example/a"]}))
+    forged = await verifier.check(
+        *signed({"taskId": "t1", "resultUrls": ["https://evil.example/b"]})
+    )
+    assert ack.new and done.new
+    assert not forged.new

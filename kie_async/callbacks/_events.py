@@ -108,11 +108,15 @@ class CallbackEvent:
 
     @property
     def replay_key(self) -> str:
-        """What identifies this delivery for replay checks (a digest of the task id and the
-        signed timestamp; of the task id and the body for an unsigned callback). The same
-        key within the freshness window is a replay (see :class:`ReplayStore`)."""
+        """What identifies this delivery for replay checks: a digest of the task id, the
+        signed timestamp and the outcome the body claims (acknowledgment, success or
+        failure), so an acknowledgment and the final callback sent in the same second are
+        both taken, and a captured signature can carry at most three bodies. (Of the task id
+        and the body for an unsigned callback.) The same key within the freshness window is a
+        replay (see :class:`ReplayStore`)."""
         if self.timestamp is not None:
-            basis = f"{self.task_id}.{self.timestamp!r}"
+            outcome = ("ok" if self.ok else "failed") if self.terminal else "ack"
+            basis = f"{self.task_id}.{self.timestamp!r}.{outcome}"
         else:
             basis = f"{self.task_id}#{digest(self)}"
         return hashlib.sha256(basis.encode("utf-8", "surrogatepass")).hexdigest()

@@ -1,8 +1,8 @@
 """CallbackReceiver: the aiohttp side of callbacks, from a POST to your code.
 
-It bounds and reads each body, checks the signature (:mod:`._signature`), drops repeated
-deliveries (:mod:`._dedupe`) and hands each new :class:`CallbackEvent` to ``on_event``, to
-every iterator (:mod:`._stream`) and to clients waiting on the task.
+It bounds and reads each body, verifies it and drops replays (:mod:`._verifier`, the core of
+every receiver), drops repeated bodies (:mod:`._dedupe`) and hands each new event to
+``on_event``, to every iterator (:mod:`._stream`) and to clients waiting on the task.
 """
 
 from __future__ import annotations
@@ -10,10 +10,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import inspect
 import logging
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import TypeVar
 
 from aiohttp import ClientPayloadError, web
@@ -27,7 +26,7 @@ from ._errors import CallbackVerificationError
 from ._events import CallbackEvent
 from ._replays import ReplayStore
 from ._stream import EventStream
-from ._verifier import CallbackVerifier
+from ._verifier import CallbackVerifier, OnEvent, call
 
 log = logging.getLogger("kie_async")
 
@@ -68,9 +67,8 @@ class CallbackReceiver:
         remember: how many task ids are remembered to drop repeated deliveries.
         queue_size: how many events an iterator may fall behind before new ones are dropped
             for it (with a warning; :meth:`get` still has them).
-        replays: where deliveries (task id and signed timestamp) already seen are kept for
-            the window, so a replay is dropped: a :class:`MemoryReplayStore` by default, a
-            :class:`RedisReplayStore` to share them between replicas.
+        replays: where deliveries seen are kept for the window, so replays are dropped: a
+            :class:`MemoryReplayStore` by default, a :class:`RedisReplayStore` for replicas.
         backlog: the listen backlog of :meth:`start` (default 65535, capped by the system's
             ``somaxconn``), so a burst of deliveries is queued rather than refused.
 
@@ -97,7 +95,7 @@ class CallbackReceiver:
         self,
         key: str | bytes | None = None,
         *,
-        on_event: Callable[[CallbackEvent], Awaitable[None] | None] | None = None,
+        on_event: OnEvent | None = None,
         max_age: float = 300.0,
         max_body: int = 64 * 1024,
         body_timeout: float = 10.0,
@@ -106,17 +104,10 @@ class CallbackReceiver:
         replays: ReplayStore | None = None,
         backlog: int = 65535,
     ) -> None:
-        if key is not None and (not isinstance(key, str | bytes) or not key):
-            raise ConfigurationError("key", "must be a non-empty str or bytes, or None")
         if isinstance(max_age, bool) or not isinstance(max_age, int | float) or not max_age > 0:
             raise ConfigurationError("max_age", f"must be a number > 0, got {max_age!r}")
-        if isinstance(backlog, bool) or not isinstance(backlog, int) or backlog < 1:
-            raise ConfigurationError("backlog", f"must be an int >= 1, got {backlog!r}")
-        if (
-            isinstance(body_timeout, bool)
-            or not isinstance(body_timeout, int | float)
-            or not 0 < body_timeout < math.inf
-        ):
+        number = isinstance(body_timeout, int | float) and not isinstance(body_timeout, bool)
+        if not number or not 0 < body_timeout < math.inf:
             raise ConfigurationError(
                 "body_timeout", f"must be a finite number > 0, got {body_timeout!r}"
             )
@@ -124,6 +115,7 @@ class CallbackReceiver:
             ("max_body", max_body),
             ("remember", remember),
             ("queue_size", queue_size),
+            ("backlog", backlog),
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigurationError(name, f"must be an int >= 1, got {value!r}")
@@ -271,11 +263,10 @@ class CallbackReceiver:
         if answer.status != 200:
             self.counts[f"rejected:{answer.status}"] += 1
             return web.Response(body=answer.content, status=answer.status)
-        if not answer.new:
-            self.counts["duplicate"] += 1
-            self.counts["replayed"] += 1
-        else:
+        if answer.new:
             self.accept(event)
+        else:  # a replay within the window
+            self.counts.update(("duplicate", "replayed"))
         return web.json_response({"code": 200, "msg": "success"})
 
     async def _read_body(self, request: web.Request, body: bytearray) -> bool:
@@ -360,13 +351,9 @@ class CallbackReceiver:
             )
 
     @staticmethod
-    async def _run_user_code(
-        on_event: Callable[[CallbackEvent], Awaitable[None] | None], event: CallbackEvent
-    ) -> None:
+    async def _run_user_code(on_event: OnEvent, event: CallbackEvent) -> None:
         try:
-            result = on_event(event)
-            if inspect.isawaitable(result):
-                await result
+            await call(on_event, event)
         except Exception:
             log.exception("on_event raised for the callback of task %s", event.task_id)
 

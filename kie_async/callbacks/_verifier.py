@@ -26,7 +26,7 @@ from ._events import CallbackEvent
 from ._replays import MemoryReplayStore, ReplayStore
 from ._verify import Headers, check_settings, verify_callback
 
-__all__ = ["CallbackAnswer", "CallbackVerifier", "OnEvent"]
+__all__ = ["CallbackAnswer", "CallbackVerifier", "OnEvent", "call"]
 
 log = logging.getLogger("kie_async")
 
@@ -179,7 +179,7 @@ class CallbackVerifier:
             return checked
         event = checked.event
         try:
-            done = await within(_call(on_event, event), handler_timeout)
+            done = await within(call(on_event, event), handler_timeout)
         except Exception:
             log.exception("on_event raised for the callback of task %s", event.task_id)
             done = None
@@ -204,7 +204,8 @@ class CallbackVerifier:
         return CallbackAnswer(status)
 
 
-async def _call(on_event: OnEvent, event: CallbackEvent) -> bool:
+async def call(on_event: OnEvent, event: CallbackEvent) -> bool:
+    """Call ``on_event``, awaiting what it returns if it is awaitable."""
     result: Any = on_event(event)
     if inspect.isawaitable(result):
         await result
