@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from ._chains import BulkItem
     from ._plan import PlanSource, RunPlan
     from ._results_download import JournalDownload
+    from .callbacks import CallbackEvent, CallbackReceiver
 
 __all__ = ["KindCalls", "RunCalls"]
 
@@ -143,9 +144,42 @@ class KindCalls:
         return await self.submit(request)
 
 
+class _Confirms(Protocol):
+    async def get_task(self, task_id: str) -> TaskRecord: ...
+
+    @property
+    def callbacks(self) -> CallbackReceiver | None: ...
+
+
 class RunCalls:
     """Downloads and bulk runs: the client handed to :mod:`~kie_async._download` and
     :mod:`~kie_async._bulk`, which need only what their Protocols name."""
+
+    async def confirm(self: _Confirms, event: CallbackEvent) -> TaskRecord:
+        """What ``record-info`` says of a callback's task: one read that decides, since the
+        signature covers only the task id and the time, never the body's result or outcome.
+
+        Returns the current :class:`TaskRecord`, final or not: an acknowledgment (or a body
+        ahead of ``record-info``) may find the task still generating; wait for it with
+        ``await kie.task(event.task_id)``. Trust the record's ``result_urls`` and ``status``,
+        not the event's. With a receiver attached, a final record is kept on its event too.
+
+        Raises:
+            TaskNotFoundError: kie.ai knows no such task (a forged or foreign callback).
+            APIError, TransportError, UnexpectedResponseError: the call failed.
+
+        Example::
+
+            event = verify_callback(body, headers, key=webhook_key)
+            record = await kie.confirm(event)
+            if record.status.ok:
+                await kie.download(record, "videos/")
+        """
+        record = await self.get_task(event.task_id)
+        receiver = self.callbacks
+        if receiver is not None and record.status.is_terminal:
+            receiver._confirm(record)
+        return record
 
     async def download(
         self: FileSource,

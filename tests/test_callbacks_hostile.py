@@ -26,9 +26,10 @@ def safety(interval: float, timeout: float = 10.0) -> PollPolicy:
     return PollPolicy(interval=interval, factor=1, max_interval=interval, jitter=0, timeout=timeout)
 
 
-def signed_headers(task_id: str) -> dict[str, str]:
-    """Valid signature headers for ``task_id`` now: what a replay of a captured one carries."""
-    stamp = int(time.time())
+def signed_headers(task_id: str, ago: int = 0) -> dict[str, str]:
+    """Valid signature headers for ``task_id``, ``ago`` seconds old: what a replay of a captured
+    one carries."""
+    stamp = int(time.time()) - ago
     return {"X-Webhook-Timestamp": str(stamp), "X-Webhook-Signature": sign(KEY, task_id, stamp)}
 
 
@@ -89,7 +90,9 @@ async def test_replayed_signature_with_altered_body_does_not_win(
 ) -> None:
     """A validly signed callback with forged result URLs arriving first does not shut out the
     genuine delivery: both are passed on, the wait returns record-info's record, and the
-    receiver's event for the task is the genuine one, confirmed, even after later forgeries."""
+    receiver's event for the task is the genuine one, confirmed, even after later forgeries.
+    (The forgeries carry headers captured from earlier deliveries: with the genuine one's own,
+    the first to arrive wins the replay check, and record-info still decides.)"""
     seen: list[CallbackEvent] = []
     receiver._on_event = seen.append
     forged = ["https://evil.example/x.mp4"]
@@ -101,7 +104,8 @@ async def test_replayed_signature_with_altered_body_does_not_win(
             handle = await kie.extend_video("src", prompt="go")
             task_id = handle.task_id
             assert (
-                await post(receiver.url, body_for(task_id, forged), signed_headers(task_id)) == 200
+                await post(receiver.url, body_for(task_id, forged), signed_headers(task_id, 10))
+                == 200
             )
             started = time.monotonic()
             record = await handle.wait(timeout=4)
@@ -109,7 +113,9 @@ async def test_replayed_signature_with_altered_body_does_not_win(
             await until(lambda: server.counts["callback:delivered"] == 1)
         assert record.result_urls == tuple(server.callback_payload(task_id)["data"]["resultUrls"])
         later = ["https://evil.example/y.mp4"]
-        assert await post(receiver.url, body_for(task_id, later), signed_headers(task_id)) == 200
+        assert (
+            await post(receiver.url, body_for(task_id, later), signed_headers(task_id, 20)) == 200
+        )
     assert took < 2.0
     assert receiver.counts["accepted"] == 3
     assert receiver.counts["conflicting"] == 2

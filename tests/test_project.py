@@ -71,10 +71,10 @@ def _pyproject() -> dict[str, Any]:
 
 
 def test_developer_tools_are_dependency_groups_not_extras() -> None:
-    """Users see only the cli and redis extras; test, typecheck, lint, docs and bench are PEP 735
-    dependency groups."""
+    """Users see only the cli, redis and starlette extras; test, typecheck, lint, docs and bench
+    are PEP 735 dependency groups."""
     pyproject = _pyproject()
-    assert set(pyproject["project"]["optional-dependencies"]) <= {"cli", "redis"}
+    assert set(pyproject["project"]["optional-dependencies"]) <= {"cli", "redis", "starlette"}
     assert {"test", "typecheck", "lint", "docs", "bench"} <= set(pyproject["dependency-groups"])
 
 

@@ -33,19 +33,44 @@ from __future__ import annotations
 from .._public import publish as _publish
 
 # The package: ``_events`` (CallbackEvent, parse_callback), ``_signature`` (sign,
-# verify_signature), ``_dedupe`` (what a receiver remembers), ``_stream`` (one iterator's
-# queue) and ``_receiver`` (CallbackReceiver).
+# verify_signature), ``_errors`` and ``_verify`` (verify_callback), ``_replays`` (the replay
+# stores), ``_verifier`` (the core every receiver shares), ``_dedupe`` (what a receiver
+# remembers), ``_stream`` (one iterator's queue), ``_receiver`` (CallbackReceiver, aiohttp) and
+# ``starlette`` (CallbackEndpoint, imported only by who uses it).
+from ._errors import (
+    CallbackBodyError,
+    CallbackHeaderMissingError,
+    CallbackSignatureError,
+    CallbackTaskIdMismatchError,
+    CallbackTimestampError,
+    CallbackVerificationError,
+)
 from ._events import CallbackEvent, parse_callback
 from ._receiver import CallbackReceiver
+from ._replays import MemoryReplayStore, RedisReplayStore, ReplayStore
 from ._signature import SIGNATURE_HEADER as SIGNATURE_HEADER
 from ._signature import TIMESTAMP_HEADER as TIMESTAMP_HEADER
 from ._signature import sign, verify_signature
+from ._verifier import CallbackAnswer, CallbackVerifier
+from ._verify import verify_callback
 
 __all__ = [
+    "CallbackAnswer",
+    "CallbackBodyError",
     "CallbackEvent",
+    "CallbackHeaderMissingError",
     "CallbackReceiver",
+    "CallbackSignatureError",
+    "CallbackTaskIdMismatchError",
+    "CallbackTimestampError",
+    "CallbackVerificationError",
+    "CallbackVerifier",
+    "MemoryReplayStore",
+    "RedisReplayStore",
+    "ReplayStore",
     "parse_callback",
     "sign",
+    "verify_callback",
     "verify_signature",
 ]
 

@@ -46,6 +46,11 @@ class Deliveries:
     def __contains__(self, task_id: object) -> bool:
         return task_id in self._seen
 
+    def ended(self, task_id: str) -> bool:
+        """Whether a body remembered for ``task_id`` says it ended (not an acknowledgment)."""
+        seen = self._seen.get(task_id)
+        return seen is not None and any(e.terminal for e in seen.bodies.values())
+
     def add(self, event: CallbackEvent) -> Verdict:
         """Remember ``event`` unless its body is known for its task (or too many came)."""
         key = digest(event)

@@ -1,8 +1,8 @@
 """CallbackReceiver: the aiohttp side of callbacks, from a POST to your code.
 
-It bounds and reads each body, checks the signature (:mod:`._signature`), drops repeated
-deliveries (:mod:`._dedupe`) and hands each new :class:`CallbackEvent` to ``on_event``, to
-every iterator (:mod:`._stream`) and to clients waiting on the task.
+It bounds and reads each body, verifies it and drops replays (:mod:`._verifier`, the core of
+every receiver), drops repeated bodies (:mod:`._dedupe`) and hands each new event to
+``on_event``, to every iterator (:mod:`._stream`) and to clients waiting on the task.
 """
 
 from __future__ import annotations
@@ -10,23 +10,23 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import inspect
 import logging
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import TypeVar
 
-import attrs
 from aiohttp import ClientPayloadError, web
 
-from .._errors import ConfigurationError, UnexpectedResponseError
+from .._errors import ConfigurationError
 from .._models import TaskRecord
 from .._retry import within
 from .._text import printable
 from ._dedupe import MAX_BODIES, Deliveries, Verdict
-from ._events import CallbackEvent, parse_callback
-from ._signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature_problem
+from ._errors import CallbackVerificationError
+from ._events import CallbackEvent
+from ._replays import ReplayStore
 from ._stream import EventStream
+from ._verifier import CallbackVerifier, OnEvent, call
 
 log = logging.getLogger("kie_async")
 
@@ -67,12 +67,17 @@ class CallbackReceiver:
         remember: how many task ids are remembered to drop repeated deliveries.
         queue_size: how many events an iterator may fall behind before new ones are dropped
             for it (with a warning; :meth:`get` still has them).
+        replays: where deliveries seen are kept for the window, so replays are dropped: a
+            :class:`MemoryReplayStore` by default, a :class:`RedisReplayStore` for replicas.
+        backlog: the listen backlog of :meth:`start` (default 65535, capped by the system's
+            ``somaxconn``), so a burst of deliveries is queued rather than refused.
 
     Attributes:
         counts: what happened: ``"accepted"``, ``"duplicate"``, ``"conflicting"`` (accepted
             with another body than an earlier delivery of its task), ``"rejected:401"``,
             ``"rejected:400"``, ``"rejected:408"``, ``"rejected:413"``, ``"rejected:503"``,
-            ``"disconnected"`` (the client left mid-body).
+            ``"disconnected"`` (the client left mid-body), ``"replayed"`` (a delivery seen
+            already within the window, also counted in ``"duplicate"``).
 
     Raises:
         ConfigurationError: an invalid setting.
@@ -90,22 +95,19 @@ class CallbackReceiver:
         self,
         key: str | bytes | None = None,
         *,
-        on_event: Callable[[CallbackEvent], Awaitable[None] | None] | None = None,
+        on_event: OnEvent | None = None,
         max_age: float = 300.0,
         max_body: int = 64 * 1024,
         body_timeout: float = 10.0,
         remember: int = 10_000,
         queue_size: int = 1000,
+        replays: ReplayStore | None = None,
+        backlog: int = 65535,
     ) -> None:
-        if key is not None and (not isinstance(key, str | bytes) or not key):
-            raise ConfigurationError("key", "must be a non-empty str or bytes, or None")
         if isinstance(max_age, bool) or not isinstance(max_age, int | float) or not max_age > 0:
             raise ConfigurationError("max_age", f"must be a number > 0, got {max_age!r}")
-        if (
-            isinstance(body_timeout, bool)
-            or not isinstance(body_timeout, int | float)
-            or not 0 < body_timeout < math.inf
-        ):
+        number = isinstance(body_timeout, int | float) and not isinstance(body_timeout, bool)
+        if not number or not 0 < body_timeout < math.inf:
             raise ConfigurationError(
                 "body_timeout", f"must be a finite number > 0, got {body_timeout!r}"
             )
@@ -113,6 +115,7 @@ class CallbackReceiver:
             ("max_body", max_body),
             ("remember", remember),
             ("queue_size", queue_size),
+            ("backlog", backlog),
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigurationError(name, f"must be an int >= 1, got {value!r}")
@@ -122,6 +125,15 @@ class CallbackReceiver:
         self._on_event = on_event
         self.max_age = float(max_age)
         self.max_body = max_body
+        self.backlog = backlog
+        # The core every receiver shares: verify_callback, then the replay store.
+        self._verifier = CallbackVerifier(
+            key,
+            allow_unsigned=key is None,
+            tolerance=self.max_age,
+            replays=replays,
+            max_body=max_body,
+        )
         self.body_timeout = float(body_timeout)
         self._queue_size = queue_size
         self._seen = Deliveries(remember)
@@ -176,7 +188,7 @@ class CallbackReceiver:
             raise RuntimeError("this CallbackReceiver is already serving, or closed")
         runner = web.AppRunner(self.make_app(path), access_log=None, handle_signals=False)
         await runner.setup()
-        site = web.TCPSite(runner, host, port)
+        site = web.TCPSite(runner, host, port, backlog=self.backlog)
         try:
             await site.start()
         except BaseException:
@@ -243,22 +255,18 @@ class CallbackReceiver:
         if len(body) > self.max_body:
             return self._reject(413, f"the body is over {self.max_body} bytes", peer)
         try:
-            event = parse_callback(bytes(body))
-        except UnexpectedResponseError as exc:
-            return self._reject(400, exc.message, peer)
-        if self._key is not None:
-            problem = signature_problem(
-                self._key,
-                event.task_id,
-                request.headers.get(TIMESTAMP_HEADER),
-                request.headers.get(SIGNATURE_HEADER),
-                max_age=self.max_age,
-                now=None,
-            )
-            if problem is not None:
-                return self._reject(401, f"task {event.task_id}: {problem}", peer)
-            event = attrs.evolve(event, signature_valid=True)
-        self.accept(event)
+            event = self._verifier.verify(bytes(body), request.headers)
+        except CallbackVerificationError as exc:
+            where = f"task {exc.task_id}: " if exc.task_id is not None else ""
+            return self._reject(exc.status, where + exc.reason, peer)
+        answer = await self._verifier.check_replay(event)
+        if answer.status != 200:
+            self.counts[f"rejected:{answer.status}"] += 1
+            return web.Response(body=answer.content, status=answer.status)
+        if answer.new:
+            self.accept(event)
+        else:  # a replay within the window
+            self.counts.update(("duplicate", "replayed"))
         return web.json_response({"code": 200, "msg": "success"})
 
     async def _read_body(self, request: web.Request, body: bytearray) -> bool:
@@ -297,7 +305,7 @@ class CallbackReceiver:
 
     def accept(self, event: CallbackEvent) -> bool:
         """Pass ``event`` on as if it had arrived (for receivers on other frameworks, after
-        :func:`parse_callback` and :func:`verify_signature`). Returns ``False`` for a body
+        :func:`verify_callback`). Returns ``False`` for a body
         already seen for its task, which is dropped."""
         verdict = self._seen.add(event)
         if verdict is Verdict.DUPLICATE:
@@ -321,7 +329,8 @@ class CallbackReceiver:
             )
         self.counts["accepted"] += 1
         log.debug("callback for task %s: code %s", event.task_id, event.code)
-        for arrived in self._watchers.get(event.task_id, ()):
+        # An acknowledgment (no result, no outcome) does not end the task: waits go on.
+        for arrived in self._watchers.get(event.task_id, ()) if event.terminal else ():
             arrived.set()
         for stream in list(self._streams):
             stream.offer(event)
@@ -342,13 +351,9 @@ class CallbackReceiver:
             )
 
     @staticmethod
-    async def _run_user_code(
-        on_event: Callable[[CallbackEvent], Awaitable[None] | None], event: CallbackEvent
-    ) -> None:
+    async def _run_user_code(on_event: OnEvent, event: CallbackEvent) -> None:
         try:
-            result = on_event(event)
-            if inspect.isawaitable(result):
-                await result
+            await call(on_event, event)
         except Exception:
             log.exception("on_event raised for the callback of task %s", event.task_id)
 
@@ -373,8 +378,9 @@ class CallbackReceiver:
     @contextlib.contextmanager
     def watch(self, task_id: str) -> Iterator[asyncio.Event]:
         """A context manager giving an ``asyncio.Event`` of your own that is set when a
-        callback for ``task_id`` is accepted (at once, if one already was). Clear it to hear
-        of the next one (another body for the same task). This is what waiting clients use.
+        callback for ``task_id`` that says the task ended is accepted (at once, if one
+        already was; acknowledgments do not set it). Clear it to hear of the next one
+        (another body for the same task). This is what waiting clients use.
 
         Example::
 
@@ -382,7 +388,7 @@ class CallbackReceiver:
                 await arrived.wait()
         """
         arrived = asyncio.Event()
-        if task_id in self._seen:
+        if self._seen.ended(task_id):  # an acknowledgment alone does not count
             arrived.set()
         watchers = self._watchers.setdefault(task_id, [])
         watchers.append(arrived)

@@ -31,8 +31,8 @@ from .._public import publish as _publish
 # The package, one module per concern: ``_scripts`` (TaskScript, RecordedRequest), ``_faults``,
 # ``_kinds`` (each create's rules), ``_records`` (a task's raw record and callback body),
 # ``_edge``, ``_store``, ``_endpoints``, ``_files`` and ``_callbacks`` (the server's parts, put
-# together in ``_server``), ``_fast`` (fast_client) and ``_main`` (``python -m
-# kie_async.testing``).
+# together in ``_server``), ``_signing`` (sign_callback, and ``--send``), ``_fast``
+# (fast_client) and ``_main`` (``python -m kie_async.testing``).
 from . import _faults
 from ._fast import fast_client
 from ._faults import Faults
@@ -40,6 +40,7 @@ from ._main import main as main  # the standalone server, as before the package 
 from ._scripts import DEFAULT_API_KEY as DEFAULT_API_KEY
 from ._scripts import RecordedRequest, TaskScript
 from ._server import FakeKieServer
+from ._signing import sign_callback
 
 __all__ = [
     "FAULT_KINDS",
@@ -48,6 +49,7 @@ __all__ = [
     "RecordedRequest",
     "TaskScript",
     "fast_client",
+    "sign_callback",
 ]
 
 #: Every fault :class:`Faults` and :meth:`FakeKieServer.fail_next` know, by name.

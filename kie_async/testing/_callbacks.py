@@ -29,6 +29,7 @@ class CallbackDelivery(Edge, TaskStore):
     """The callbacks of :class:`~kie_async.testing.FakeKieServer` (a base class)."""
 
     callback_key: str | None
+    callback_url: str | None
     callback_duplicates: int
     callback_drop_rate: float
     callback_retry_delay: float
@@ -46,8 +47,10 @@ class CallbackDelivery(Edge, TaskStore):
         retry_delay: float,
         lead: float,
         seed: int,
+        url: str | None = None,
     ) -> None:
         self.callback_key = key
+        self.callback_url = url
         self.callback_duplicates = duplicates
         self.callback_drop_rate = drop_rate
         self.callback_retry_delay = retry_delay

@@ -140,6 +140,8 @@ class Endpoints(CallbackDelivery):
         task["extensions"] = extensions
         if isinstance(body.get("callBackUrl"), str) and body["callBackUrl"]:
             self._schedule_callback(task_id, body["callBackUrl"])
+        elif self.callback_url is not None:
+            self._schedule_callback(task_id, self.callback_url)
         return envelope(200, "success", {"taskId": task_id})
 
     async def _create(self, request: web.Request) -> web.StreamResponse:

@@ -14,8 +14,11 @@ import math
 import signal
 import sys
 
+import aiohttp
+
 from ._scripts import DEFAULT_API_KEY, TaskScript
 from ._server import FakeKieServer
+from ._signing import callback_body, send_callback
 
 
 def _parse_rate(text: str) -> tuple[int, float]:
@@ -64,6 +67,8 @@ async def _serve_forever(args: argparse.Namespace) -> None:
         extend_extensions=not args.refuse_reextend,
         max_extensions=args.max_extensions,
         unknown_task=args.unknown_task,
+        callback_key=args.callback_key,
+        callback_url=args.callback_url,
     )
     server.default_script = TaskScript(polls=args.polls, seconds=args.seconds)
     stop = asyncio.Event()
@@ -93,7 +98,15 @@ Run a fake kie.ai on this machine until interrupted, for trying a client without
 
 The first line on standard output is the server's URL (pass it as the client's base URL).
 On SIGTERM it stops and prints its counts ("create", "poll", "rejected:429", ...) as one
-JSON object on a last line; Ctrl-C just stops it."""
+JSON object on a last line; Ctrl-C just stops it.
+
+With --callback-url, tasks whose create names no callBackUrl are reported there, signed with
+--callback-key if given. With --send TASK_ID, no server runs: one callback is POSTed to
+--callback-url (signed with --callback-key), its HTTP status is printed, and the exit status
+is 0 for an answer 200, 1 otherwise:
+
+  python -m kie_async.testing --callback-url http://127.0.0.1:8000/kie \\
+      --callback-key whsec-test --send t1"""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -141,6 +154,27 @@ def _parser() -> argparse.ArgumentParser:
         help="refuse (422) to extend a video that is itself an extension's result",
     )
     parser.add_argument(
+        "--callback-url",
+        metavar="URL",
+        help="deliver callbacks of creates that name no callBackUrl here; with --send, "
+        "where the callback goes",
+    )
+    parser.add_argument(
+        "--callback-key",
+        metavar="KEY",
+        help="sign callbacks with this webhook HMAC key (X-Webhook-Timestamp/-Signature)",
+    )
+    parser.add_argument(
+        "--send",
+        metavar="TASK_ID",
+        help="send one callback for TASK_ID to --callback-url and exit (no server)",
+    )
+    parser.add_argument(
+        "--failed",
+        action="store_true",
+        help="with --send: a failure callback (code 500) rather than a success",
+    )
+    parser.add_argument(
         "--max-extensions",
         type=_count,
         metavar="N",
@@ -162,6 +196,25 @@ def main(argv: list[str] | None = None) -> None:
     The first line on stdout is the server's URL. On SIGTERM it stops and prints its counts
     (``"create"``, ``"poll"``, ``"rejected:429"``, ...) as one JSON object on a last line.
     """
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.send is not None:
+        if args.callback_url is None:
+            parser.error("--send needs --callback-url")
+        raise SystemExit(_send(args))
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_serve_forever(args))
+
+
+def _send(args: argparse.Namespace) -> int:
+    """``--send``: POST one callback; print the answer's status (0: it was 200)."""
+    body = callback_body(args.send, failed=args.failed)
+    try:
+        status = asyncio.run(send_callback(args.callback_url, body, key=args.callback_key))
+    except (OSError, asyncio.TimeoutError, aiohttp.ClientError) as exc:
+        with contextlib.suppress(OSError):
+            print(f"error: cannot deliver to {args.callback_url}: {exc}", file=sys.stderr)  # noqa: T201
+        return 2
+    with contextlib.suppress(OSError):
+        print(status, flush=True)  # noqa: T201
+    return 0 if status == 200 else 1

@@ -64,6 +64,8 @@ class FakeKieServer(Endpoints, FileServing):
             endpoints answer); the client reads both as :class:`~kie_async.TaskNotFoundError`.
         callback_lead: seconds by which a task's callback comes before ``record-info`` reports
             the task ended (kie.ai's record-info can lag its own callback); ``0`` agrees at once.
+        callback_url: where to deliver the callback of a create that names no ``callBackUrl``
+            (``None``: nowhere, as kie.ai does).
 
     Callbacks: a create with a ``callBackUrl`` gets a background delivery that waits until the
     task's ``TaskScript.seconds`` have passed, ends the task (its ``polls`` no longer count, so
@@ -124,6 +126,7 @@ class FakeKieServer(Endpoints, FileServing):
         max_extensions: int | None = None,
         callback_lead: float = 0.0,
         unknown_task: str = "422",
+        callback_url: str | None = None,
     ) -> None:
         self._setup_edge(api_key=api_key, http_errors=http_errors, record_requests=record_requests)
         self._setup_store()
@@ -145,6 +148,7 @@ class FakeKieServer(Endpoints, FileServing):
             retry_delay=callback_retry_delay,
             lead=callback_lead,
             seed=seed,
+            url=callback_url,
         )
         self._host = host
         self._port = port
