@@ -18,7 +18,10 @@ from collections.abc import (
     Iterator,
     Sequence,
 )
+from decimal import Decimal
 from pathlib import Path
+
+import attrs
 
 from ._bulk_run import Submitter as Submitter
 from ._bulk_run import _Run as _Run
@@ -30,6 +33,7 @@ from ._outcomes import OutcomeKind as OutcomeKind
 from ._outcomes import Progress, R, _Counts
 from ._outcomes import _Outcome as _Outcome
 from ._polling import PollPolicy
+from ._preflight import check_account
 
 __all__ = ["BulkRun", "ExtendOutcome", "OutcomeKind", "Progress", "extend_many"]
 
@@ -104,11 +108,20 @@ class _Source:
         return position, key, request
 
 
+@attrs.define
+class _RunInfo:
+    """What a run learns about itself that its :class:`BulkRun` shows."""
+
+    balance: Decimal | None = None
+
+
 class BulkRun(AsyncIterator[ExtendOutcome[R]]):
     """A bulk run from :meth:`KieClient.extend_many`: an async iterator of
     :class:`ExtendOutcome`, and an async context manager that ends the run when its block ends.
 
-    Nothing is sent before the first outcome is asked for. At most ``concurrency`` requests are
+    Nothing is sent before the first outcome is asked for. Then, before the first create, one
+    call checks the key and the host: the account's balance (see ``preflight`` in
+    :meth:`KieClient.extend_many`). At most ``concurrency`` requests are
     submitted and not yet consumed: while you hold an outcome (or stop asking for more), the run
     sends no new create. Leaving the block (or :meth:`aclose`) stops the run: no new create is
     sent, creates already on the wire are let finish (within their timeout) so their task ids
@@ -126,10 +139,20 @@ class BulkRun(AsyncIterator[ExtendOutcome[R]]):
     the run when the run is garbage-collected, and sends nothing more meanwhile.
     """
 
-    __slots__ = ("_outcomes",)
+    __slots__ = ("_info", "_outcomes")
 
-    def __init__(self, outcomes: AsyncGenerator[ExtendOutcome[R], None]) -> None:
+    def __init__(
+        self, outcomes: AsyncGenerator[ExtendOutcome[R], None], info: _RunInfo | None = None
+    ) -> None:
         self._outcomes = outcomes
+        self._info = info or _RunInfo()
+
+    @property
+    def balance(self) -> Decimal | None:
+        """The account's credit balance as checked before the first create; ``None`` until
+        the first outcome is asked for, with ``preflight=False``, or when the host has no
+        balance endpoint."""
+        return self._info.balance
 
     def __aiter__(self) -> BulkRun[R]:
         return self
@@ -157,8 +180,10 @@ def extend_many(
     poll: PollPolicy | None = None,
     on_progress: Callable[[Progress], None] | None = None,
     resubmit_uncertain: bool = False,
+    preflight: bool = True,
 ) -> BulkRun:
     """The :class:`BulkRun` of :meth:`KieClient.extend_many` (documented there)."""
+    info = _RunInfo()
     return BulkRun(
         _outcomes(  # type: ignore[arg-type]  # only ExtendRequest items are accepted
             client,
@@ -168,7 +193,10 @@ def extend_many(
             poll=poll,
             on_progress=on_progress,
             resubmit_uncertain=resubmit_uncertain,
-        )
+            preflight=preflight,
+            info=info,
+        ),
+        info,
     )
 
 
@@ -181,6 +209,8 @@ async def _outcomes(
     poll: PollPolicy | None,
     on_progress: Callable[[Progress], None] | None,
     resubmit_uncertain: bool,
+    preflight: bool = True,
+    info: _RunInfo | None = None,
     accept: tuple[type, ...] = (ExtendRequest,),
     caller: str = "extend_many",
     run_type: type[_Run] = _Run,
@@ -196,6 +226,8 @@ async def _outcomes(
         raise ValidationError(
             "on_progress", f"must be a callable or None, got {type(on_progress).__name__}"
         )
+    if not isinstance(preflight, bool):
+        raise ValidationError("preflight", f"must be True or False, got {preflight!r}")
     book = Journal(journal) if journal is not None else None
     counts = _Counts(callback=on_progress)
     run = run_type(client, book, poll, counts, resubmit_uncertain, concurrency)
@@ -232,6 +264,17 @@ async def _outcomes(
 
     if book is not None:
         book.open()  # locks it for this run, or raises naming the run that holds it
+    if preflight:
+        # The key and the host, checked once before the first create: a bad key or a dead
+        # API ends the run here, with nothing sent, instead of failing every request.
+        try:
+            balance = await check_account(client)
+        except BaseException:
+            if book is not None:
+                await book.aclose()
+            raise
+        if info is not None:
+            info.balance = balance
     # Submitting is bounded by the connection pool (and the rate limit) long before it is by
     # the number of workers: more than the pool's size would only queue.
     submitters = min(concurrency, client.max_connections)

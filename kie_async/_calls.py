@@ -223,9 +223,15 @@ class RunCalls:
         poll: PollPolicy | None = None,
         on_progress: Callable[[Progress], None] | None = None,
         resubmit_uncertain: bool = False,
+        preflight: bool = True,
     ) -> BulkRun:
         """Submit and await many extensions: a :class:`BulkRun` yielding one
         :class:`ExtendOutcome` per request as each finishes (not in input order).
+
+        Before the first create, one cheap call checks the key and the host: the account's
+        balance (:meth:`credits`, logged at INFO and kept as :attr:`BulkRun.balance`). A bad
+        key or an API that cannot be reached ends the run there, raising from the first
+        iteration, with nothing sent.
 
         One bad request never ends the run. After an error that dooms every later submission
         (401 bad key, 402 out of credits, 505 feature disabled, a TLS failure, or three creates
@@ -249,11 +255,21 @@ class RunCalls:
             on_progress: called with a :class:`Progress` whenever a count changes; an
                 exception it raises is logged and ignored.
             resubmit_uncertain: resubmit requests the journal marks uncertain (may pay twice).
+            preflight: check the key and the host with the balance call before the first
+                create (the default). ``False`` skips that call: for a caller that has just
+                checked them (many small runs in a row, say), or a host without kie's balance
+                endpoint (one that answers it 404 is passed over anyway, with a warning).
 
         Raises:
+            AuthenticationError: the preflight's balance call was refused (401): nothing is
+                sent.
+            TransportError, APIError, UnexpectedResponseError: the preflight's balance call
+                failed after the client's retries (an API that cannot be reached or answers
+                errors): nothing is sent.
             ValidationError: ``concurrency`` is not a positive int, ``poll`` is not a
-                :class:`PollPolicy`, or ``on_progress`` is not callable (nothing is sent);
-                ``journal`` is not a path (raised by this call itself).
+                :class:`PollPolicy`, ``on_progress`` is not callable, or ``preflight`` is not
+                a bool (nothing is sent); ``journal`` is not a path (raised by this call
+                itself).
             ConfigurationError: the journal cannot be read, is not a kie-async journal, or is
                 in use by another run (its pid, host and start time are named); a
                 :class:`RedisRateLimit` whose Redis cannot be reached.
@@ -282,6 +298,7 @@ class RunCalls:
             poll=poll,
             on_progress=on_progress,
             resubmit_uncertain=resubmit_uncertain,
+            preflight=preflight,
         )
 
     def run_many(
@@ -293,6 +310,7 @@ class RunCalls:
         poll: PollPolicy | None = None,
         on_progress: Callable[[Progress], None] | None = None,
         resubmit_uncertain: bool = False,
+        preflight: bool = True,
     ) -> BulkRun[BulkItem]:
         """Submit and await many requests of any kind, and chains: :meth:`extend_many` for a
         mix of :class:`GenerateRequest`, :class:`UpscaleRequest`, :class:`VaryRequest`,
@@ -328,4 +346,5 @@ class RunCalls:
             poll=poll,
             on_progress=on_progress,
             resubmit_uncertain=resubmit_uncertain,
+            preflight=preflight,
         )

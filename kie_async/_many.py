@@ -16,7 +16,7 @@ from typing import Any
 
 import attrs
 
-from ._bulk import BulkRun, Progress, Submitter, _Outcome, _outcomes, _Run
+from ._bulk import BulkRun, Progress, Submitter, _Outcome, _outcomes, _Run, _RunInfo
 from ._chains import BulkItem, Chain, run_chain
 from ._polling import PollPolicy
 from ._requests import REQUEST_TYPES, TaskRequest
@@ -94,8 +94,10 @@ def run_many(
     poll: PollPolicy | None = None,
     on_progress: Callable[[Progress], None] | None = None,
     resubmit_uncertain: bool = False,
+    preflight: bool = True,
 ) -> BulkRun[BulkItem]:
     """The :class:`BulkRun` of :meth:`KieClient.run_many` (documented there)."""
+    info = _RunInfo()
     return BulkRun(
         _outcomes(
             client,
@@ -105,8 +107,11 @@ def run_many(
             poll=poll,
             on_progress=on_progress,
             resubmit_uncertain=resubmit_uncertain,
+            preflight=preflight,
+            info=info,
             accept=(*REQUEST_TYPES, Chain),
             caller="run_many",
             run_type=_ChainRun,
-        )
+        ),
+        info,
     )
