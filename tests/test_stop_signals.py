@@ -135,8 +135,12 @@ async def test_a_signal_stops_bulk_whatever_became_of_its_output(
         # Creates on the wire for seconds: the first signal waits for them, the second
         # cuts them off at once.
         server.faults = Faults(slow=1.0, slow_seconds=5.0, endpoints=frozenset({"create"}))
-    # Ten creates a second: a run that does not stop goes on creating, visibly.
-    args = bulk_args(server, jobs, journal, "--rate-limit", "10/1", "--progress-interval", "0.05")
+    # Ten creates a second: a run that does not stop goes on creating, visibly. With its pipe
+    # closed, the run writes nothing more before the signal (a write would stop it, as SIGPIPE
+    # would: test_a_closed_pipe_stops_bulk_as_sigpipe_would), so the signal's own note is the
+    # first write to meet the closed pipe.
+    interval = "30" if output == "closed" else "0.05"
+    args = bulk_args(server, jobs, journal, "--rate-limit", "10/1", "--progress-interval", interval)
     with child_output(output) as (write_end, read_end):
         process = await asyncio.create_subprocess_exec(
             *args, stdout=write_end, stderr=write_end, env=env(server)
@@ -144,9 +148,8 @@ async def test_a_signal_stops_bulk_whatever_became_of_its_output(
         try:
             await wait_until(lambda: server.counts["create"] >= 3)
             if read_end is not None and output == "closed":
-                os.read(read_end, 100)  # the reader saw the first line, then went away
+                os.read(read_end, 100)  # the reader saw the balance line, then went away
                 os.close(read_end)
-                await asyncio.sleep(0.3)  # progress lines meet the closed pipe meanwhile
             at_signal = server.counts["create"]
             started = time.monotonic()
             for signum in signals:
@@ -166,6 +169,47 @@ async def test_a_signal_stops_bulk_whatever_became_of_its_output(
         assert submitted == set(server.tasks)
         assert unresolved_intents(journal) == set()
     server.faults = Faults()
+    await rerun_creates_nothing_twice(server, jobs, journal)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stream", ["stdout", "stderr"])
+async def test_a_closed_pipe_stops_bulk_as_sigpipe_would(
+    server: FakeKieServer, tmp_path: Path, stream: str
+) -> None:
+    """The reader of stdout or stderr goes away (``2>&1 | head``): the next write stops the
+    run, cleanly: exit 141, no create beyond those on the wire, the journal saved, and a rerun
+    pays for nothing twice."""
+    jobs = write_jobs(tmp_path / "jobs.jsonl", JOBS)
+    journal = tmp_path / "run.journal"
+    args = bulk_args(server, jobs, journal, "--rate-limit", "10/1", "--progress-interval", "0.05")
+    read_end, write_end = os.pipe()
+    streams: dict[str, Any] = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    streams[stream] = write_end
+    try:
+        process = await asyncio.create_subprocess_exec(*args, **streams, env=env(server))
+        os.close(write_end)
+        try:
+            await wait_until(lambda: server.counts["create"] >= 3)
+            os.close(read_end)
+            at_close = server.counts["create"]
+            started = time.monotonic()
+            returncode = await asyncio.wait_for(process.wait(), 10)
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+    finally:
+        with contextlib.suppress(OSError):
+            os.close(read_end)
+    assert time.monotonic() - started < 5
+    assert returncode == 141
+    # Progress lines go to stderr only; a closed stdout is met at the summary, after the run.
+    if stream == "stderr":
+        assert server.counts["create"] <= at_close + CONCURRENCY + 1
+    submitted = {e["task_id"] for e in journal_events(journal) if e["event"] == "submitted"}
+    assert submitted == set(server.tasks)
+    assert unresolved_intents(journal) == set()
     await rerun_creates_nothing_twice(server, jobs, journal)
 
 

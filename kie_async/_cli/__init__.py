@@ -41,7 +41,7 @@ from ._context import (
     _in_cli_words,
     _InputError,
 )
-from ._output import installed, tell
+from ._output import EXIT_OUTPUT_CLOSED, Outputs, installed, tell
 from ._parser import COMMANDS, build_parser
 
 # The rest of the SDK is imported where it is used: `kie-async --help` and a usage error answer
@@ -142,17 +142,30 @@ def _stop_signals() -> tuple[signal.Signals, ...]:
     return tuple(getattr(signal, name) for name in names if hasattr(signal, name))
 
 
-async def _interruptible(work: Awaitable[int]) -> int:
+async def _interruptible(work: Awaitable[int], outputs: Outputs | None = None) -> int:
     """Await ``work``; Ctrl-C, SIGTERM or SIGHUP cancels it cleanly (exit 130): a bulk run
     stops sending and finishes the creates on the wire. A second one cancels again, which
-    aborts that wait at once; a third gets Python's default handling.
+    aborts that wait at once; a third gets Python's default handling. A reader of ``outputs``
+    that went away (``| head`` has read enough) stops it the same way, quietly (exit 141).
 
     The cancel comes first and the note after, and the note cannot raise: no closed pipe or
     full disk can stand between a signal and the stop."""
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     interrupts = 0
+    reader_gone = False
     signals = _stop_signals()
+
+    def on_reader_gone() -> None:
+        nonlocal interrupts, reader_gone
+        if interrupts == 0 and task is not None:
+            interrupts = 1
+            reader_gone = True
+            task.cancel()
+
+    def from_writer() -> None:  # the writer thread's call
+        with contextlib.suppress(RuntimeError):  # the loop has closed: nothing to stop
+            loop.call_soon_threadsafe(on_reader_gone)
 
     def on_interrupt() -> None:
         nonlocal interrupts
@@ -175,13 +188,17 @@ async def _interruptible(work: Awaitable[int]) -> int:
         except (NotImplementedError, RuntimeError, ValueError):  # not on this platform/thread
             continue
         installed_signals.append(signum)
+    if outputs is not None:
+        outputs.on_reader_gone(from_writer)
     try:
         return await work
     except asyncio.CancelledError:
         if not interrupts:
             raise
-        return EXIT_INTERRUPTED
+        return EXIT_OUTPUT_CLOSED if reader_gone else EXIT_INTERRUPTED
     finally:
+        if outputs is not None:
+            outputs.on_reader_gone(None)
         for signum in installed_signals:
             loop.remove_signal_handler(signum)
 
@@ -196,7 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     run or a signal's stop."""
     with installed() as outputs:
         try:
-            status = asyncio.run(_interruptible(run(argv)))
+            status = asyncio.run(_interruptible(run(argv), outputs))
         except KeyboardInterrupt:
             tell("interrupted")
             status = EXIT_INTERRUPTED

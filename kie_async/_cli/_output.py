@@ -7,7 +7,9 @@ In the console script (:func:`installed`), ``sys.stdout`` and ``sys.stderr`` bec
 them in order to file descriptors 1 and 2; so a print, a log line or a progress bar never
 raises and never blocks the event loop. A descriptor whose write fails (EPIPE, ENOSPC, EIO)
 is given up for good, and what it was sent later is dropped; a reader that stops reading holds
-up only the writer thread, and what piles up past :data:`_QUEUE_LIMIT` is dropped. At the end
+up only the writer thread, and what piles up past :data:`_QUEUE_LIMIT` is dropped. A reader
+that went away (EPIPE, on either stream) is told to :meth:`Outputs.on_reader_gone`: the command
+stops as a Unix tool that SIGPIPE ends, but cleanly (a bulk run saves its journal). At the end
 :meth:`Outputs.settle` waits for the writer: as long as it takes after a normal end (as any
 Unix tool waits for its reader), at most :data:`_DRAIN_AFTER_STOP` seconds after a signal.
 """
@@ -22,7 +24,7 @@ import os
 import select
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TextIO, cast
 
 from ._context import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
@@ -48,6 +50,10 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
+def _reader_gone(failure: OSError | None) -> bool:
+    return failure is not None and failure.errno in (errno.EPIPE, errno.ECONNRESET)
+
+
 class _Writer:
     """Writes queued chunks to their file descriptors, in order, in a daemon thread."""
 
@@ -59,6 +65,8 @@ class _Writer:
         self._closed = False
         #: The error that ended each descriptor given up.
         self.failures: dict[int, OSError] = {}
+        #: Called (in the writer thread) at the first write that finds its reader gone.
+        self.on_reader_gone: Callable[[], None] | None = None
         self._thread = threading.Thread(target=self._run, name="kie-async output", daemon=True)
         self._thread.start()
 
@@ -92,6 +100,12 @@ class _Writer:
                     self._queued = sum(len(chunk[1]) for chunk in kept)
                     self._chunks = collections.deque(kept)
                 self._cond.notify_all()
+                gone = None
+                if _reader_gone(failure):
+                    gone, self.on_reader_gone = self.on_reader_gone, None
+            if gone is not None:
+                with contextlib.suppress(Exception):
+                    gone()
 
     def drain(self, timeout: float | None) -> bool:
         """Wait until everything queued is written (or given up); False on timeout."""
@@ -164,17 +178,23 @@ class Outputs:
         self.err = err
         self._writer = writer
 
+    def on_reader_gone(self, callback: Callable[[], None] | None) -> None:
+        """Call ``callback`` once, from the writer thread, when a write finds that the reader
+        of standard output or error went away (EPIPE)."""
+        self._writer.on_reader_gone = callback
+
     def settle(self, status: int) -> int:
         """Wait for the output to be written, and the exit status it makes: a closed standard
         output gives :data:`EXIT_OUTPUT_CLOSED` (unless the command was interrupted); one that
         failed otherwise (a full disk) is reported on standard error and makes a success a
         failure."""
-        after_signal = status == EXIT_INTERRUPTED
+        self._writer.on_reader_gone = None
+        after_signal = status in (EXIT_INTERRUPTED, EXIT_OUTPUT_CLOSED)
         self._writer.drain(_DRAIN_AFTER_STOP if after_signal else None)
         failure = self.out.failure
         if failure is None or after_signal:
             return status
-        if failure.errno in (errno.EPIPE, errno.ECONNRESET):
+        if _reader_gone(failure):
             return EXIT_OUTPUT_CLOSED
         reason = failure.strerror or type(failure).__name__
         self.err.write(f"error: cannot write standard output: {reason}\n")
