@@ -6,7 +6,8 @@ function running it, returning the exit status. :func:`run` is the whole command
 (tests await it); :func:`main` runs it with ``asyncio.run`` and turns Ctrl-C into exit status 130.
 
 Exit status: 0 success; 1 a request or task failed, or its fate is uncertain; 2 a usage, input
-or configuration error (nothing was sent); 130 interrupted.
+or configuration error (nothing was sent); 130 interrupted; 141 standard output closed before
+everything was written (``_output``: stdout and stderr can never raise nor block a stop).
 
 ``rich`` (the ``cli`` extra) draws the progress bar; it is imported only when a bar is drawn, so
 the package and this command work without it.
