@@ -22,6 +22,8 @@ from collections.abc import (
 from decimal import Decimal
 from pathlib import Path
 
+import attrs
+
 from ._budget import Budget, Spend, check_max_credits
 from ._bulk_run import Submitter as Submitter
 from ._bulk_run import _Run as _Run
@@ -33,6 +35,7 @@ from ._outcomes import OutcomeKind as OutcomeKind
 from ._outcomes import Progress, R, _Counts
 from ._outcomes import _Outcome as _Outcome
 from ._polling import PollPolicy
+from ._preflight import check_account
 from ._prices import PriceTable
 
 __all__ = ["BulkRun", "ExtendOutcome", "OutcomeKind", "Progress", "extend_many"]
@@ -108,11 +111,20 @@ class _Source:
         return position, key, request
 
 
+@attrs.define
+class _RunInfo:
+    """What a run learns about itself that its :class:`BulkRun` shows."""
+
+    balance: Decimal | None = None
+
+
 class BulkRun(AsyncIterator[ExtendOutcome[R]]):
     """A bulk run from :meth:`KieClient.extend_many`: an async iterator of
     :class:`ExtendOutcome`, and an async context manager that ends the run when its block ends.
 
-    Nothing is sent before the first outcome is asked for. At most ``concurrency`` requests are
+    Nothing is sent before the first outcome is asked for. Then, before the first create, one
+    call checks the key and the host: the account's balance (see ``preflight`` in
+    :meth:`KieClient.extend_many`). At most ``concurrency`` requests are
     submitted and not yet consumed: while you hold an outcome (or stop asking for more), the run
     sends no new create. Leaving the block (or :meth:`aclose`) stops the run: no new create is
     sent, creates already on the wire are let finish (within their timeout) so their task ids
@@ -130,12 +142,16 @@ class BulkRun(AsyncIterator[ExtendOutcome[R]]):
     the run when the run is garbage-collected, and sends nothing more meanwhile.
     """
 
-    __slots__ = ("_budget", "_outcomes")
+    __slots__ = ("_budget", "_info", "_outcomes")
 
     def __init__(
-        self, outcomes: AsyncGenerator[ExtendOutcome[R], None], budget: Budget | None = None
+        self,
+        outcomes: AsyncGenerator[ExtendOutcome[R], None],
+        info: _RunInfo | None = None,
+        budget: Budget | None = None,
     ) -> None:
         self._outcomes = outcomes
+        self._info = info or _RunInfo()
         self._budget = budget
 
     @property
@@ -151,6 +167,13 @@ class BulkRun(AsyncIterator[ExtendOutcome[R]]):
                 print(f"spent {run.spend.spent}, {run.spend.left} left")
         """
         return self._budget.spend if self._budget is not None else None
+
+    @property
+    def balance(self) -> Decimal | None:
+        """The account's credit balance as checked before the first create; ``None`` until
+        the first outcome is asked for, with ``preflight=False``, or when the host has no
+        balance endpoint."""
+        return self._info.balance
 
     def __aiter__(self) -> BulkRun[R]:
         return self
@@ -180,9 +203,11 @@ def extend_many(
     resubmit_uncertain: bool = False,
     max_credits: int | Decimal | None = None,
     prices: Mapping[str, int | Decimal] | None = None,
+    preflight: bool = True,
 ) -> BulkRun:
     """The :class:`BulkRun` of :meth:`KieClient.extend_many` (documented there)."""
     budget = make_budget(max_credits, prices)
+    info = _RunInfo()
     return BulkRun(
         _outcomes(  # type: ignore[arg-type]  # only ExtendRequest items are accepted
             client,
@@ -193,7 +218,10 @@ def extend_many(
             on_progress=on_progress,
             resubmit_uncertain=resubmit_uncertain,
             budget=budget,
+            preflight=preflight,
+            info=info,
         ),
+        info,
         budget,
     )
 
@@ -221,6 +249,8 @@ async def _outcomes(
     poll: PollPolicy | None,
     on_progress: Callable[[Progress], None] | None,
     resubmit_uncertain: bool,
+    preflight: bool = True,
+    info: _RunInfo | None = None,
     accept: tuple[type, ...] = (ExtendRequest,),
     caller: str = "extend_many",
     run_type: type[_Run] = _Run,
@@ -237,6 +267,8 @@ async def _outcomes(
         raise ValidationError(
             "on_progress", f"must be a callable or None, got {type(on_progress).__name__}"
         )
+    if not isinstance(preflight, bool):
+        raise ValidationError("preflight", f"must be True or False, got {preflight!r}")
     book = Journal(journal) if journal is not None else None
     counts = _Counts(callback=on_progress)
     run = run_type(client, book, poll, counts, resubmit_uncertain, concurrency)
@@ -284,6 +316,17 @@ async def _outcomes(
             except BaseException:
                 await book.aclose()
                 raise
+    if preflight:
+        # The key and the host, checked once before the first create: a bad key or a dead
+        # API ends the run here, with nothing sent, instead of failing every request.
+        try:
+            balance = await check_account(client)
+        except BaseException:
+            if book is not None:
+                await book.aclose()
+            raise
+        if info is not None:
+            info.balance = balance
     # Submitting is bounded by the connection pool (and the rate limit) long before it is by
     # the number of workers: more than the pool's size would only queue.
     submitters = min(concurrency, client.max_connections)

@@ -25,6 +25,7 @@ from ._journal import Journal, capped
 from ._models import TaskRecord
 from ._outcomes import ExtendOutcome, OutcomeKind, _Counts, _Outcome, _record_fields
 from ._polling import CreateFailure, PollPolicy, create_failure, unreachable
+from ._preflight import Account
 from ._requests import REQUEST_TYPES, TaskRequest
 from ._task_errors import SubmissionUncertainError, TaskFailedError, TaskTimeoutError
 from ._text import server_name
@@ -36,9 +37,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("kie_async")
 
 
-class Submitter(Protocol):
+class Submitter(Account, Protocol):
     """What a bulk run needs of its client (a :class:`~kie_async.KieClient` is one): its poll
-    schedule, timeouts and pool size, whether callbacks end waits, and the two task calls."""
+    schedule, timeouts and pool size, whether callbacks end waits, the two task calls, and the
+    balance (the check before the first create)."""
 
     @property
     def poll_policy(self) -> PollPolicy: ...

@@ -309,9 +309,15 @@ class RunCalls:
         resubmit_uncertain: bool = False,
         max_credits: int | Decimal | None = None,
         prices: Mapping[str, int | Decimal] | None = None,
+        preflight: bool = True,
     ) -> BulkRun:
         """Submit and await many extensions: a :class:`BulkRun` yielding one
         :class:`ExtendOutcome` per request as each finishes (not in input order).
+
+        Before the first create, one cheap call checks the key and the host: the account's
+        balance (:meth:`credits`, logged at INFO and kept as :attr:`BulkRun.balance`). A bad
+        key or an API that cannot be reached ends the run there, raising from the first
+        iteration, with nothing sent.
 
         One bad request never ends the run. After an error that dooms every later submission
         (401 bad key, 402 out of credits, 505 feature disabled, a TLS failure, or three creates
@@ -344,11 +350,21 @@ class RunCalls:
             prices: credits per create by kind, taskType or ``"taskType:batch"`` (e.g.
                 ``{"extend": 60, "mj_video_hd:2": 90}``), before :data:`DEFAULT_PRICES`. A
                 budgeted run refuses to start when a create has no price (see the bulk docs).
+            preflight: check the key and the host with the balance call before the first
+                create (the default). ``False`` skips that call: for a caller that has just
+                checked them (many small runs in a row, say), or a host without kie's balance
+                endpoint (one that answers it 404 is passed over anyway, with a warning).
 
         Raises:
+            AuthenticationError: the preflight's balance call was refused (401): nothing is
+                sent.
+            TransportError, APIError, UnexpectedResponseError: the preflight's balance call
+                failed after the client's retries (an API that cannot be reached or answers
+                errors): nothing is sent.
             ValidationError: ``concurrency`` is not a positive int, ``poll`` is not a
-                :class:`PollPolicy`, or ``on_progress`` is not callable (nothing is sent);
-                ``journal`` is not a path (raised by this call itself).
+                :class:`PollPolicy`, ``on_progress`` is not callable, or ``preflight`` is not
+                a bool (nothing is sent); ``journal`` is not a path (raised by this call
+                itself).
             ConfigurationError: ``max_credits`` or ``prices`` is invalid (raised by this call
                 itself); with ``max_credits``, a create (an item, a chain's step, or a paid
                 create in the journal) has no price (nothing is sent; a sequence is checked
@@ -383,6 +399,7 @@ class RunCalls:
             resubmit_uncertain=resubmit_uncertain,
             max_credits=max_credits,
             prices=prices,
+            preflight=preflight,
         )
 
     def run_many(
@@ -396,6 +413,7 @@ class RunCalls:
         resubmit_uncertain: bool = False,
         max_credits: int | Decimal | None = None,
         prices: Mapping[str, int | Decimal] | None = None,
+        preflight: bool = True,
     ) -> BulkRun[BulkItem]:
         """Submit and await many requests of any kind, and chains: :meth:`extend_many` for a
         mix of :class:`GenerateRequest`, :class:`UpscaleRequest`, :class:`VaryRequest`,
@@ -433,6 +451,7 @@ class RunCalls:
             resubmit_uncertain=resubmit_uncertain,
             max_credits=max_credits,
             prices=prices,
+            preflight=preflight,
         )
 
     async def plan(

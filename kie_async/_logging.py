@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Mapping
 
 from ._text import printable
@@ -29,6 +30,25 @@ class _Printable(logging.Filter):
         return True
 
 
+class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at the time (a progress bar, or the command's
+    failure-proof stream, may have replaced it), and is silent when that write fails: a
+    closed or full stderr must not answer every log line with a traceback of its own (which
+    logging would try to print to the same stderr)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        # Not setStream: it flushes the stream replaced, outside emit's error handling.
+        self.stream = sys.stderr
+        super().emit(record)
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+        if not isinstance(sys.exc_info()[1], OSError | ValueError):
+            super().handleError(record)
+
+
 def _install_filter(logger: logging.Logger) -> None:
     if not any(isinstance(f, _Printable) for f in logger.filters):
         logger.addFilter(_Printable())
@@ -50,7 +70,7 @@ def configure_from_env() -> None:
     level = _LEVELS.get(os.environ.get("KIE_LOG", "").strip().lower())
     if level is None or any(getattr(h, "_kie_log", False) for h in logger.handlers):
         return
-    handler = logging.StreamHandler()
+    handler = StderrHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
     handler._kie_log = True  # type: ignore[attr-defined]
     logger.addHandler(handler)

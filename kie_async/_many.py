@@ -17,7 +17,7 @@ from typing import Any
 
 import attrs
 
-from ._bulk import BulkRun, Progress, Submitter, _Outcome, _outcomes, _Run, make_budget
+from ._bulk import BulkRun, Progress, Submitter, _Outcome, _outcomes, _Run, _RunInfo, make_budget
 from ._chains import BulkItem, Chain, run_chain
 from ._polling import PollPolicy
 from ._requests import REQUEST_TYPES, TaskRequest
@@ -97,9 +97,11 @@ def run_many(
     resubmit_uncertain: bool = False,
     max_credits: int | Decimal | None = None,
     prices: Mapping[str, int | Decimal] | None = None,
+    preflight: bool = True,
 ) -> BulkRun[BulkItem]:
     """The :class:`BulkRun` of :meth:`KieClient.run_many` (documented there)."""
     budget = make_budget(max_credits, prices)
+    info = _RunInfo()
     return BulkRun(
         _outcomes(
             client,
@@ -109,10 +111,13 @@ def run_many(
             poll=poll,
             on_progress=on_progress,
             resubmit_uncertain=resubmit_uncertain,
+            preflight=preflight,
+            info=info,
             accept=(*REQUEST_TYPES, Chain),
             caller="run_many",
             run_type=_ChainRun,
             budget=budget,
         ),
+        info,
         budget,
     )

@@ -148,7 +148,8 @@ async def test_bulk_creates_are_bounded_by_the_budget() -> None:
         client(server.url, timeout=Timeout(total=0.25, connect=0.5, read=0.15)) as kie,
     ):
         requests = [ExtendRequest("src", i, "go") for i in range(3)]
-        outcomes = await asyncio.wait_for(_collect(kie.extend_many(requests)), 10)
+        # preflight=False: the creates themselves are under test (no balance on this server).
+        outcomes = await asyncio.wait_for(_collect(kie.extend_many(requests, preflight=False)), 10)
     assert [o.kind for o in outcomes] == [OutcomeKind.UNCERTAIN] * 3
     assert len(server.requests) == 3
 
@@ -164,7 +165,7 @@ async def test_a_bulk_wait_ends_at_its_deadline_while_a_poll_trickles() -> None:
         async with client(server.url, timeout=timeout, poll=poll) as kie:
             began = time.monotonic()
             outcomes = await asyncio.wait_for(
-                _collect(kie.extend_many([ExtendRequest("src", 0, "go")])), 10
+                _collect(kie.extend_many([ExtendRequest("src", 0, "go")], preflight=False)), 10
             )
             elapsed = time.monotonic() - began
     assert isinstance(outcomes[0].error, TaskTimeoutError)
@@ -483,7 +484,8 @@ async def test_unsent_creates_do_not_use_the_rate_limit_window() -> None:
     retry = RetryPolicy.zero_wait(max_retries=10)
     async with client(url, retry=retry, rate_limit=RateLimit(2, per=60)) as kie:
         requests = [ExtendRequest("src", i, "go") for i in range(4)]
-        outcomes = await asyncio.wait_for(_collect(kie.extend_many(requests, concurrency=4)), 10)
+        run = kie.extend_many(requests, concurrency=4, preflight=False)
+        outcomes = await asyncio.wait_for(_collect(run), 10)
     assert all(isinstance(o.error, TransportError) for o in outcomes)
 
 
@@ -495,7 +497,7 @@ async def test_bulk_stops_submitting_when_kie_cannot_be_reached() -> None:
         url = f"http://127.0.0.1:{_free_port()}"
         async with client(url, retry=RetryPolicy.zero_wait(max_retries=5), session=session) as kie:
             requests = [ExtendRequest("src", i % 4, f"go {i}") for i in range(10)]
-            outcomes = await _collect(kie.extend_many(requests, concurrency=1))
+            outcomes = await _collect(kie.extend_many(requests, concurrency=1, preflight=False))
     kinds = [o.kind for o in outcomes]
     assert kinds.count(OutcomeKind.FAILED) == 3
     assert kinds.count(OutcomeKind.NOT_SUBMITTED) == 7
@@ -509,7 +511,7 @@ async def test_bulk_stops_at_once_after_a_tls_failure() -> None:
         url = server.url.replace("http://", "https://")
         async with client(url) as kie:
             requests = [ExtendRequest("src", i % 4, f"go {i}") for i in range(5)]
-            outcomes = await _collect(kie.extend_many(requests, concurrency=1))
+            outcomes = await _collect(kie.extend_many(requests, concurrency=1, preflight=False))
     kinds = [o.kind for o in outcomes]
     assert kinds == [OutcomeKind.FAILED] + [OutcomeKind.NOT_SUBMITTED] * 4
     assert server.connections == 1
@@ -519,7 +521,8 @@ async def test_cli_against_a_dead_api_answers_with_a_clear_message(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """kie-async credits and a 10-job bulk against a dead API end with exit status 1 and a
-    'could not connect' message (scaled-down retry delays)."""
+    'could not connect' message (scaled-down retry delays); the bulk run, at its account
+    check, before any create."""
     monkeypatch.setenv("KIE_API_KEY", KEY)
     dead = f"http://127.0.0.1:{_free_port()}"
     options = {"retry": RetryPolicy(initial_delay=0.01, max_delay=0.02, jitter=0)}
@@ -533,9 +536,11 @@ async def test_cli_against_a_dead_api_answers_with_a_clear_message(
     status = await asyncio.wait_for(
         run(["--base-url", dead, "bulk", str(jobs)], client_options=options), 10
     )
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
     assert status == 1
-    assert "could not connect" in out
+    # The account check before the first create meets the dead API: one line, no job sent.
+    assert captured.out == ""
+    assert "could not connect" in captured.err and "nothing was submitted" in captured.err
 
 
 # -- answers are checked --------------------------------------------------------------------
@@ -563,7 +568,8 @@ async def test_bulk_never_journals_a_record_for_another_task_as_done(tmp_path: P
         journal = tmp_path / "run.jsonl"
         async with client(server.url, poll=PollPolicy.zero_wait(timeout=0.3)) as kie:
             requests = [ExtendRequest("src", 0, "go")]
-            outcomes = await _collect(kie.extend_many(requests, journal=journal))
+            run = kie.extend_many(requests, journal=journal, preflight=False)
+            outcomes = await _collect(run)
     assert [o.kind for o in outcomes] == [OutcomeKind.FAILED]
     assert isinstance(outcomes[0].error, TaskTimeoutError)
     events = [json.loads(line)["event"] for line in journal.read_text().splitlines()[1:]]

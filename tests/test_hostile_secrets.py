@@ -208,7 +208,8 @@ async def test_a_reflected_key_never_reaches_the_journal(tmp_path: Path) -> None
         client(server.url) as kie,
     ):
         requests = [ExtendRequest("src", 0, "go")]
-        outcomes = [o async for o in kie.extend_many(requests, journal=journal)]
+        run = kie.extend_many(requests, journal=journal, preflight=False)  # no balance here
+        outcomes = [o async for o in run]
     assert [o.kind for o in outcomes] == [OutcomeKind.FAILED]
     assert isinstance(outcomes[0].error, TaskFailedError)
     text = journal.read_text(encoding="utf-8")

@@ -45,6 +45,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "tasks": ("_submit", "_callback_wait", "_handle", "callbacks"),
     # many tasks: bulk runs, chains, the journal, downloads
     "runs": (
+        "_preflight",
         "_journal",
         "_journal_lock",
         "_outcomes",

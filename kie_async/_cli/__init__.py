@@ -6,7 +6,8 @@ function running it, returning the exit status. :func:`run` is the whole command
 (tests await it); :func:`main` runs it with ``asyncio.run`` and turns Ctrl-C into exit status 130.
 
 Exit status: 0 success; 1 a request or task failed, or its fate is uncertain; 2 a usage, input
-or configuration error (nothing was sent); 130 interrupted.
+or configuration error (nothing was sent); 130 interrupted; 141 standard output closed before
+everything was written (``_output``: stdout and stderr can never raise nor block a stop).
 
 ``rich`` (the ``cli`` extra) draws the progress bar; it is imported only when a bar is drawn, so
 the package and this command work without it.
@@ -30,6 +31,7 @@ from collections.abc import Awaitable, Iterator, Mapping, Sequence
 from typing import Any
 
 from .._errors import ConfigurationError, KieError, TaskNotFoundError, ValidationError
+from .._logging import StderrHandler
 from .._text import server_name
 from . import _bulk
 from ._context import (
@@ -41,6 +43,7 @@ from ._context import (
     _in_cli_words,
     _InputError,
 )
+from ._output import EXIT_OUTPUT_CLOSED, Outputs, installed, tell
 from ._parser import COMMANDS, build_parser
 
 # The rest of the SDK is imported where it is used: `kie-async --help` and a usage error answer
@@ -53,14 +56,6 @@ __all__ = ["COMMANDS", "main", "run"]
 # -- running ------------------------------------------------------------------------------------
 
 
-class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes to whatever ``sys.stderr`` is at the time (a progress bar may redirect it)."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.setStream(sys.stderr)
-        super().emit(record)
-
-
 @contextlib.contextmanager
 def _logging(verbose: bool) -> Iterator[None]:
     """Warnings (or everything, with -v) of the ``kie_async`` logger to stderr, for this run."""
@@ -68,7 +63,7 @@ def _logging(verbose: bool) -> Iterator[None]:
     level = logger.level
     handler: logging.Handler | None = None
     if not any(getattr(h, "_kie_log", False) for h in logger.handlers):
-        handler = _StderrHandler(sys.stderr)
+        handler = StderrHandler()
         handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
         logger.addHandler(handler)
     if verbose:
@@ -153,54 +148,89 @@ _STOPPING_NOTE = (
 _ABORTING_NOTE = "interrupted again: aborting at once"
 
 
-async def _interruptible(work: Awaitable[int]) -> int:
-    """Await ``work``; Ctrl-C or SIGTERM cancels it cleanly (exit 130): a bulk run stops
-    sending and finishes the creates on the wire. A second one cancels again, which aborts
-    that wait at once; a third gets Python's default handling."""
+def _stop_signals() -> tuple[signal.Signals, ...]:
+    names = ("SIGINT", "SIGTERM", "SIGHUP")
+    return tuple(getattr(signal, name) for name in names if hasattr(signal, name))
+
+
+async def _interruptible(work: Awaitable[int], outputs: Outputs | None = None) -> int:
+    """Await ``work``; Ctrl-C, SIGTERM or SIGHUP cancels it cleanly (exit 130): a bulk run
+    stops sending and finishes the creates on the wire. A second one cancels again, which
+    aborts that wait at once; a third gets Python's default handling. A reader of ``outputs``
+    that went away (``| head`` has read enough) stops it the same way, quietly (exit 141).
+
+    The cancel comes first and the note after, and the note cannot raise: no closed pipe or
+    full disk can stand between a signal and the stop."""
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     interrupts = 0
-    signals = (signal.SIGINT, signal.SIGTERM)
+    reader_gone = False
+    signals = _stop_signals()
+
+    def on_reader_gone() -> None:
+        nonlocal interrupts, reader_gone
+        if interrupts == 0 and task is not None:
+            interrupts = 1
+            reader_gone = True
+            task.cancel()
+
+    def from_writer() -> None:  # the writer thread's call
+        with contextlib.suppress(RuntimeError):  # the loop has closed: nothing to stop
+            loop.call_soon_threadsafe(on_reader_gone)
 
     def on_interrupt() -> None:
         nonlocal interrupts
         interrupts += 1
-        if interrupts == 1:
-            print(
-                _STOPPING_NOTE if _bulk._bulk_running else "interrupted",
-                file=sys.stderr,
-                flush=True,
-            )
-        else:
-            print(_ABORTING_NOTE, file=sys.stderr, flush=True)
+        if interrupts > 1:
             for signum in signals:
-                loop.remove_signal_handler(signum)
+                with contextlib.suppress(Exception):
+                    loop.remove_signal_handler(signum)
         if task is not None:
             task.cancel()
+        if interrupts == 1:
+            tell(_STOPPING_NOTE if _bulk._bulk_running else "interrupted")
+        else:
+            tell(_ABORTING_NOTE)
 
-    installed = []
+    installed_signals = []
     for signum in signals:
         try:
             loop.add_signal_handler(signum, on_interrupt)
         except (NotImplementedError, RuntimeError, ValueError):  # not on this platform/thread
             continue
-        installed.append(signum)
+        installed_signals.append(signum)
+    if outputs is not None:
+        outputs.on_reader_gone(from_writer)
     try:
         return await work
     except asyncio.CancelledError:
         if not interrupts:
             raise
-        return EXIT_INTERRUPTED
+        return EXIT_OUTPUT_CLOSED if reader_gone else EXIT_INTERRUPTED
     finally:
-        for signum in installed:
+        if outputs is not None:
+            outputs.on_reader_gone(None)
+        for signum in installed_signals:
             loop.remove_signal_handler(signum)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The ``kie-async`` console script: :func:`run` in a fresh event loop; returns the exit
-    status (0 ok, 1 failed or uncertain, 2 usage or input error, 130 interrupted)."""
-    try:
-        return asyncio.run(_interruptible(run(argv)))
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr, flush=True)
-        return EXIT_INTERRUPTED
+    status (0 ok, 1 failed or uncertain, 2 usage or input error, 130 interrupted, 141 standard
+    output closed before everything was written).
+
+    Standard output and error are written by a thread of their own (``_output``): a closed
+    pipe, a full disk or a reader that stopped reading never raises, and never holds up the
+    run or a signal's stop."""
+    with installed() as outputs:
+        try:
+            status = asyncio.run(_interruptible(run(argv), outputs))
+        except KeyboardInterrupt:
+            tell("interrupted")
+            status = EXIT_INTERRUPTED
+        if outputs is None:
+            return status
+        try:
+            return outputs.settle(status)
+        except KeyboardInterrupt:  # Ctrl-C while waiting for a slow reader
+            return EXIT_INTERRUPTED

@@ -17,9 +17,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import attrs
 
-from .._errors import (
-    DownloadError,
-)
+from .._errors import ConfigurationError, DownloadError, KieError, ValidationError
 from .._text import server_name
 from ._budget import add_budget_options, budget_settings, dry_run
 from ._context import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Context, _InputError
@@ -38,7 +36,7 @@ _bulk_running = False
 
 if TYPE_CHECKING:
     from .._budget import Spend
-    from .._bulk import OutcomeKind
+    from .._bulk import OutcomeKind, Progress
     from .._client import KieClient
     from ._jobs import Job, Outcome, Sink
 
@@ -111,11 +109,15 @@ async def execute_bulk(
     resubmit_uncertain: bool = False,
     interval: float = 10.0,
     sinks: Sequence[Sink] = (),
+    preflight: bool = True,
     **money: Any,
-) -> Tally:
+) -> Tally | None:
     """Run ``jobs`` through :meth:`KieClient.run_many` with a progress display, hand each
     outcome to ``sinks``, and print the summary. On cancellation (Ctrl-C) it prints what was
     finished and how to continue, then re-raises.
+
+    With ``preflight`` the run checks the key and the host first (the balance, printed);
+    ``None`` after one ``error:`` line when that check failed: nothing was sent.
     """
     global _bulk_running
     from ._jobs import Job
@@ -131,19 +133,29 @@ async def execute_bulk(
     )
     display = _open_display(ctx.err, len(jobs), interval, estimate)
     started = time.monotonic()
+    checked = False
+
+    def on_progress(progress: Progress) -> None:
+        # The first count comes after the run's account check, before its first create.
+        nonlocal checked
+        if not checked:
+            checked = True
+            if run.balance is not None:
+                ctx.note(f"balance: {run.balance} credits")
+        display.update(progress)
+
+    run = client.run_many(
+        (job.request for job in jobs),
+        concurrency=concurrency,
+        journal=journal,
+        on_progress=on_progress,
+        resubmit_uncertain=resubmit_uncertain,
+        preflight=preflight,
+        **money,  # max_credits and prices (see _budget.budget_settings)
+    )
     _bulk_running = True
     try:
-        async with (
-            display,
-            client.run_many(
-                (job.request for job in jobs),
-                concurrency=concurrency,
-                journal=journal,
-                on_progress=display.update,
-                resubmit_uncertain=resubmit_uncertain,
-                **money,  # max_credits and prices (see _budget.budget_settings)
-            ) as outcomes,
-        ):
+        async with display, run as outcomes:
             tally.spend = outcomes.spend  # read when the summary is printed
             async for outcome in outcomes:
                 job = by_request.get(id(outcome.request)) or Job(
@@ -152,6 +164,13 @@ async def execute_bulk(
                 tally.add(job, outcome)
                 for sink in sinks:
                     await sink(job, outcome)
+    except (ConfigurationError, ValidationError):
+        raise
+    except KieError as exc:
+        if checked:
+            raise
+        ctx.error(f"{exc} (the account check before the first create; nothing was submitted)")
+        return None
     except asyncio.CancelledError:
         tally.elapsed = time.monotonic() - started
         print_summary(ctx, tally)
@@ -321,6 +340,8 @@ async def _bulk(ctx: Context, args: argparse.Namespace) -> int:
                 sinks=sinks,
                 **money,
             )
+            if tally is None:
+                return EXIT_FAILED
     downloads = [sink for sink in sinks if isinstance(sink, _Downloader)]
     for downloader in downloads:
         downloader.report(ctx)

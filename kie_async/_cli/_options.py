@@ -72,7 +72,8 @@ def _rate_limit(text: str) -> RateLimit:
 
 _EPILOG = """\
 exit status: 0 success; 1 a request or task failed or is uncertain; 2 usage, input or
-configuration error (nothing was sent); 130 interrupted.
+configuration error (nothing was sent); 130 interrupted (Ctrl-C, SIGTERM, SIGHUP); 141 stdout
+closed before everything was written (| head).
 The API key comes from --api-key-file or the KIE_API_KEY environment variable."""
 
 

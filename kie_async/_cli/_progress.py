@@ -86,6 +86,11 @@ class _Display:
 
     def update(self, progress: Progress) -> None:
         self.latest = progress
+        if self._ticker is None:
+            # Drawn from the first update on: a run that ends before it (its account check
+            # failed, say) leaves no progress line behind.
+            self.begin()
+            self._ticker = asyncio.ensure_future(self._tick())
 
     @property
     def elapsed(self) -> float:
@@ -93,15 +98,13 @@ class _Display:
 
     async def __aenter__(self) -> _Display:
         self.started = time.monotonic()
-        self.begin()
-        self._ticker = asyncio.ensure_future(self._tick())
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         if self._ticker is not None:
             self._ticker.cancel()
             await asyncio.wait([self._ticker])
-        self.end()
+            self.end()
 
     async def _tick(self) -> None:
         while True:
