@@ -17,8 +17,9 @@ from typing import Any
 
 import attrs
 
-from ._bulk import BulkRun, Progress, Submitter, _Outcome, _outcomes, _Run, make_budget
+from ._bulk import BulkClient, BulkRun, Progress, _Outcome, _outcomes, _Run, make_budget
 from ._chains import BulkItem, Chain, run_chain
+from ._journal import Journal
 from ._polling import PollPolicy
 from ._requests import REQUEST_TYPES, TaskRequest
 
@@ -87,7 +88,7 @@ class _ChainRun(_Run):
 
 
 def run_many(
-    client: Submitter,
+    client: BulkClient,
     requests: Iterable[BulkItem] | AsyncIterable[BulkItem],
     *,
     concurrency: int = 50,
@@ -100,12 +101,13 @@ def run_many(
 ) -> BulkRun[BulkItem]:
     """The :class:`BulkRun` of :meth:`KieClient.run_many` (documented there)."""
     budget = make_budget(max_credits, prices)
+    book = Journal(journal) if journal is not None else None
     return BulkRun(
         _outcomes(
             client,
             requests,
             concurrency=concurrency,
-            journal=journal,
+            journal=book,
             poll=poll,
             on_progress=on_progress,
             resubmit_uncertain=resubmit_uncertain,
@@ -115,4 +117,6 @@ def run_many(
             budget=budget,
         ),
         budget,
+        files=client,
+        journal=book,
     )
