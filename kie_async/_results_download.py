@@ -61,8 +61,8 @@ class JournalDownload:
             saved now, and what is still missing.
         fetched: the files this call fetched, with the path each was saved at.
         found: files already complete in the directory, recorded as saved without a request
-            (e.g. saved by ``kie-async bulk --download`` or a download killed before it
-            recorded them).
+            (e.g. saved by :meth:`KieClient.download`, or by a download or a run killed
+            before it recorded them).
         failed: the files that could not be saved, each with its :class:`DownloadError`.
         ended: tasks the journal held no end for (``results.unfinished`` before the call)
             that kie.ai reports ended: their end is recorded in the journal now (a rerun of
