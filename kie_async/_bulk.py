@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import os
 from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
@@ -21,6 +22,7 @@ from collections.abc import (
 )
 from decimal import Decimal
 from pathlib import Path
+from typing import Any, Protocol
 
 import attrs
 
@@ -28,6 +30,7 @@ from ._budget import Budget, Spend, check_max_credits
 from ._bulk_run import Submitter as Submitter
 from ._bulk_run import _Run as _Run
 from ._chains import BulkItem, journal_key
+from ._download import FileSource
 from ._journal import Journal
 from ._models import ExtendRequest
 from ._outcomes import ExtendOutcome as ExtendOutcome
@@ -38,7 +41,12 @@ from ._polling import PollPolicy
 from ._preflight import check_account
 from ._prices import PriceTable
 
-__all__ = ["BulkRun", "ExtendOutcome", "OutcomeKind", "Progress", "extend_many"]
+__all__ = ["BulkClient", "BulkRun", "ExtendOutcome", "OutcomeKind", "Progress", "extend_many"]
+
+
+class BulkClient(Submitter, FileSource, Protocol):
+    """What a bulk run needs of its client: to run (:class:`Submitter`), and to save its
+    outcomes' files (:meth:`BulkRun.download`)."""
 
 
 class _Source:
@@ -142,17 +150,22 @@ class BulkRun(AsyncIterator[ExtendOutcome[R]]):
     the run when the run is garbage-collected, and sends nothing more meanwhile.
     """
 
-    __slots__ = ("_budget", "_info", "_outcomes")
+    __slots__ = ("_budget", "_files", "_info", "_journal", "_outcomes")
 
     def __init__(
         self,
         outcomes: AsyncGenerator[ExtendOutcome[R], None],
         info: _RunInfo | None = None,
         budget: Budget | None = None,
+        *,
+        files: FileSource | None = None,
+        journal: Journal | None = None,
     ) -> None:
         self._outcomes = outcomes
         self._info = info or _RunInfo()
         self._budget = budget
+        self._files = files
+        self._journal = journal
 
     @property
     def spend(self) -> Spend | None:
@@ -175,6 +188,51 @@ class BulkRun(AsyncIterator[ExtendOutcome[R]]):
         balance endpoint."""
         return self._info.balance
 
+    async def download(
+        self,
+        outcome: ExtendOutcome[Any],
+        dest_dir: str | os.PathLike[str],
+        *,
+        concurrency: int = 4,
+    ) -> list[Path]:
+        """Save the result files of ``outcome``, an outcome of this run that succeeded, in
+        ``dest_dir``, and record each in the run's journal; returns their paths in order.
+
+        Files are saved as :meth:`KieClient.download` saves them (``<task_id>_<i>.<ext>``,
+        atomic; a file already complete there is not fetched again); for a :class:`Chain`,
+        every step's files (each step was paid for). With a journal, each saved file gets a
+        ``saved`` line in it, written while the run holds it, so :func:`read_results` lists
+        it as saved and :meth:`KieClient.download_journal` does not fetch it again. Call it
+        while the run is going (inside its block).
+
+        Raises:
+            ValidationError: ``outcome`` did not succeed, or ``concurrency`` is not an
+                int >= 1 (nothing is fetched).
+            RuntimeError: the run is over and has closed its journal: use
+                :meth:`KieClient.download_journal` then.
+            DownloadError: a file could not be saved (the others are saved and recorded),
+                the outcome has no result files, or ``dest_dir`` cannot hold files.
+            OSError: the journal cannot be written.
+
+        Example::
+
+            async with kie.run_many(requests, journal="run.jsonl") as run:
+                async for outcome in run:
+                    if outcome.ok:
+                        paths = await run.download(outcome, "videos/")
+        """
+        from ._results_download import dest_path, save_outcome
+
+        if self._files is None:
+            raise RuntimeError("this run was not made by a KieClient: it cannot download")
+        return await save_outcome(
+            self._files,
+            self._journal,
+            outcome,
+            dest_path(dest_dir),
+            concurrency=concurrency,
+        )
+
     def __aiter__(self) -> BulkRun[R]:
         return self
 
@@ -193,7 +251,7 @@ class BulkRun(AsyncIterator[ExtendOutcome[R]]):
 
 
 def extend_many(
-    client: Submitter,
+    client: BulkClient,
     requests: Iterable[ExtendRequest] | AsyncIterable[ExtendRequest],
     *,
     concurrency: int = 50,
@@ -208,12 +266,13 @@ def extend_many(
     """The :class:`BulkRun` of :meth:`KieClient.extend_many` (documented there)."""
     budget = make_budget(max_credits, prices)
     info = _RunInfo()
+    book = Journal(journal) if journal is not None else None
     return BulkRun(
         _outcomes(  # type: ignore[arg-type]  # only ExtendRequest items are accepted
             client,
             requests,
             concurrency=concurrency,
-            journal=journal,
+            journal=book,
             poll=poll,
             on_progress=on_progress,
             resubmit_uncertain=resubmit_uncertain,
@@ -223,6 +282,8 @@ def extend_many(
         ),
         info,
         budget,
+        files=client,
+        journal=book,
     )
 
 
@@ -245,7 +306,7 @@ async def _outcomes(
     requests: Iterable[BulkItem] | AsyncIterable[BulkItem],
     *,
     concurrency: int,
-    journal: Path | None,
+    journal: Journal | None,
     poll: PollPolicy | None,
     on_progress: Callable[[Progress], None] | None,
     resubmit_uncertain: bool,
@@ -269,7 +330,7 @@ async def _outcomes(
         )
     if not isinstance(preflight, bool):
         raise ValidationError("preflight", f"must be True or False, got {preflight!r}")
-    book = Journal(journal) if journal is not None else None
+    book = journal
     counts = _Counts(callback=on_progress)
     run = run_type(client, book, poll, counts, resubmit_uncertain, concurrency)
     run.budget = budget

@@ -23,7 +23,7 @@ from ._errors import (
 from ._handle import CallbackSource, TaskHandle
 from ._journal import Journal, capped
 from ._models import TaskRecord
-from ._outcomes import ExtendOutcome, OutcomeKind, _Counts, _Outcome, _record_fields
+from ._outcomes import ExtendOutcome, OutcomeKind, _Counts, _Outcome
 from ._polling import CreateFailure, PollPolicy, create_failure, unreachable
 from ._preflight import Account
 from ._requests import REQUEST_TYPES, TaskRequest
@@ -353,19 +353,12 @@ class _Run:
         try:
             handle._outcome(record)
         except TaskFailedError as exc:
-            self._record(
-                "done",
-                key,
-                task_id=task_id,
-                status="failed",
-                **_record_fields(record),
-                error=capped(_exception_fields(exc)),
-            )
+            if self.journal is not None:
+                self.journal.record_done(key, task_id, record, exc)
             self.counts.change(running=-1, failed=1)
             return ExtendOutcome(request, OutcomeKind.FAILED, task_id, record, exc)
         if self.journal is not None:
-            fields = _record_fields(record)
-            self.journal.record("done", key, task_id=task_id, status="succeeded", **fields)
+            self.journal.record_done(key, task_id, record)
         self.counts.change(running=-1, succeeded=1)
         return ExtendOutcome(request, OutcomeKind.SUCCEEDED, task_id, record)
 

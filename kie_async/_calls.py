@@ -21,10 +21,10 @@ from ._polling import PollPolicy
 from ._requests import GenerateRequest, TaskRequest, UpscaleRequest, VaryRequest, image_action
 
 if TYPE_CHECKING:
-    from ._bulk import BulkRun, Progress, Submitter
+    from ._bulk import BulkClient, BulkRun, Progress
     from ._chains import BulkItem
     from ._plan import PlanSource, RunPlan
-    from ._results_download import JournalDownload
+    from ._results_download import JournalDownload, JournalSource
     from .callbacks import CallbackEvent, CallbackReceiver
 
 __all__ = ["KindCalls", "RunCalls"]
@@ -252,7 +252,7 @@ class RunCalls:
         )
 
     async def download_journal(
-        self: FileSource,
+        self: JournalSource,
         journal: str | os.PathLike[str],
         dest_dir: str | os.PathLike[str],
         *,
@@ -299,7 +299,7 @@ class RunCalls:
         )
 
     def extend_many(
-        self: Submitter,
+        self: BulkClient,
         requests: Iterable[ExtendRequest] | AsyncIterable[ExtendRequest],
         *,
         concurrency: int = 50,
@@ -403,7 +403,7 @@ class RunCalls:
         )
 
     def run_many(
-        self: Submitter,
+        self: BulkClient,
         requests: Iterable[BulkItem] | AsyncIterable[BulkItem],
         *,
         concurrency: int = 50,

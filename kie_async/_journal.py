@@ -10,8 +10,11 @@ Lines, one JSON object each::
     {"event": "refused", "key": K, "error": {...}}              kie.ai certainly created nothing
     {"event": "uncertain", "key": K, "reason": "..."}           the create's reply was lost
     {"event": "done", "key": K, "task_id": T, "status": S, ...} final (S: succeeded or failed)
-    {"event": "saved", "key": K, "task_id": T, "index": I,      a result file was saved
-     "path": P, "size": N}                                     (by ``download_journal``)
+    {"event": "saved", "key": K, "task_id": T, "index": I,      a result file was saved (by
+     "path": P, "size": N}                                     ``download_journal`` or a run)
+
+:meth:`Journal.record_done` and :meth:`Journal.record_saved` write the ``done`` and ``saved``
+lines, for a run and for a download alike.
 
 A ``done`` line holds what a rerun and a report need (task type, status, result URLs, kie's
 times, the error), never kie's whole answer, so the file grows with the number of tasks and not
@@ -46,8 +49,9 @@ from typing import Any
 
 import attrs
 
-from ._errors import ConfigurationError
+from ._errors import ConfigurationError, _exception_fields
 from ._journal_lock import JournalLock, now_iso, read_all
+from ._models import TaskRecord
 
 log = logging.getLogger("kie_async")
 
@@ -194,6 +198,18 @@ def capped(fields: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def record_fields(record: TaskRecord) -> dict[str, Any]:
+    """What a journal's ``done`` line keeps of a record: enough for a rerun and a report,
+    never kie's whole answer."""
+    return {
+        "task_type": record.task_type,
+        "flag": record.success_flag,
+        "result_urls": list(record.result_urls),
+        "created": record.created_at_raw,
+        "completed": record.completed_at_raw,
+    }
+
+
 def _fold_lines(entries: dict[str, Entry], data: bytes, path: Path) -> None:
     """Fold every event line of a journal's ``data`` into ``entries``.
 
@@ -250,6 +266,9 @@ class Journal:
         # busy run records a few lines per millisecond.
         self._pending: list[str] = []
         self._flush_soon: asyncio.TimerHandle | None = None
+        # The key of each task the journal records as succeeded, for the ``saved`` lines of
+        # its files (see :meth:`key_of`).
+        self._succeeded: dict[str, str] = {}
 
     # -- opening: lock, read, repair --------------------------------------------------------
 
@@ -307,6 +326,14 @@ class Journal:
             else:
                 os.write(fd, b"\n")  # a complete line that lost only its newline
         _fold_lines(self.entries, data, self.path)
+        for key, entry in self.entries.items():
+            if entry.status == "succeeded" and entry.task_id:
+                self._succeeded[entry.task_id] = key
+
+    def key_of(self, task_id: str) -> str | None:
+        """The key of the job whose task ``task_id`` the journal records as succeeded (by an
+        earlier run or this one), or ``None``."""
+        return self._succeeded.get(task_id)
 
     # -- writing -----------------------------------------------------------------------------
 
@@ -340,6 +367,29 @@ class Journal:
         self._written += 1
         if self._flush_soon is None:
             self._flush_soon = asyncio.get_running_loop().call_later(FLUSH_DELAY, self._flush)
+
+    def record_done(
+        self, key: str, task_id: str, record: TaskRecord, error: BaseException | None = None
+    ) -> None:
+        """Record that ``key``'s task ``task_id`` ended: ``record`` is its final record,
+        ``error`` why it failed (``None``: it succeeded). A rerun takes the job as finished."""
+        fields = record_fields(record)
+        if error is not None:
+            failed = capped(_exception_fields(error))
+            self.record("done", key, task_id=task_id, status="failed", **fields, error=failed)
+            return
+        self.record("done", key, task_id=task_id, status="succeeded", **fields)
+        self._succeeded[task_id] = key
+
+    def record_saved(self, key: str, task_id: str, index: int, path: Path, size: int) -> None:
+        """Record that result file ``index`` of ``key``'s task ``task_id`` is saved at
+        ``path`` (absolute), ``size`` bytes long."""
+        self.record("saved", key, task_id=task_id, index=index, path=str(path), size=size)
+
+    @property
+    def is_open(self) -> bool:
+        """True between :meth:`open` and :meth:`aclose`: this process holds the journal."""
+        return self._fd is not None
 
     async def sync(self) -> None:
         """Return once every line written so far is on disk.

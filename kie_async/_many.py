@@ -17,8 +17,18 @@ from typing import Any
 
 import attrs
 
-from ._bulk import BulkRun, Progress, Submitter, _Outcome, _outcomes, _Run, _RunInfo, make_budget
+from ._bulk import (
+    BulkClient,
+    BulkRun,
+    Progress,
+    _Outcome,
+    _outcomes,
+    _Run,
+    _RunInfo,
+    make_budget,
+)
 from ._chains import BulkItem, Chain, run_chain
+from ._journal import Journal
 from ._polling import PollPolicy
 from ._requests import REQUEST_TYPES, TaskRequest
 
@@ -87,7 +97,7 @@ class _ChainRun(_Run):
 
 
 def run_many(
-    client: Submitter,
+    client: BulkClient,
     requests: Iterable[BulkItem] | AsyncIterable[BulkItem],
     *,
     concurrency: int = 50,
@@ -102,12 +112,13 @@ def run_many(
     """The :class:`BulkRun` of :meth:`KieClient.run_many` (documented there)."""
     budget = make_budget(max_credits, prices)
     info = _RunInfo()
+    book = Journal(journal) if journal is not None else None
     return BulkRun(
         _outcomes(
             client,
             requests,
             concurrency=concurrency,
-            journal=journal,
+            journal=book,
             poll=poll,
             on_progress=on_progress,
             resubmit_uncertain=resubmit_uncertain,
@@ -120,4 +131,6 @@ def run_many(
         ),
         info,
         budget,
+        files=client,
+        journal=book,
     )

@@ -6,7 +6,7 @@ from __future__ import annotations
 import enum
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Generic
+from typing import TYPE_CHECKING, Generic
 
 import attrs
 
@@ -171,15 +171,3 @@ class _Counts:
                 self.callback(snapshot)
             except Exception:
                 log.exception("on_progress callback raised; the run goes on")
-
-
-def _record_fields(record: TaskRecord) -> dict[str, Any]:
-    """What a journal's ``done`` line keeps of a record: enough for a rerun and a report,
-    never kie's whole answer."""
-    return {
-        "task_type": record.task_type,
-        "flag": record.success_flag,
-        "result_urls": list(record.result_urls),
-        "created": record.created_at_raw,
-        "completed": record.completed_at_raw,
-    }

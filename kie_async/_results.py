@@ -3,9 +3,9 @@ is expected to delete the ones that are not.
 
 kie.ai has no call listing an account's tasks, so a bulk run's journal is the only record of
 what it paid for. Its ``done`` lines hold each task's result URLs and completion time; the
-``saved`` lines :func:`~kie_async._results_download.download_journal` appends say which file
-is saved where. Reading takes no lock (a run may be appending): a last line cut short is left
-out, never cut off.
+``saved`` lines that :func:`~kie_async._results_download.download_journal` and a run's
+:meth:`BulkRun.download` append say which file is saved where. Reading takes no lock (a run
+may be appending): a last line cut short is left out, never cut off.
 """
 
 from __future__ import annotations

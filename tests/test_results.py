@@ -300,7 +300,7 @@ async def test_results_and_download_commands(
     before = server.counts["request:file"]
     assert await cli(server, "download", str(journal), str(dest)) == 0
     out = capsys.readouterr()
-    assert out.out == "" and "0 fetched, 0 already in" in out.err and "2 saved earlier" in out.err
+    assert out.out == "" and "nothing to fetch: the journal's 2 file(s) are all saved" in out.err
     assert server.counts["request:file"] == before
     assert await run(["results", str(journal)]) == 0
     assert "2 saved, 0 not saved" in capsys.readouterr().out

@@ -36,7 +36,7 @@ _bulk_running = False
 
 if TYPE_CHECKING:
     from .._budget import Spend
-    from .._bulk import OutcomeKind, Progress
+    from .._bulk import BulkRun, OutcomeKind, Progress
     from .._client import KieClient
     from ._jobs import Job, Outcome, Sink
 
@@ -157,6 +157,9 @@ async def execute_bulk(
     try:
         async with display, run as outcomes:
             tally.spend = outcomes.spend  # read when the summary is printed
+            for sink in sinks:
+                if isinstance(sink, _Downloader):
+                    sink.run = outcomes  # saves through the run: recorded in its journal
             async for outcome in outcomes:
                 job = by_request.get(id(outcome.request)) or Job(
                     0, outcome.request, outcome.request.describe()
@@ -373,20 +376,29 @@ def _bulk_sinks(
 
 
 class _Downloader:
-    """A :data:`Sink` saving each succeeded job's videos; a failed download is logged and
-    counted (the run goes on), and a rerun fetches only the files still missing."""
+    """A :data:`Sink` saving each succeeded job's files (a chain's: every step's) through
+    the run (:meth:`BulkRun.download`), so the run's journal records each; a failed download
+    is logged and counted (the run goes on), and a rerun fetches only the files still
+    missing."""
 
     def __init__(self, kie: KieClient, directory: Path) -> None:
         self._kie = kie
         self._directory = directory
+        #: The run whose outcomes this saves (set by :func:`execute_bulk`).
+        self.run: BulkRun[Any] | None = None
         self.saved = 0
         self.failed = 0
 
     async def __call__(self, job: Job, outcome: Outcome) -> None:
-        if not outcome.ok or outcome.record is None or not outcome.record.result_urls:
+        records = [step.record for step in outcome.steps] or [outcome.record]
+        if not outcome.ok or not any(r is not None and r.result_urls for r in records):
             return
         try:
-            paths = await self._kie.download(outcome.record, self._directory)
+            if self.run is not None:
+                paths = await self.run.download(outcome, self._directory)
+            else:
+                assert outcome.record is not None
+                paths = await self._kie.download(outcome.record, self._directory)
         except DownloadError as exc:
             self.failed += 1
             log.warning("%s: %s", job.label, exc)

@@ -86,7 +86,8 @@ def show_results(ctx: Context, results: JournalResults) -> None:
     if results.unfinished:
         ctx.note(
             f"{len(results.unfinished)} task(s) had not finished when the journal last saw them "
-            "(not listed): rerun the bulk command with this journal to re-attach to them"
+            f"(not listed): kie-async download {results.journal} DIR looks them up and saves "
+            "what they made"
         )
 
 
@@ -102,22 +103,36 @@ async def _results(ctx: Context, args: argparse.Namespace) -> int:
 
 
 async def download_journal(ctx: Context, args: argparse.Namespace, journal: Path) -> int:
-    """``kie-async download JOURNAL DIR``: fetch every result the journal has not saved."""
+    """``kie-async download JOURNAL DIR``: fetch every result the journal has not saved, and
+    look up the tasks it holds no end for. With nothing to fetch or look up it sends nothing
+    and needs no API key."""
+    from .._results import read_results
+
     _check_directory("DIR", args.directory)
+    results = read_results(journal)
+    if not results.missing and not results.unfinished:
+        ctx.note(
+            f"nothing to fetch: the journal's {len(results.files)} file(s) are all saved "
+            "(nothing was sent)"
+        )
+        return EXIT_OK
     async with ctx.reading_client() as kie:
         done = await kie.download_journal(journal, args.directory, concurrency=args.concurrency)
     for file in (*done.fetched, *done.found):
         ctx.say(str(file.path))
     for _, error in done.failed:
         ctx.error(str(error))
+    for task_id, problem in done.unchecked:
+        ctx.error(f"task {task_id} (not finished in the journal) could not be looked up: {problem}")
     earlier = len(done.results.saved) - len(done.fetched) - len(done.found)
+    ended = f", {len(done.ended)} task(s) found ended since" if done.ended else ""
     ctx.note(
         f"{len(done.fetched)} fetched, {len(done.found)} already in {args.directory}, "
-        f"{earlier} saved earlier, {len(done.failed)} failed"
+        f"{earlier} saved earlier, {len(done.failed)} failed{ended}"
     )
     if done.results.unfinished:
         ctx.note(
-            f"{len(done.results.unfinished)} task(s) had not finished when the journal last "
-            "saw them: rerun the bulk command with this journal, then download again"
+            f"{len(done.results.unfinished)} task(s) still running at kie.ai (or not looked "
+            "up): run this again later, or rerun the bulk command with this journal"
         )
     return EXIT_OK if done.ok else EXIT_FAILED
