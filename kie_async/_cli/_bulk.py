@@ -11,7 +11,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -79,7 +79,8 @@ class Tally:
     from_journal: int = 0
     problems: list[tuple[Job, Outcome]] = attrs.Factory(list)
     elapsed: float = 0.0
-    spend: Spend | None = None
+    # The run's spend, read when the summary is printed (a Spend is a snapshot).
+    spend: Callable[[], Spend | None] = lambda: None
 
     @property
     def finished(self) -> int:
@@ -144,7 +145,7 @@ async def execute_bulk(
                 **money,  # max_credits and prices (see _budget.budget_settings)
             ) as outcomes,
         ):
-            tally.spend = outcomes.spend  # read when the summary is printed
+            tally.spend = lambda: outcomes.spend  # read when the summary is printed
             async for outcome in outcomes:
                 job = by_request.get(id(outcome.request)) or Job(
                     0, outcome.request, outcome.request.describe()
@@ -212,10 +213,11 @@ def print_summary(ctx: Context, tally: Tally) -> None:
         f"; {tally.from_journal} already finished in the journal" if tally.from_journal else ""
     )
     ctx.say(f"{tally.finished} of {tally.total} jobs in {tally.elapsed:.1f}s{rate}{journal}")
-    if tally.spend is not None:
+    spend = tally.spend()
+    if spend is not None:
         from ._budget import spend_line
 
-        ctx.say(spend_line(tally.spend))
+        ctx.say(spend_line(spend))
     problems = sorted(tally.problems, key=lambda problem: problem[0].number)
     for job, outcome in problems[:_MAX_PROBLEMS_SHOWN]:
         ctx.say(_problem_text(job, outcome))
