@@ -274,7 +274,7 @@ class RunCalls:
         on_progress: Callable[[Progress], None] | None = None,
         resubmit_uncertain: bool = False,
         max_credits: int | Decimal | None = None,
-        prices: Mapping[str, int | Decimal] | None = None,
+        prices: Mapping[str, int | Decimal | str] | None = None,
     ) -> BulkRun:
         """Submit and await many extensions: a :class:`BulkRun` yielding one
         :class:`ExtendOutcome` per request as each finishes (not in input order).
@@ -310,6 +310,13 @@ class RunCalls:
             prices: credits per create by kind, taskType or ``"taskType:batch"`` (e.g.
                 ``{"extend": 60, "mj_video_hd:2": 90}``), before :data:`DEFAULT_PRICES`. A
                 budgeted run refuses to start when a create has no price (see the bulk docs).
+                ``"learn:CEILING"`` (or ``"learn"``) instead of a number: a budgeted run
+                learns the price from the balance before and after its first create of each
+                taskType (alone: no other create goes out meanwhile), which may cost at most
+                CEILING (``"learn"``: at most the balance); approximate when the account is
+                used elsewhere at the same time. A price that cannot be learned ends every
+                later create of it :attr:`OutcomeKind.NOT_SUBMITTED` with a
+                :class:`ConfigurationError`; :attr:`BulkRun.spend` names the learned prices.
 
         Raises:
             ValidationError: ``concurrency`` is not a positive int, ``poll`` is not a
@@ -361,7 +368,7 @@ class RunCalls:
         on_progress: Callable[[Progress], None] | None = None,
         resubmit_uncertain: bool = False,
         max_credits: int | Decimal | None = None,
-        prices: Mapping[str, int | Decimal] | None = None,
+        prices: Mapping[str, int | Decimal | str] | None = None,
     ) -> BulkRun[BulkItem]:
         """Submit and await many requests of any kind, and chains: :meth:`extend_many` for a
         mix of :class:`GenerateRequest`, :class:`UpscaleRequest`, :class:`VaryRequest`,
@@ -409,7 +416,7 @@ class RunCalls:
         concurrency: int = 50,
         resubmit_uncertain: bool = False,
         max_credits: int | Decimal | None = None,
-        prices: Mapping[str, int | Decimal] | None = None,
+        prices: Mapping[str, int | Decimal | str] | None = None,
         balance: bool = True,
     ) -> RunPlan:
         """A dry run of :meth:`run_many`: read and check every item, and say what the run

@@ -212,9 +212,9 @@ async def test_learn_values_are_checked_and_the_dry_run_names_prices_to_learn(
             kie.run_many([], max_credits=10, prices={"extend": bad})
     items: list[BulkItem] = [*extensions(2), UpscaleRequest("img", 1)]
     plan = await kie.plan(items, prices={"extend": "learn", "upscale": 3}, max_credits=100)
-    assert plan.learn_prices == (AUTO,)
+    assert plan.learn_prices == {AUTO: None}
     assert plan.cost is None and plan.within_budget is None
-    assert plan.to_json()["learn_prices"] == [AUTO]
+    assert plan.to_json()["learn_prices"] == {AUTO: None}
     assert server.counts["create"] == 0
 
 
@@ -232,9 +232,9 @@ async def test_cli_learns_a_price_and_prints_it_in_the_summary(
         base = ["--base-url", server.url, "bulk", str(jobs), "--max-credits", "50"]
         code = await run([*base, "--price", "extend=learn:10", "--dry-run"])
         assert code == 0
-        assert "unknown until the run learns the price of mj_video_extend_auto" in (
-            capsys.readouterr().out
-        )
+        out = capsys.readouterr().out
+        assert "unknown until the run learns the price of mj_video_extend_auto" in out
+        assert "learn: mj_video_extend_auto from the balance" in out and "up to 10 credits" in out
         code = await run([*base, "--price", "extend=learn:10"])
         out = capsys.readouterr().out
         assert server.counts["create"] == 7

@@ -123,6 +123,13 @@ def plan_lines(plan: RunPlan, concurrency: int, *, journal: bool) -> list[str]:
         lines.append(f"cost: unknown until the run learns the price of {learn}")
     else:
         lines.append(f"cost: {plan.cost} credits ({_counts(plan.cost_by_kind) or 'none'})")
+    for key, ceiling in plan.learn_prices.items():
+        most = f"up to {ceiling} credits" if ceiling is not None else "up to the balance"
+        text = (
+            f"learn: {key} from the balance before and after the run's first create of it, "
+            f"sent alone; it may cost {most} (reserved until the price is known)"
+        )
+        lines += textwrap.wrap(text, 88, subsequent_indent="  ")
     if plan.prices:
         shown = ", ".join(
             f"{key}={credits}{'*' if key in plan.default_prices else ''}"
@@ -148,11 +155,13 @@ def plan_lines(plan: RunPlan, concurrency: int, *, journal: bool) -> list[str]:
     return lines
 
 
-def spend_line(spend: Spend) -> str:
-    """The summary's line on a budgeted run's spend."""
+def spend_lines(spend: Spend) -> list[str]:
+    """The summary's lines on a budgeted run's spend, and the prices it learned."""
     earlier = f" ({spend.journal} by earlier runs)" if spend.journal else ""
-    line = f"spent {spend.spent} of {spend.max_credits} credits{earlier}; {spend.left} left unspent"
+    lines = [
+        f"spent {spend.spent} of {spend.max_credits} credits{earlier}; {spend.left} left unspent"
+    ]
     if spend.learned:
         learned = " ".join(f"--price {key}={credits}" for key, credits in spend.learned.items())
-        line += f"\nprices learned (approximate; pass them next time): {learned}"
-    return line
+        lines.append(f"prices learned (approximate; pass them next time): {learned}")
+    return lines

@@ -215,9 +215,10 @@ def print_summary(ctx: Context, tally: Tally) -> None:
     ctx.say(f"{tally.finished} of {tally.total} jobs in {tally.elapsed:.1f}s{rate}{journal}")
     spend = tally.spend()
     if spend is not None:
-        from ._budget import spend_line
+        from ._budget import spend_lines
 
-        ctx.say(spend_line(spend))
+        for line in spend_lines(spend):
+            ctx.say(line)
     problems = sorted(tally.problems, key=lambda problem: problem[0].number)
     for job, outcome in problems[:_MAX_PROBLEMS_SHOWN]:
         ctx.say(_problem_text(job, outcome))
