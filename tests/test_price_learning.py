@@ -4,6 +4,7 @@ own prices and server-side create counts."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from decimal import Decimal
 from pathlib import Path
@@ -18,6 +19,7 @@ from kie_async import (
     ExtendRequest,
     KieClient,
     OutcomeKind,
+    RateLimit,
     UpscaleRequest,
 )
 from kie_async._chains import BulkItem
@@ -72,14 +74,15 @@ async def test_a_learned_price_is_the_servers_and_the_budget_holds_with_it() -> 
 
 
 async def test_no_create_goes_out_while_a_price_is_being_learned() -> None:
-    """With a concurrency of 16 and slow creates, the learning create is the only create
-    between the two balance reads (no other extension, nor an upscale whose price is known,
-    goes out before the price is known), and a fractional price is learned exactly."""
-    items: list[BulkItem] = [*extensions(10), *(UpscaleRequest(f"img{i}", 1) for i in range(6))]
+    """With a concurrency of 16 and upscales (price known) queued at the client's rate limit
+    when the first extension needs its price learned, the learning create is the only create
+    between the two balance reads: the upscales already reserved go out before it, every
+    other create after the price is known; and a fractional price is learned exactly."""
+    items: list[BulkItem] = [*(UpscaleRequest(f"img{i}", 1) for i in range(6)), *extensions(10)]
     prices = {"extend": "12.5", "upscale": 3}
     async with FakeKieServer(credits="900.75", prices=prices) as server:
         server.default_script = TaskScript(polls=1)
-        async with fast_client(server) as kie:
+        async with fast_client(server, rate_limit=RateLimit(3, per=0.2)) as kie:
             run = kie.run_many(
                 items,
                 concurrency=16,
@@ -262,3 +265,47 @@ async def test_a_rerun_reattaches_to_the_learning_create_at_the_price_passed(
         await collect(rerun)
         assert rerun.spend is not None and rerun.spend.journal == 7 and rerun.spend.run == 7
         assert server.counts["create"] == 2
+
+
+async def test_a_price_above_the_ceiling_is_refused_and_counted_as_what_the_balance_fell() -> None:
+    """A server charging 7 against a ceiling of 5: the balance fell by more than the create
+    could cost, so nothing is learned, no further extension is sent, and the spend counts
+    the 7 the balance fell by (not the 5 reserved)."""
+    async with FakeKieServer(prices={"extend": 7}) as server, fast_client(server) as kie:
+        run = kie.run_many(extensions(3), max_credits=50, prices={"extend": "learn:5"})
+        outcomes = await collect(run)
+    assert server.counts["create"] == 1
+    refused = [o for o in outcomes if o.kind is OutcomeKind.NOT_SUBMITTED]
+    assert len(refused) == 2 and "more than the 5 it could cost" in str(refused[0].error)
+    assert run.spend is not None and run.spend.spent == 7 and run.spend.learned == {}
+
+
+async def test_a_stop_while_the_price_is_measured_sends_nothing_more_and_keeps_the_task(
+    tmp_path: Path,
+) -> None:
+    """The run is cancelled while it reads the balance after the learning create (a slow
+    answer): it stops at once, sends no other create, and the learning create's task id is
+    in the journal, so a rerun re-attaches to it."""
+    journal = tmp_path / "run.jsonl"
+    async with FakeKieServer(prices={"extend": 7}) as server:
+        server.faults.slow_seconds = 30
+
+        def slow_balance_next(body: Any) -> None:
+            server.fail_next("credit", "slow")
+
+        server.script_for = slow_balance_next
+        async with fast_client(server) as kie:
+            run = kie.extend_many(
+                extensions(5),  # type: ignore[arg-type]
+                concurrency=5,
+                journal=journal,
+                max_credits=50,
+                prices={"extend": "learn:9"},
+            )
+            started = asyncio.get_running_loop().time()
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(collect(run), 1.0)
+            assert asyncio.get_running_loop().time() - started < 10
+        assert server.counts["create"] == 1
+        (task_id,) = server.tasks
+        assert f'"task_id":"{task_id}"' in journal.read_text().replace(" ", "")
