@@ -4,23 +4,28 @@ A create's price is reserved before it is sent (before the rate limiter, so a he
 costs no slot), kept when kie.ai answers with a task id or the answer is lost (uncertain: it
 may be paid for), and given back only when the create is known not to have been accepted (kie
 refused it, or it never went out). A rerun starts from what the journal records as paid.
+
+A price marked ``"learn"`` is learned by the first create that needs it (``_learning``, whose
+``hold`` reserves every create of a budgeted run): no other create of the run is on the wire
+meanwhile.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import attrs
 
 from ._chains import BulkItem, Chain, _probe_requests
-from ._errors import BudgetExceededError, ConfigurationError
+from ._errors import BudgetExceededError, ConfigurationError, KieError
 from ._journal import Entry, paid_creates
-from ._prices import PriceTable, json_price_keys, price_keys
+from ._prices import PriceTable, json_price_keys, missing_price, price_keys
 from ._requests import TaskRequest
 
 if TYPE_CHECKING:
+    import asyncio
     from collections.abc import Iterable
 
 __all__ = ["Budget", "Spend", "check_max_credits", "item_requests"]
@@ -37,11 +42,15 @@ class Spend:
             uncertain; a chain's steps each count).
         run: credits spent by this run: creates answered with a task id, uncertain ones, and
             those on the wire now.
+        learned: the prices this run learned (``prices={key: "learn"}``), by the most
+            specific key of the create each came from (e.g. ``"mj_video_extend_auto"``):
+            pass them as ``prices=`` next time.
     """
 
     max_credits: Decimal
     journal: Decimal
     run: Decimal
+    learned: Mapping[str, Decimal] = attrs.field(factory=dict)
 
     @property
     def spent(self) -> Decimal:
@@ -77,10 +86,28 @@ def item_requests(item: BulkItem) -> tuple[TaskRequest, ...]:
     return _probe_requests(item) if isinstance(item, Chain) else (item,)
 
 
+class BalanceSource(Protocol):
+    """What learning a price needs of the client: the balance call."""
+
+    async def credits(self) -> Decimal:
+        """The account's balance."""
+        ...
+
+
 class Budget:
     """The spend of one budgeted run: reserved before each create, settled after it."""
 
-    __slots__ = ("journal", "max_credits", "reserved", "run", "table")
+    __slots__ = (
+        "journal",
+        "learning",
+        "max_credits",
+        "open",
+        "quiet",
+        "refused",
+        "reserved",
+        "run",
+        "table",
+    )
 
     def __init__(self, max_credits: Decimal, table: PriceTable) -> None:
         self.max_credits = max_credits
@@ -88,12 +115,22 @@ class Budget:
         self.journal = Decimal(0)
         self.run = Decimal(0)
         self.reserved = Decimal(0)
+        self.open = 0  # creates reserved and not yet settled
+        # While a price is being learned (no other create goes out): set when it is over, and
+        # set once no other create is reserved.
+        self.learning: asyncio.Event | None = None
+        self.quiet: asyncio.Event | None = None
+        # Prices that could not be learned: the error every later create of the key ends with.
+        self.refused: dict[str, KieError] = {}
 
     def check(self, items: Iterable[BulkItem]) -> None:
-        """Raise :class:`ConfigurationError` naming the first missing price of ``items``."""
+        """Raise :class:`ConfigurationError` naming the first missing price of ``items`` (a
+        price to learn is not missing)."""
         for item in items:
             for request in item_requests(item):
-                self.table.price(price_keys(request))
+                keys = price_keys(request)
+                if self.table.find(keys) is None:
+                    raise missing_price(keys)
 
     def count_journal(self, entries: Mapping[str, Entry]) -> None:
         """Start from what the journal records as paid: every create that may have cost.
@@ -111,20 +148,29 @@ class Budget:
     @property
     def spend(self) -> Spend:
         """The spend so far (creates on the wire count as spent)."""
-        return Spend(self.max_credits, self.journal, self.run + self.reserved)
+        return Spend(
+            self.max_credits, self.journal, self.run + self.reserved, dict(self.table.learned)
+        )
 
-    def hold(self, request: TaskRequest) -> Hold | BudgetExceededError:
-        """Reserve ``request``'s price before its create is sent, or say why it cannot be.
-
-        Raises:
-            ConfigurationError: no price is known for it.
-        """
-        price = self.table.price(price_keys(request))
+    def exceeds(self, price: Decimal, *, upper_bound: bool = False) -> BudgetExceededError | None:
+        """Why a create of ``price`` cannot be sent (``upper_bound``: the most a create whose
+        price is being learned can cost), or ``None`` when it fits in what is left."""
         spent = self.journal + self.run + self.reserved
-        if spent + price > self.max_credits:
-            return BudgetExceededError(price=price, spent=spent, max_credits=self.max_credits)
-        self.reserved += price
-        return Hold(self, price)
+        if spent + price <= self.max_credits:
+            return None
+        return BudgetExceededError(
+            price=price, spent=spent, max_credits=self.max_credits, upper_bound=upper_bound
+        )
+
+    def reserve(self, price: Decimal) -> Hold | BudgetExceededError:
+        """Reserve ``price`` if it fits in what is left."""
+        return self.exceeds(price) or self.take(Hold(self, price))
+
+    def take(self, hold: Hold) -> Hold:
+        """Count ``hold``'s price as reserved until it is settled."""
+        self.reserved += hold.price
+        self.open += 1
+        return hold
 
 
 class Hold:
@@ -136,11 +182,16 @@ class Hold:
         self.budget = budget
         self.price = price
 
-    def settle(self, paid: bool) -> None:
-        """The create is over: ``paid`` (accepted, or maybe accepted), or given back."""
-        self.budget.reserved -= self.price
+    def settle(self, paid: bool, answered: bool = False) -> None:
+        """The create is over: ``paid`` (accepted, or maybe accepted), or given back;
+        ``answered``: kie.ai answered it with a task id."""
+        budget = self.budget
+        budget.reserved -= self.price
+        budget.open -= 1
         if paid:
-            self.budget.run += self.price
+            budget.run += self.price
+        if budget.open == 0 and budget.quiet is not None:
+            budget.quiet.set()
 
 
 def entry_price_keys(key: str, entry: Entry) -> tuple[str, ...]:

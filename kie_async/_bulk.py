@@ -260,7 +260,7 @@ def extend_many(
     on_progress: Callable[[Progress], None] | None = None,
     resubmit_uncertain: bool = False,
     max_credits: int | Decimal | None = None,
-    prices: Mapping[str, int | Decimal] | None = None,
+    prices: Mapping[str, int | Decimal | str] | None = None,
     preflight: bool = True,
 ) -> BulkRun:
     """The :class:`BulkRun` of :meth:`KieClient.extend_many` (documented there)."""
@@ -288,7 +288,7 @@ def extend_many(
 
 
 def make_budget(
-    max_credits: int | Decimal | None, prices: Mapping[str, int | Decimal] | None
+    max_credits: int | Decimal | None, prices: Mapping[str, int | Decimal | str] | None
 ) -> Budget | None:
     """The budget of a run with ``max_credits`` (``prices`` checked either way).
 

@@ -13,7 +13,6 @@ from ._bulk_poller import _Poller, _Waiting
 from ._chains import BulkItem, request_json
 from ._errors import (
     AuthenticationError,
-    BudgetExceededError,
     FeatureDisabledError,
     InsufficientCreditsError,
     KieError,
@@ -22,6 +21,8 @@ from ._errors import (
 )
 from ._handle import CallbackSource, TaskHandle
 from ._journal import Journal, capped
+from ._learning import Learner
+from ._learning import hold as hold_price
 from ._models import TaskRecord
 from ._outcomes import ExtendOutcome, OutcomeKind, _Counts, _Outcome
 from ._polling import CreateFailure, PollPolicy, create_failure, unreachable
@@ -32,6 +33,8 @@ from ._text import server_name
 from ._wire import parse_record
 
 if TYPE_CHECKING:
+    from decimal import Decimal
+
     from ._timeout import Timeout
 
 log = logging.getLogger("kie_async")
@@ -59,6 +62,10 @@ class Submitter(Account, Protocol):
 
     def task(self, task_id: str) -> TaskHandle:
         """A handle on a task created earlier (a journal's), by id."""
+        ...
+
+    async def credits(self) -> Decimal:
+        """The account's balance (a budgeted run learning a price reads it)."""
         ...
 
     async def _submit(self, request: TaskRequest, watch: _Send | None = None) -> TaskHandle:
@@ -269,14 +276,21 @@ class _Run:
         return await self._submit(key, request)
 
     async def _submit(self, key: str, request: TaskRequest) -> _Outcome | None:
-        hold = self.budget.hold(request) if self.budget is not None and not self.fatal else None
-        if refusal := self.fatal or (hold if isinstance(hold, BudgetExceededError) else None):
+        hold = None
+        if self.budget is not None and not self.fatal:
+            # May wait while a price is being learned (see _learning).
+            hold = await hold_price(self.budget, request, self.client)
+            if isinstance(hold, Hold) and self.fatal:  # set while it waited
+                hold.settle(False)
+        if refusal := self.fatal or (hold if isinstance(hold, KieError) else None):
             self.counts.change(queued=-1, failed=1)
             return ExtendOutcome(request, OutcomeKind.NOT_SUBMITTED, error=refusal)
         send = _Send(self, key, request)
         paid: bool | None = None  # a held price is kept unless the create was certainly refused
+        answered = False
         try:
             handle = await self.client._submit(request, send)
+            answered = True
         except asyncio.CancelledError:
             # Stopped while waiting for the limiter, a connection or a retry: nothing of this
             # request went out (a create cut off on the wire keeps its intent: uncertain).
@@ -303,13 +317,15 @@ class _Run:
             return ExtendOutcome(request, OutcomeKind.FAILED, error=exc)
         finally:
             if isinstance(hold, Hold):  # paid None: as far as the create went
-                hold.settle(send.maybe_sent if paid is None else paid)
+                hold.settle(send.maybe_sent if paid is None else paid, answered)
         self.unreachable = 0
         self._record("submitted", key, task_id=handle.task_id)
         self.counts.change(queued=-1, submitted=1, running=1)
         # In the file before the task's first poll (the poller flushes the journal), on disk
         # with the next fsync: nothing waits for the disk here.
         self._await(key, request, handle)
+        if isinstance(hold, Learner):  # its task id is saved: now read what it cost
+            await hold.measure(self.client)
         return None
 
     def _await(self, key: str, request: TaskRequest, handle: TaskHandle) -> None:

@@ -308,7 +308,7 @@ class RunCalls:
         on_progress: Callable[[Progress], None] | None = None,
         resubmit_uncertain: bool = False,
         max_credits: int | Decimal | None = None,
-        prices: Mapping[str, int | Decimal] | None = None,
+        prices: Mapping[str, int | Decimal | str] | None = None,
         preflight: bool = True,
     ) -> BulkRun:
         """Submit and await many extensions: a :class:`BulkRun` yielding one
@@ -350,6 +350,13 @@ class RunCalls:
             prices: credits per create by kind, taskType or ``"taskType:batch"`` (e.g.
                 ``{"extend": 60, "mj_video_hd:2": 90}``), before :data:`DEFAULT_PRICES`. A
                 budgeted run refuses to start when a create has no price (see the bulk docs).
+                ``"learn:CEILING"`` (or ``"learn"``) instead of a number: a budgeted run
+                learns the price from the balance before and after its first create of each
+                taskType (alone: no other create goes out meanwhile), which may cost at most
+                CEILING (``"learn"``: at most the balance); approximate when the account is
+                used elsewhere at the same time. A price that cannot be learned ends every
+                later create of it :attr:`OutcomeKind.NOT_SUBMITTED` with a
+                :class:`ConfigurationError`; :attr:`BulkRun.spend` names the learned prices.
             preflight: check the key and the host with the balance call before the first
                 create (the default). ``False`` skips that call: for a caller that has just
                 checked them (many small runs in a row, say), or a host without kie's balance
@@ -412,7 +419,7 @@ class RunCalls:
         on_progress: Callable[[Progress], None] | None = None,
         resubmit_uncertain: bool = False,
         max_credits: int | Decimal | None = None,
-        prices: Mapping[str, int | Decimal] | None = None,
+        prices: Mapping[str, int | Decimal | str] | None = None,
         preflight: bool = True,
     ) -> BulkRun[BulkItem]:
         """Submit and await many requests of any kind, and chains: :meth:`extend_many` for a
@@ -462,7 +469,7 @@ class RunCalls:
         concurrency: int = 50,
         resubmit_uncertain: bool = False,
         max_credits: int | Decimal | None = None,
-        prices: Mapping[str, int | Decimal] | None = None,
+        prices: Mapping[str, int | Decimal | str] | None = None,
         balance: bool = True,
     ) -> RunPlan:
         """A dry run of :meth:`run_many`: read and check every item, and say what the run

@@ -298,14 +298,24 @@ class BudgetExceededError(KieError):
             wire, and what the journal records of earlier runs).
         max_credits: the run's budget.
         reason: always ``"budget"``.
+        upper_bound: ``price`` is only the most the create could cost: its price was still to
+            be learned (``prices={key: "learn"}``), bounded by the balance or the ceiling.
     """
 
     price: Decimal
     spent: Decimal
     max_credits: Decimal
     reason: str = "budget"
+    upper_bound: bool = False
 
     def __str__(self) -> str:
+        if self.upper_bound:
+            return (
+                f"not sent (budget): its price is still to be learned and it could cost up to "
+                f"{self.price} credits (the balance, or the learn:CEILING given), and "
+                f"{self.spent} of the {self.max_credits} allowed are spent: give a lower "
+                "ceiling (learn:CEILING) or the price"
+            )
         return (
             f"not sent (budget): it costs {self.price} credits, and {self.spent} of the "
             f"{self.max_credits} allowed are spent"

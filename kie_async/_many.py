@@ -106,7 +106,7 @@ def run_many(
     on_progress: Callable[[Progress], None] | None = None,
     resubmit_uncertain: bool = False,
     max_credits: int | Decimal | None = None,
-    prices: Mapping[str, int | Decimal] | None = None,
+    prices: Mapping[str, int | Decimal | str] | None = None,
     preflight: bool = True,
 ) -> BulkRun[BulkItem]:
     """The :class:`BulkRun` of :meth:`KieClient.run_many` (documented there)."""

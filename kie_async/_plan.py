@@ -18,7 +18,7 @@ from ._budget import check_max_credits, entry_price_keys, item_requests
 from ._chains import BulkItem, Chain, journal_key, step_key
 from ._errors import ValidationError
 from ._journal import Entry, paid_creates, read_entries
-from ._prices import PRICE_SOURCES, PriceTable, price_keys
+from ._prices import PRICE_SOURCES, Learn, PriceTable, price_keys
 from ._requests import REQUEST_TYPES, TaskRequest
 
 __all__ = ["RunPlan", "plan"]
@@ -61,6 +61,10 @@ class RunPlan:
         cost_by_kind: what those creates cost, by kind, for the kinds with a price.
         cost: what they cost in all; ``None`` when a price is missing.
         missing_prices: the price keys with no price (a budgeted run would refuse to start).
+        learn_prices: the prices a budgeted run would learn at run time from its first create
+            of each (``prices={key: "learn"}``), by the create's most specific key, with the
+            most that create may cost (the ceiling of ``"learn:CEILING"``; ``None``: the
+            balance). They leave ``cost`` unknown.
         prices: each price used, by key.
         default_prices: the keys priced by a default (see :data:`~kie_async.DEFAULT_PRICES`),
             not by ``prices``.
@@ -97,6 +101,7 @@ class RunPlan:
     covers: bool | None
     seconds: tuple[float, float]
     bound_by: str
+    learn_prices: Mapping[str, Decimal | None] = attrs.field(factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """The plan as JSON-ready data (credits as numbers, as kie's balance is)."""
@@ -114,6 +119,7 @@ class RunPlan:
         data["price_sources"] = {key: PRICE_SOURCES[key] for key in self.default_prices}
         for name in ("kinds", "creates"):
             data[name] = dict(data[name])
+        data["learn_prices"] = {k: number(v) for k, v in self.learn_prices.items()}
         for name in ("missing_prices", "default_prices", "seconds"):
             data[name] = list(data[name])
         return data
@@ -126,15 +132,19 @@ class _Tally:
     creates: collections.Counter[str] = attrs.Factory(collections.Counter)
     cost: dict[str, Decimal] = attrs.Factory(dict)
     missing: dict[str, None] = attrs.Factory(dict)
+    learn: dict[str, Decimal | None] = attrs.Factory(dict)
     used: dict[str, tuple[Decimal, str]] = attrs.Factory(dict)
     work: list[int] = attrs.Factory(list)
 
     def price(self, keys: tuple[str, ...]) -> Decimal | None:
-        found = self.table.lookup(keys)
+        found = self.table.find(keys)
         if found is None:
             self.missing[keys[0]] = None
             return None
         credits, key, source = found
+        if isinstance(credits, Learn):
+            self.learn[keys[0]] = credits.ceiling
+            return None
         self.used[key] = (credits, source)
         return credits
 
@@ -208,7 +218,7 @@ async def plan(
     concurrency: int = 50,
     resubmit_uncertain: bool = False,
     max_credits: int | Decimal | None = None,
-    prices: Mapping[str, int | Decimal] | None = None,
+    prices: Mapping[str, int | Decimal | str] | None = None,
     balance: bool = True,
 ) -> RunPlan:
     """The :class:`RunPlan` of :meth:`KieClient.plan` (documented there)."""
@@ -244,7 +254,7 @@ async def plan(
             paid = paid_creates(entry)
             credits = tally.price(entry_price_keys(key, entry)) if paid else Decimal(0)
             spent = None if credits is None or spent is None else spent + paid * credits
-    cost = None if tally.missing else sum(tally.cost.values(), Decimal(0))
+    cost = None if tally.missing or tally.learn else sum(tally.cost.values(), Decimal(0))
     money = await client.credits() if balance else None
     limit = client.rate_limit
     rate = limit.requests / limit.per if limit is not None else None
@@ -275,6 +285,7 @@ async def plan(
         covers=None if money is None or cost is None else money >= cost,
         seconds=seconds,
         bound_by=bound,
+        learn_prices=dict(tally.learn),
     )
 
 

@@ -8,7 +8,9 @@ before the defaults, so ``{"extend": 70}`` beats a default for ``mj_video_extend
 
 The defaults (:data:`DEFAULT_PRICES`) are only the figures some source has put in writing,
 each with its source in :data:`PRICE_SOURCES`; a kind no source prices has none, and a
-budgeted run refuses to start without one rather than guess.
+budgeted run refuses to start without one rather than guess, unless the user marks it
+``"learn"`` (or ``"learn:CEILING"``): then the run learns it from the balance before and after
+one create (``_learning``), and keeps it in :attr:`PriceTable.learned`.
 """
 
 from __future__ import annotations
@@ -19,11 +21,20 @@ from decimal import Decimal
 from types import MappingProxyType
 from typing import Any
 
+import attrs
+
 from ._errors import ConfigurationError
 from ._generate_rules import GENERATE_TYPES, VIDEO_TYPES
 from ._requests import ExtendMode, ExtendRequest, GenerateRequest, TaskRequest
 
-__all__ = ["DEFAULT_PRICES", "PRICE_SOURCES", "PriceTable", "json_price_keys", "price_keys"]
+__all__ = [
+    "DEFAULT_PRICES",
+    "PRICE_SOURCES",
+    "Learn",
+    "PriceTable",
+    "json_price_keys",
+    "price_keys",
+]
 
 _C04 = (
     "a third-party price list (an agent-skill document quoting kie.ai's pricing page, 2026), "
@@ -85,13 +96,38 @@ def json_price_keys(data: Mapping[str, Any]) -> tuple[str, ...]:
     return _keys("generate", task_type, batch if isinstance(batch, int) else None)
 
 
-def _credits(key: str, value: object) -> Decimal:
+@attrs.frozen
+class Learn:
+    """A price to learn at run time (``"learn"``, or ``"learn:CEILING"``): from the balance
+    before and after one create, which may cost at most ``ceiling`` (``None``: at most the
+    balance, as kie.ai refuses a create the balance cannot pay)."""
+
+    ceiling: Decimal | None = None
+
+
+LEARN = "learn"
+
+
+def _credits(key: str, value: object) -> Decimal | Learn:
     if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
         raise ConfigurationError("prices", f"{key}: must be a number, got {value!r}")
+    text = str(value).strip()
+    learn, colon, ceiling = text.partition(":")
+    if learn.strip().lower() == LEARN and isinstance(value, str):
+        if not colon:
+            return Learn()
+        bound = _credits(key, ceiling)
+        if not isinstance(bound, Decimal) or bound <= 0:
+            raise ConfigurationError(
+                "prices", f"{key}: learn:CEILING needs a number > 0, got {value!r}"
+            )
+        return Learn(bound)
     try:
-        credits = Decimal(str(value).strip())
+        credits = Decimal(text)
     except decimal.InvalidOperation:
-        raise ConfigurationError("prices", f"{key}: {value!r} is not a number") from None
+        raise ConfigurationError(
+            "prices", f"{key}: {value!r} is not a number, 'learn' or 'learn:CEILING'"
+        ) from None
     if not credits.is_finite() or credits < 0:
         raise ConfigurationError("prices", f"{key}: must be a number >= 0, got {value!r}")
     return credits
@@ -118,14 +154,15 @@ def _check_key(key: object) -> str:
 
 
 class PriceTable:
-    """The prices of a run: the user's (checked), then the defaults.
+    """The prices of a run: the user's (checked), then the defaults; a price marked ``"learn"``
+    is looked up in :attr:`learned` once the run has learned it.
 
     Raises:
         ConfigurationError: a key that names no kind, taskType or batch, or a price that is
-            not a number >= 0.
+            not a number >= 0, ``"learn"`` or ``"learn:CEILING"``.
     """
 
-    __slots__ = ("defaults", "given")
+    __slots__ = ("defaults", "given", "learned")
 
     def __init__(self, prices: Mapping[str, object] | None = None, *, defaults: bool = True):
         if prices is not None and not isinstance(prices, Mapping):
@@ -135,26 +172,48 @@ class PriceTable:
         self.given = {
             _check_key(key): _credits(key, value) for key, value in (prices or {}).items()
         }
-        self.defaults = DEFAULT_PRICES if defaults else {}
+        self.defaults: Mapping[str, Decimal | Learn] = DEFAULT_PRICES if defaults else {}
+        #: Prices learned by this run, by the most specific key of the create they came from.
+        self.learned: dict[str, Decimal] = {}
 
-    def lookup(self, keys: tuple[str, ...]) -> tuple[Decimal, str, str] | None:
-        """The price of the first of ``keys`` that has one, the key and its source (``"given"``
-        or ``"default"``); ``None`` when none has."""
+    def find(self, keys: tuple[str, ...]) -> tuple[Decimal | Learn, str, str] | None:
+        """The rule of the first of ``keys`` that has one, its key and its source (``"given"``
+        or ``"default"``; ``"learned"`` for a learned price, under ``keys[0]``)."""
         for table, source in ((self.given, "given"), (self.defaults, "default")):
             for key in keys:
                 if key in table:
-                    return table[key], key, source
+                    value = table[key]
+                    if isinstance(value, Learn) and keys[0] in self.learned:
+                        return self.learned[keys[0]], keys[0], "learned"
+                    return value, key, source
         return None
+
+    def lookup(self, keys: tuple[str, ...]) -> tuple[Decimal, str, str] | None:
+        """The price of the first of ``keys`` that has one, the key and its source; ``None``
+        when none has, or its price is still to be learned."""
+        found = self.find(keys)
+        if found is None:
+            return None
+        value, key, source = found
+        return None if isinstance(value, Learn) else (value, key, source)
 
     def price(self, keys: tuple[str, ...]) -> Decimal:
         """The price of the first of ``keys`` that has one.
 
         Raises:
-            ConfigurationError: no price is known for any of ``keys``.
+            ConfigurationError: no price is known for any of ``keys``, or it is still to be
+                learned.
         """
-        found = self.lookup(keys)
+        found = self.find(keys)
         if found is None:
             raise missing_price(keys)
+        if isinstance(found[0], Learn):
+            raise ConfigurationError(
+                "prices",
+                f"the journal records paid creates of {keys[0]}, whose price this run would "
+                f"learn ({found[1]}=learn): pass the price an earlier run learned (its summary "
+                f"names it), e.g. --price {keys[0]}=N; nothing was sent",
+            )
         return found[0]
 
 
@@ -165,5 +224,5 @@ def missing_price(keys: tuple[str, ...]) -> ConfigurationError:
         "prices",
         f"no price is known for {keys[0]} (looked up: {tried}); a budgeted run needs the price "
         f"of every create: pass prices={{{keys[0]!r}: N}} (command line: --price "
-        f"{keys[0]}=N); nothing was sent",
+        f"{keys[0]}=N), or 'learn:CEILING' to learn it from the balance; nothing was sent",
     )

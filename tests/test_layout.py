@@ -56,6 +56,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "_many",
         "_prices",
         "_budget",
+        "_learning",
         "_plan",
         "_download_core",
         "_part_file",

@@ -51,7 +51,10 @@ def add_budget_options(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="KEY=N",
         help="credits per create of a kind, taskType or taskType:batch (e.g. extend=60, "
-        "mj_video_hd:2=90), before the defaults; repeat for more (see docs: bulk)",
+        "mj_video_hd:2=90), before the defaults; repeat for more. With --max-credits, "
+        "KEY=learn:CEILING learns a price from the balance before and after the run's first "
+        "create of it, which may cost at most CEILING (KEY=learn: at most the balance); "
+        "see docs: bulk",
     )
 
 
@@ -112,11 +115,21 @@ def plan_lines(plan: RunPlan, concurrency: int, *, journal: bool) -> list[str]:
             f"{plan.uncertain} uncertain, {plan.resumed} resumed (chains), {plan.new} new"
         )
     lines.append(f"creates: {sum(plan.creates.values())} ({_counts(plan.creates) or 'none'})")
-    if plan.cost is None:
+    if plan.cost is None and plan.missing_prices:
         missing = ", ".join(plan.missing_prices)
         lines.append(f"cost: unknown: no price for {missing} (pass --price KEY=N)")
+    elif plan.cost is None:
+        learn = ", ".join(plan.learn_prices)
+        lines.append(f"cost: unknown until the run learns the price of {learn}")
     else:
         lines.append(f"cost: {plan.cost} credits ({_counts(plan.cost_by_kind) or 'none'})")
+    for key, ceiling in plan.learn_prices.items():
+        most = f"up to {ceiling} credits" if ceiling is not None else "up to the balance"
+        text = (
+            f"learn: {key} from the balance before and after the run's first create of it, "
+            f"sent alone; it may cost {most} (reserved until the price is known)"
+        )
+        lines += textwrap.wrap(text, 88, subsequent_indent="  ")
     if plan.prices:
         shown = ", ".join(
             f"{key}={credits}{'*' if key in plan.default_prices else ''}"
@@ -142,7 +155,13 @@ def plan_lines(plan: RunPlan, concurrency: int, *, journal: bool) -> list[str]:
     return lines
 
 
-def spend_line(spend: Spend) -> str:
-    """The summary's line on a budgeted run's spend."""
+def spend_lines(spend: Spend) -> list[str]:
+    """The summary's lines on a budgeted run's spend, and the prices it learned."""
     earlier = f" ({spend.journal} by earlier runs)" if spend.journal else ""
-    return f"spent {spend.spent} of {spend.max_credits} credits{earlier}; {spend.left} left unspent"
+    lines = [
+        f"spent {spend.spent} of {spend.max_credits} credits{earlier}; {spend.left} left unspent"
+    ]
+    if spend.learned:
+        learned = " ".join(f"--price {key}={credits}" for key, credits in spend.learned.items())
+        lines.append(f"prices learned (approximate; pass them next time): {learned}")
+    return lines

@@ -11,7 +11,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -77,7 +77,8 @@ class Tally:
     from_journal: int = 0
     problems: list[tuple[Job, Outcome]] = attrs.Factory(list)
     elapsed: float = 0.0
-    spend: Spend | None = None
+    # The run's spend, read when the summary is printed (a Spend is a snapshot).
+    spend: Callable[[], Spend | None] = lambda: None
 
     @property
     def finished(self) -> int:
@@ -156,7 +157,7 @@ async def execute_bulk(
     _bulk_running = True
     try:
         async with display, run as outcomes:
-            tally.spend = outcomes.spend  # read when the summary is printed
+            tally.spend = lambda: outcomes.spend  # read when the summary is printed
             for sink in sinks:
                 if isinstance(sink, _Downloader):
                     sink.run = outcomes  # saves through the run: recorded in its journal
@@ -234,10 +235,12 @@ def print_summary(ctx: Context, tally: Tally) -> None:
         f"; {tally.from_journal} already finished in the journal" if tally.from_journal else ""
     )
     ctx.say(f"{tally.finished} of {tally.total} jobs in {tally.elapsed:.1f}s{rate}{journal}")
-    if tally.spend is not None:
-        from ._budget import spend_line
+    spend = tally.spend()
+    if spend is not None:
+        from ._budget import spend_lines
 
-        ctx.say(spend_line(tally.spend))
+        for line in spend_lines(spend):
+            ctx.say(line)
     problems = sorted(tally.problems, key=lambda problem: problem[0].number)
     for job, outcome in problems[:_MAX_PROBLEMS_SHOWN]:
         ctx.say(_problem_text(job, outcome))
