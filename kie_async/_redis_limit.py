@@ -116,7 +116,7 @@ def _positive(name: str, value: object) -> float:
 class RedisRateLimit:
     """At most ``requests`` creates in any ``per``-second window, for every process that uses
     the same Redis and account: one limit for web workers, job queues and machines sharing a
-    kie.ai account. It needs redis-py: ``pip install 'kie-async[redis]'``.
+    kie.ai account. It needs redis-py (the ``redis`` extra, or ``pip install redis``).
 
     Same meaning as :class:`RateLimit` (a sliding window of creates, and the pause after a 429,
     here shared by every process). A process that dies holding a slot leaves it counted for at
@@ -245,7 +245,7 @@ class RedisLimiter:
             except ImportError:
                 raise ConfigurationError(
                     "rate_limit",
-                    "RedisRateLimit needs redis-py: pip install 'kie-async[redis]'",
+                    "RedisRateLimit needs redis-py: pip install redis (kie-async's redis extra)",
                 ) from None
             try:
                 # Bounded both ways: a Redis that stops answering fails a create (unsent)
