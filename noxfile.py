@@ -1,10 +1,12 @@
 """Developer sessions. Run ``nox`` for all of them, or ``nox -s tests-3.12`` for one.
 
 Facts (Python versions, dependency groups) come from pyproject.toml, so there is one place to
-change them. ``tests`` runs on every supported Python; the other sessions need one interpreter
-and take the first supported one that is installed, so ``nox`` on a machine with only some
-Pythons still runs them all. Under ``CI`` (set to anything but ``0``/``false``), a session whose
-interpreter is missing fails the run instead of being skipped.
+change them. ``tests`` runs on every supported Python with the newest releases, ``oldest`` on
+the oldest supported Python with the oldest versions pyproject.toml allows; the other sessions
+need one interpreter and take the first supported one that is installed, so ``nox`` on a
+machine with only some Pythons still runs them all. Under ``CI`` (set to anything but
+``0``/``false``), a session whose interpreter is missing fails the run instead of being
+skipped.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ def _one_python(preferred: list[str]) -> str:
 NEWEST = _one_python(PYTHONS[::-1])
 OLDEST = _one_python(PYTHONS)
 
-nox.options.sessions = ["lint", "typecheck", "tests", "docs"]
+nox.options.sessions = ["lint", "typecheck", "tests", "oldest", "docs"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = _on_ci()
 nox.options.default_venv_backend = "venv"
@@ -68,6 +70,15 @@ def tests(session: nox.Session) -> None:
     """Run the test suite, warnings as errors, on every supported Python that is installed."""
     _install(session, "test")
     session.run("python", "-m", "pytest", *session.posargs)
+
+
+@nox.session(python=PYTHONS[0])
+def oldest(session: nox.Session) -> None:
+    """Run the test suite on the oldest supported Python with the oldest version of every
+    dependency pyproject.toml allows (.ci/oldest-tests, as CI does; its constraints come from
+    pyproject.toml's lower bounds through .ci/lowest_constraints.py, run by nox's own Python)."""
+    python = shutil.which("python", path=session.bin)
+    session.run("bash", ".ci/oldest-tests", str(python), sys.executable, external=True)
 
 
 @nox.session(python=NEWEST)

@@ -19,27 +19,34 @@ and ``<prefix>:{<account>}:pause``, where ``<account>`` is the ``name`` you give
 a SHA-256 digest of the API key: the key itself never reaches Redis.
 
 This module is the one place that knows redis-py; it is imported only when a
-:class:`RedisRateLimit` is used, and Redis failures become kie_async errors here.
+:class:`RedisRateLimit` is used. Every call into it goes through :meth:`RedisLimiter._call`,
+which bounds it in time and turns *whatever* it raises into a kie_async error (an
+``AttributeError`` of redis-py's own, meeting a server that answers nonsense, too).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 import uuid
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import attrs
 
 from ._errors import ConfigurationError, TransportError
+from ._retry import within
+from ._text import printable
 
 __all__ = ["RedisRateLimit"]
 
 log = logging.getLogger("kie_async")
+
+_T = TypeVar("_T")
 
 #: The longest sleep between two looks at a full window: a slot still in flight may be given
 #: back at any moment, and only its lease says when it will be at the latest.
@@ -109,7 +116,7 @@ def _positive(name: str, value: object) -> float:
 class RedisRateLimit:
     """At most ``requests`` creates in any ``per``-second window, for every process that uses
     the same Redis and account: one limit for web workers, job queues and machines sharing a
-    kie.ai account. It needs redis-py: ``pip install 'kie-async[redis]'``.
+    kie.ai account. It needs redis-py (the ``redis`` extra, or ``pip install redis``).
 
     Same meaning as :class:`RateLimit` (a sliding window of creates, and the pause after a 429,
     here shared by every process). A process that dies holding a slot leaves it counted for at
@@ -124,13 +131,17 @@ class RedisRateLimit:
             as ended; longer than any create takes (the default 120 s is twice the client's
             read timeout).
         prefix: the start of every Redis key.
-        timeout: seconds to wait for each answer of Redis: one that stops answering fails the
-            create (not sent) instead of holding every create back forever.
+        timeout: seconds each exchange with Redis may take, connecting included: one that
+            stops answering (or trickles its answer) fails the create (not sent) instead of
+            holding every create back forever.
 
     Raises:
         ConfigurationError: a setting is invalid; and when the client starts (entering
             ``async with KieClient(...)``, or its first create), a Redis that cannot be
-            reached: never a silent fallback to an unshared limit.
+            reached, or answers what no Redis would: never a silent fallback to an
+            unshared limit.
+        TransportError: (from a create) Redis failed or answered nonsense after the start;
+            the create was not sent. Nothing redis-py raises reaches you as it is.
 
     Example::
 
@@ -175,12 +186,27 @@ class RedisRateLimit:
         return RedisLimiter(self, account)
 
 
-def _unreachable(limit: RedisRateLimit, exc: BaseException) -> ConfigurationError:
+def _why(what: BaseException | str) -> str:
+    """What went wrong, for a message: an exception's type and text, escaped (the text may be
+    the server's)."""
+    if isinstance(what, BaseException):
+        what = f"{type(what).__name__}: {what}"
+    return printable(what)
+
+
+def _unreachable(limit: RedisRateLimit, what: BaseException | str) -> ConfigurationError:
     return ConfigurationError(
         "rate_limit",
         f"cannot use the shared rate limit's Redis at {redacted(limit.url)}: "
-        f"{type(exc).__name__}: {exc} (kie-async does not fall back to a per-process limit)",
+        f"{_why(what)} (kie-async does not fall back to a per-process limit)",
     )
+
+
+async def _close(client: Any) -> None:
+    try:
+        await client.aclose()
+    except Exception as exc:  # the connections are dropped all the same
+        log.debug("closing the shared rate limit's Redis connections: %r", exc)
 
 
 class RedisLimiter:
@@ -194,7 +220,6 @@ class RedisLimiter:
         self._pause_key = f"{base}:pause"
         self._redis: Any = None
         self._scripts: dict[str, Any] = {}
-        self._errors: tuple[type[BaseException], ...] = ()
         self._lock = asyncio.Lock()
         self._start_lock = asyncio.Lock()
         self._local_pause = 0.0
@@ -206,23 +231,22 @@ class RedisLimiter:
         return False
 
     async def start(self) -> None:
-        """Connect and check that Redis answers (a ``PING``).
+        """Connect and check that Redis answers (a ``PING``, answered ``PONG``).
 
         Raises:
-            ConfigurationError: redis-py is not installed, or Redis cannot be reached.
+            ConfigurationError: redis-py is not installed, or Redis cannot be reached or
+                answers what no Redis would.
         """
         async with self._start_lock:
             if self._redis is not None:
                 return
             try:
                 import redis.asyncio as aioredis
-                from redis.exceptions import RedisError
             except ImportError:
                 raise ConfigurationError(
                     "rate_limit",
-                    "RedisRateLimit needs redis-py: pip install 'kie-async[redis]'",
+                    "RedisRateLimit needs redis-py: pip install redis (kie-async's redis extra)",
                 ) from None
-            self._errors = (RedisError, OSError)
             try:
                 # Bounded both ways: a Redis that stops answering fails a create (unsent)
                 # instead of holding every create of the process forever.
@@ -231,19 +255,22 @@ class RedisLimiter:
                     socket_connect_timeout=self.limit.timeout,
                     socket_timeout=self.limit.timeout,
                 )
-            except (ValueError, *self._errors) as exc:
+                scripts = {
+                    "acquire": client.register_script(_ACQUIRE),
+                    "release": client.register_script(_RELEASE),
+                    "pause": client.register_script(_PAUSE),
+                }
+            except Exception as exc:  # redis-py's, whatever it is: see the module's docstring
                 raise _unreachable(self.limit, exc) from None
+            failed = functools.partial(_unreachable, self.limit)
             try:
-                await client.ping()
-            except self._errors as exc:
-                await client.aclose()
-                raise _unreachable(self.limit, exc) from None
-            self._scripts = {
-                "acquire": client.register_script(_ACQUIRE),
-                "release": client.register_script(_RELEASE),
-                "pause": client.register_script(_PAUSE),
-            }
-            self._redis = client
+                pong = await self._call(client.ping, failed)
+                if pong is not True:
+                    raise failed(f"PING was answered with {pong!r:.80}, not PONG")
+            except BaseException:
+                await _close(client)
+                raise
+            self._redis, self._scripts = client, scripts
 
     async def aclose(self) -> None:
         """Finish sharing pauses, then close the connections. Safe to call twice."""
@@ -251,12 +278,28 @@ class RedisLimiter:
             await asyncio.gather(*self._pauses, return_exceptions=True)
         client, self._redis = self._redis, None
         if client is not None:
-            await client.aclose()
+            await _close(client)
 
-    def _failed(self, exc: BaseException) -> TransportError:
+    async def _call(
+        self, step: Callable[[], Awaitable[_T]], fail: Callable[[str], Exception] | None = None
+    ) -> _T:
+        """The one door into redis-py: ``await step()`` within the limit's ``timeout``,
+        connecting included. Anything it raises, and running out of time, raise
+        ``fail(reason)``: by default a :class:`TransportError` saying the create was not sent.
+        A cancellation stays one.
+        """
+        fail = fail or self._failed
+        try:
+            done = await within(step(), self.limit.timeout)
+        except Exception as exc:  # redis-py's, whatever it is: see the module's docstring
+            raise fail(_why(exc)) from exc
+        if done is None:
+            raise fail(f"no complete answer within {self.limit.timeout:g}s")
+        return done
+
+    def _failed(self, why: str) -> TransportError:
         return TransportError(
-            message=f"the shared rate limit's Redis at {redacted(self.limit.url)} failed: "
-            f"{type(exc).__name__}: {exc}",
+            message=f"the shared rate limit's Redis at {redacted(self.limit.url)} failed: {why}",
             endpoint="rate limit",
             sent=False,
         )
@@ -272,10 +315,15 @@ class RedisLimiter:
         shared.add_done_callback(self._pauses.discard)
 
     async def _share_pause(self, seconds: float) -> None:
+        pause = self._scripts["pause"]
         try:
-            await self._scripts["pause"](keys=[self._pause_key], args=[int(seconds * 1000)])
-        except self._errors as exc:
-            log.warning("could not share a rate-limit pause through Redis: %s", exc)
+            await self._call(lambda: pause(keys=[self._pause_key], args=[int(seconds * 1000)]))
+        except TransportError as exc:
+            log.warning("could not share a rate-limit pause through Redis: %s", exc.message)
+
+    async def _take(self, args: list[Any]) -> int:
+        # int(): an answer that is no number (a server answering nonsense) fails in _call.
+        return int(await self._scripts["acquire"](keys=[self._window, self._pause_key], args=args))
 
     async def _acquire(self, slot_id: str) -> None:
         limit = self.limit
@@ -288,16 +336,10 @@ class RedisLimiter:
                     await asyncio.sleep(local)
                     continue
                 try:
-                    answer = int(
-                        await self._scripts["acquire"](
-                            keys=[self._window, self._pause_key], args=args
-                        )
-                    )
-                except self._errors as exc:
-                    raise self._failed(exc) from exc
-                except asyncio.CancelledError:
-                    # The script may have taken the slot before the answer was read: give it
-                    # back rather than leave it to its lease.
+                    answer = await self._call(lambda: self._take(args))
+                except BaseException:
+                    # Failed or cancelled: the script may have taken the slot before its answer
+                    # was lost; give it back rather than leave it to its lease.
                     self._forget(slot_id)
                     raise
                 if answer == 0:
@@ -306,39 +348,34 @@ class RedisLimiter:
                 await asyncio.sleep(wait)
 
     def _forget(self, slot_id: str) -> None:
-        async def remove() -> None:
-            with contextlib.suppress(*self._errors):
-                await self._redis.zrem(self._window, slot_id)
+        client = self._redis
 
-        if self._redis is not None:
+        async def remove() -> None:
+            with contextlib.suppress(TransportError):
+                await self._call(lambda: client.zrem(self._window, slot_id))
+
+        if client is not None:
             task = asyncio.ensure_future(remove())
             self._pauses.add(task)  # awaited by aclose, like a pause being shared
             task.add_done_callback(self._pauses.discard)
 
-    async def _release(self, slot_id: str) -> None:
+    async def _give_back(self, slot_id: str, seen: bool) -> None:
+        """The slot's create ended: it counts ``per`` seconds more; or, when the create never
+        got a connection (kie.ai did not see it), not at all, as with the in-process limiter
+        (retries against a dead API must not queue)."""
+        client, release = self._redis, self._scripts["release"]
+        per = int(self.limit.per * 1000)
         try:
-            await self._scripts["release"](
-                keys=[self._window], args=[int(self.limit.per * 1000), slot_id]
-            )
-        except self._errors as exc:
+            if seen:
+                await self._call(lambda: release(keys=[self._window], args=[per, slot_id]))
+            else:
+                await self._call(lambda: client.zrem(self._window, slot_id))
+        except TransportError as exc:
             log.warning(
                 "could not give a rate-limit slot back to Redis (it ends with its lease, "
                 "in %gs): %s",
                 self.limit.lease,
-                exc,
-            )
-
-    async def _unseen(self, slot_id: str) -> None:
-        # A create that never got a connection was not seen by kie.ai: as with the in-process
-        # limiter, it takes no share of the window (retries against a dead API must not queue).
-        try:
-            await self._redis.zrem(self._window, slot_id)
-        except self._errors as exc:
-            log.warning(
-                "could not give a rate-limit slot back to Redis (it ends with its lease, "
-                "in %gs): %s",
-                self.limit.lease,
-                exc,
+                exc.message,
             )
 
     @contextlib.asynccontextmanager
@@ -360,7 +397,4 @@ class RedisLimiter:
             seen = exc.sent
             raise
         finally:
-            if seen:
-                await self._release(slot_id)
-            else:
-                await self._unseen(slot_id)
+            await self._give_back(slot_id, seen)

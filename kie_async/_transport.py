@@ -252,6 +252,12 @@ class Transport:
                     response.close()  # do not drain the rest: drop the connection
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError) as exc:
             return self._translate(exc, path)
+        except Exception:
+            if not self._closed:
+                raise
+            # aclose() closed the session under this call; older aiohttp releases then fail
+            # inside their own code (an AssertionError, an AttributeError).
+            return ClientClosedError("this KieClient was closed while the call was in flight")
         except asyncio.CancelledError:
             if not expired(call):
                 raise

@@ -276,3 +276,108 @@ def test_code_blocks_fit_the_page_width() -> None:
                 continue
             too_wide += [f"{path.name}: {line}" for line in lines if len(line) > CODE_WIDTH]
     assert not too_wide, "\n".join(too_wide)
+
+
+def _lowest_constraints() -> Any:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "lowest_constraints", ROOT / ".ci" / "lowest_constraints.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_oldest_versions_pass_pins_every_lower_bound() -> None:
+    """The constraints of CI's oldest-versions pass pin every requirement of the runtime, the
+    extras and the test group to the lower bound pyproject.toml declares, and a requirement
+    without a lower bound is refused."""
+    from packaging.requirements import Requirement
+
+    generator = _lowest_constraints()
+    pyproject = _pyproject()
+    lines = generator.constraints(pyproject)
+    pins = {}
+    for line in lines:
+        pin = Requirement(line)
+        pins[pin.name] = pin
+    declared = [
+        *pyproject["project"]["dependencies"],
+        *(r for extra in pyproject["project"]["optional-dependencies"].values() for r in extra),
+        *(r for r in pyproject["dependency-groups"]["test"] if isinstance(r, str)),
+    ]
+    for text in declared:
+        requirement = Requirement(text)
+        lowest = min(
+            spec.version for spec in requirement.specifier if spec.operator in (">=", "==")
+        )
+        pin = pins[requirement.name]
+        assert str(pin.specifier) == f"=={lowest}", (text, str(pin))
+        assert pin.marker == requirement.marker, text
+    assert len(pins) == len(lines)
+    with pytest.raises(ValueError, match="no lower bound"):
+        generator.constraints({"project": {"dependencies": ["aiohttp<4"]}}, groups=())
+    listed = subprocess.run(
+        [sys.executable, str(ROOT / ".ci" / "lowest_constraints.py")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout.splitlines()
+    assert listed[1:] == lines
+
+
+def test_ci_and_nox_run_the_oldest_versions_pass() -> None:
+    """After the README's test command (the newest releases), .ci/run runs the suite again on
+    the oldest supported Python with the oldest allowed versions; nox's default run does too."""
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    test_command = next(c for c in _readme_commands() if "pytest" in c)
+    after = ci[ci.index(test_command) + len(test_command) :]
+    assert 'check "oldest versions" bash .ci/oldest-tests "$oldest_python"' in after
+    assert "python_versions(" in after  # the oldest Python comes from the classifiers
+    assert 'failed+=("oldest versions (no Python' in after  # never skipped silently
+    script = (ROOT / ".ci" / "oldest-tests").read_text(encoding="utf-8")
+    assert ".ci/lowest_constraints.py" in script and "-m pytest" in script
+    noxfile = (ROOT / "noxfile.py").read_text(encoding="utf-8")
+    assert re.search(r'nox\.options\.sessions = \[.*"oldest".*\]', noxfile)
+    assert "@nox.session(python=PYTHONS[0])\ndef oldest(" in noxfile
+
+
+def test_supported_pythons_agree_everywhere() -> None:
+    """requires-python, the classifiers (which nox and CI read), the README and the quickstart
+    name the same oldest and newest supported Python."""
+    project = _pyproject()["project"]
+    prefix = "Programming Language :: Python :: "
+    versions = [
+        c[len(prefix) :] for c in project["classifiers"] if re.match(prefix + r"3\.\d+$", c)
+    ]
+    oldest, newest = versions[0], versions[-1]
+    assert versions == sorted(versions, key=lambda v: tuple(map(int, v.split("."))))
+    assert project["requires-python"] == f">={oldest}"
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    quickstart = (ROOT / "docs" / "quickstart.md").read_text(encoding="utf-8")
+    for text in (readme, quickstart):
+        assert f"Python {oldest} or later" in " ".join(text.split())
+        assert f"tested on {oldest} to {newest}" in " ".join(text.split())
+    assert f"installed Python from {oldest} to {newest}" in " ".join(readme.split())
+
+
+def test_the_version_is_the_changelogs_newest_release() -> None:
+    """kie_async.__version__ is the newest dated release of the changelog, and the wheel the
+    install instructions name is that version's."""
+    from datetime import date
+
+    from kie_async import __version__
+
+    changelog = (ROOT / "docs" / "changelog.md").read_text(encoding="utf-8")
+    release = re.search(r"^## (\d+\.\d+\.\d+) \((\d{4}-\d\d-\d\d)\)$", changelog, re.M)
+    assert release is not None, "no dated release heading such as '## 0.2.0 (2026-12-07)'"
+    assert release.group(1) == __version__
+    date.fromisoformat(release.group(2))
+    wheel = f"kie_async-{__version__}-py3-none-any.whl"
+    for path in (ROOT / "README.md", ROOT / "docs" / "quickstart.md"):
+        text = path.read_text(encoding="utf-8")
+        assert wheel in text, path.name
+        assert not re.search(r"^\$? *pip install kie-async", text, re.M), path.name

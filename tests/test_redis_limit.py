@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from helpers import child_env
+from redisserver import Mode, RedisProxy, free_port, redis_server
 
 from kie_async import (
     ConfigurationError,
@@ -32,50 +32,12 @@ from kie_async._cli import run
 from kie_async.testing import FakeKieServer, fast_client
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def _ping(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2) as conn:
-            conn.sendall(b"PING\r\n")
-            return conn.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
-
-
 @pytest.fixture(name="redis_url", scope="module")
 def _redis_url() -> Iterator[str]:
     """A real redis-server of our own on a free loopback port (skipped without the binary,
     except under CI, where a missing redis-server fails the run)."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("redis-server is not installed (CI must install it: see .ci/run)")
-        pytest.skip("redis-server is not installed")
-    port = free_port()
-    process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        for _ in range(500):
-            if _ping(port):
-                break
-            if process.poll() is not None:
-                pytest.fail(f"redis-server exited with {process.returncode}")
-            time.sleep(0.01)
-        else:
-            pytest.fail("redis-server did not answer within 5 s")
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        process.terminate()
-        process.wait(10)
+    with redis_server() as url:
+        yield url
 
 
 _TAKER = textwrap.dedent(
@@ -357,42 +319,87 @@ def test_invalid_shared_limits_are_refused(settings: dict[str, object]) -> None:
         RedisRateLimit(**settings)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("mode", ["stall", "trickle", "nonsense"])
 async def test_a_redis_that_stops_answering_fails_the_create_unsent(
-    server: FakeKieServer,
+    redis_url: str, server: FakeKieServer, mode: Mode
 ) -> None:
-    """A Redis that answers the start-up but then never answers a script: the create fails
-    within the limit's timeout as not sent (nothing reaches kie.ai), and the run goes on."""
-
-    async def half_redis(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while chunk := await reader.read(65536):
-                if b"EVAL" in chunk.upper():
-                    continue  # never answered
-                commands = sum(1 for line in chunk.split(b"\r\n") if line.startswith(b"*"))
-                reply = b"+PONG\r\n" if b"PING" in chunk.upper() else b"+OK\r\n" * commands
-                writer.write(reply)
-                await writer.drain()
-        finally:
-            writer.close()
-
-    fake = await asyncio.start_server(half_redis, "127.0.0.1", 0)
-    port = fake.sockets[0].getsockname()[1]
-    try:
-        limit = RedisRateLimit(f"redis://127.0.0.1:{port}/0", timeout=0.3)
+    """A real Redis behind a proxy that, after the client's start, stalls, trickles its answers
+    a byte at a time, or answers nonsense (``+OK`` to a script, and to redis-py 8's ``HELLO``
+    on a new connection): the create fails within the limit's timeout as not sent, with a
+    kie_async error (nothing reaches kie.ai), and the run goes on."""
+    async with RedisProxy(redis_url) as proxy:
+        limit = RedisRateLimit(proxy.url, name=uuid.uuid4().hex, timeout=0.3)
         started = time.monotonic()
         async with fast_client(server, rate_limit=limit) as kie:
+            proxy.mode = mode
 
             async def run_one() -> list[ExtendOutcome]:
                 return [o async for o in kie.extend_many([ExtendRequest("src", 0, "go")])]
 
             outcomes = await asyncio.wait_for(run_one(), 10)  # a hang fails here
         assert time.monotonic() - started < 5
+    assert [o.kind for o in outcomes] == [OutcomeKind.FAILED]
+    assert isinstance(outcomes[0].error, TransportError)
+    assert not outcomes[0].error.sent
+    assert "rate limit's Redis" in str(outcomes[0].error)
+    assert server.counts["request:create"] == 0
+
+
+async def test_the_proxy_passes_a_working_redis_through(
+    redis_url: str, server: FakeKieServer
+) -> None:
+    """The proxy of the test above, left passing, changes nothing: creates go out under the
+    shared limit (so what fails there is the misbehaviour, not the proxy)."""
+    async with RedisProxy(redis_url) as proxy:
+        limit = RedisRateLimit(proxy.url, name=uuid.uuid4().hex, timeout=2)
+        async with fast_client(server, rate_limit=limit) as kie:
+            outcomes = [o async for o in kie.extend_many([ExtendRequest("src", 0, "go")])]
+        assert proxy.connections >= 1
+    assert [o.kind for o in outcomes] == [OutcomeKind.SUCCEEDED]
+    assert server.counts["request:create"] == 1
+
+
+#: Answers no Redis gives to HELLO (redis-py 8 sends it first) or to PING (redis-py 5-7):
+#: redis-py raises AttributeError on the first two, and its own errors on the rest.
+NONSENSE = [
+    b"+OK\r\n",
+    b":1\r\n",
+    b"%1\r\n+proto\r\n:9\r\n",
+    b"$5\r\nhello\r\n",
+    b"-ERR no such thing\r\n",
+    b"\x00\xff\x1b[31mnot redis\r\n",
+]
+
+
+@pytest.mark.parametrize("nonsense", NONSENSE, ids=repr)
+async def test_a_server_answering_nonsense_fails_the_start_clearly(
+    server: FakeKieServer, nonsense: bytes
+) -> None:
+    """A server on the Redis URL that answers every command with nonsense fails the client's
+    start with the limit's ConfigurationError, never an exception of redis-py's own code (such
+    as redis-py 8's AttributeError on a ``+OK`` answer to ``HELLO``), and no create is sent."""
+
+    async def liar(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while await reader.read(65536):
+                writer.write(nonsense)
+                await writer.drain()
+        finally:
+            writer.close()
+
+    fake = await asyncio.start_server(liar, "127.0.0.1", 0)
+    port = fake.sockets[0].getsockname()[1]
+    try:
+        limit = RedisRateLimit(f"redis://127.0.0.1:{port}/0", timeout=0.5)
+        with pytest.raises(ConfigurationError) as info:
+            async with fast_client(server, rate_limit=limit) as kie:
+                await kie.extend_video("src", 0, "go")
     finally:
         fake.close()
         await fake.wait_closed()
-    assert [o.kind for o in outcomes] == [OutcomeKind.FAILED]
-    assert isinstance(outcomes[0].error, TransportError)
-    assert "rate limit's Redis" in str(outcomes[0].error)
+    message = str(info.value)
+    assert message.startswith("rate_limit: cannot use the shared rate limit's Redis at ")
+    assert "\x1b" not in message
     assert server.counts["request:create"] == 0
 
 
