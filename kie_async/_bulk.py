@@ -32,7 +32,6 @@ from ._bulk_run import _Run as _Run
 from ._chains import BulkItem, journal_key
 from ._download import FileSource
 from ._journal import Journal
-from ._models import ExtendRequest
 from ._outcomes import ExtendOutcome as ExtendOutcome
 from ._outcomes import OutcomeKind as OutcomeKind
 from ._outcomes import Progress, R, _Counts
@@ -40,6 +39,7 @@ from ._outcomes import _Outcome as _Outcome
 from ._polling import PollPolicy
 from ._preflight import check_account
 from ._prices import PriceTable
+from ._requests import ExtendRequest
 
 __all__ = ["BulkClient", "BulkRun", "ExtendOutcome", "OutcomeKind", "Progress", "extend_many"]
 

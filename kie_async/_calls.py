@@ -16,9 +16,17 @@ from typing import TYPE_CHECKING, Protocol
 from ._download import FileSource
 from ._errors import ValidationError
 from ._handle import TaskHandle
-from ._models import ExtendMode, ExtendRequest, TaskRecord
+from ._models import TaskRecord
 from ._polling import PollPolicy
-from ._requests import GenerateRequest, TaskRequest, UpscaleRequest, VaryRequest, image_action
+from ._requests import (
+    ExtendMode,
+    ExtendRequest,
+    GenerateRequest,
+    TaskRequest,
+    UpscaleRequest,
+    VaryRequest,
+    image_action,
+)
 
 if TYPE_CHECKING:
     from ._bulk import BulkClient, BulkRun, Progress

@@ -35,11 +35,11 @@ from ._download import DownloadPolicy
 from ._errors import ConfigurationError, ValidationError
 from ._handle import TaskHandle
 from ._http import _FileAnswer
-from ._models import TaskRecord, check_http_url, check_task_id
+from ._models import TaskRecord
 from ._polling import PollPolicy, RetryPolicy, default_poll
 from ._ratelimit import RateLimit
 from ._redis_limit import RedisRateLimit
-from ._requests import TaskRequest
+from ._requests import TaskRequest, check_http_url, check_task_id
 from ._retry import Schedule
 from ._submit import create_task, record_of
 from ._text import printable

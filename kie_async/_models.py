@@ -1,8 +1,7 @@
 """What kie.ai reports: the task record (TaskRecord) and its status (TaskStatus).
 
-The requests a user sends live in ``_requests`` (one class per kind); the names that used to be
-defined here (``ExtendRequest``, ``ExtendMode``, the shared checks) are re-exported so imports
-keep working. Field names are snake_case; the wire names live in each field's
+The requests a user sends live with the request kinds (one class per kind). Field names are
+snake_case; the wire names live in each field's
 ``metadata["wire"]`` and are applied by the converter in ``_wire``.
 """
 
@@ -17,27 +16,11 @@ from typing import Any, Literal
 
 import attrs
 
-from ._requests import (
-    MAX_PROMPT_LENGTH,
-    MAX_VIDEO_INDEX,
-    ExtendMode,
-    ExtendRequest,
-    TaskKind,
-    check_http_url,
-    check_task_id,
-    kind_of,
-    media_of,
-)
+from ._requests import TaskKind, kind_of, media_of
 
 __all__ = [
-    "MAX_PROMPT_LENGTH",
-    "MAX_VIDEO_INDEX",
-    "ExtendMode",
-    "ExtendRequest",
     "TaskRecord",
     "TaskStatus",
-    "check_http_url",
-    "check_task_id",
 ]
 
 

@@ -34,8 +34,8 @@ import cattrs
 from cattrs.gen import make_dict_structure_fn, override
 
 from ._errors import UnexpectedResponseError
-from ._models import ExtendMode, ExtendRequest, TaskRecord
-from ._requests import TaskRequest
+from ._models import TaskRecord
+from ._requests import ExtendMode, ExtendRequest, TaskRequest
 from ._text import printable
 
 T = TypeVar("T")
@@ -376,14 +376,3 @@ def request_to_json(request: ExtendRequest) -> dict[str, Any]:
         "callback_url": request.callback_url,
         "key": request.key,
     }
-
-
-def request_from_json(data: Mapping[str, Any]) -> ExtendRequest:
-    """The inverse of :func:`request_to_json`; unknown keys are ignored.
-
-    Raises:
-        ValidationError: a field is missing or invalid.
-    """
-    known = ("index", "prompt", "mode", "watermark", "callback_url", "key")
-    kwargs = {k: data[k] for k in known if data.get(k) is not None}
-    return ExtendRequest(data.get("task_id"), **kwargs)  # type: ignore[arg-type]

@@ -470,15 +470,6 @@ def test_docstring_examples_hold(module: ModuleType) -> None:
     assert tried > 0 or module is _request_core
 
 
-def test_extend_request_keeps_its_import_paths() -> None:
-    """ExtendRequest and the shared checks are still importable where 0.1.0 had them."""
-    from kie_async import _models
-
-    assert _models.ExtendRequest is ExtendRequest
-    assert _models.check_task_id("abc") == "abc"
-    assert _models.MAX_PROMPT_LENGTH == 2000
-
-
 WIRE_KEYS = {
     "taskType",
     "prompt",
