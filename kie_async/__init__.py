@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from ._bulk import BulkRun, ExtendOutcome, OutcomeKind, Progress
     from ._chains import Chain, ExtendStep, UpscaleStep, VaryStep
     from ._client import KieClient
-    from ._download import DownloadPolicy
+    from ._download.fetch import DownloadPolicy
     from ._errors import (
         APIError,
         AuthenticationError,
@@ -47,13 +47,7 @@ if TYPE_CHECKING:
         ValidationError,
     )
     from ._handle import TaskHandle
-    from ._models import TaskRecord, TaskStatus
-    from ._plan import RunPlan
-    from ._polling import PollPolicy, RetryPolicy
-    from ._prices import DEFAULT_PRICES
-    from ._ratelimit import RateLimit
-    from ._redis_limit import RedisRateLimit
-    from ._requests import (
+    from ._kinds.registry import (
         ExtendMode,
         ExtendRequest,
         GenerateRequest,
@@ -61,6 +55,12 @@ if TYPE_CHECKING:
         UpscaleRequest,
         VaryRequest,
     )
+    from ._models import TaskRecord, TaskStatus
+    from ._plan import RunPlan
+    from ._polling import PollPolicy, RetryPolicy
+    from ._prices import DEFAULT_PRICES
+    from ._ratelimit import RateLimit
+    from ._redis_limit import RedisRateLimit
     from ._results import JournalResults, ResultFile, read_results
     from ._results_download import JournalDownload
     from ._task_errors import SubmissionUncertainError, TaskError, TaskFailedError, TaskTimeoutError
@@ -139,13 +139,13 @@ _WHERE = {
     "ClientClosedError": "_errors",
     "ConfigurationError": "_errors",
     "DownloadError": "_errors",
-    "DownloadPolicy": "_download",
-    "ExtendMode": "_requests",
-    "ExtendOutcome": "_bulk",
-    "ExtendRequest": "_requests",
+    "DownloadPolicy": "_download.rules",
+    "ExtendMode": "_kinds.registry",
+    "ExtendOutcome": "_outcomes",
+    "ExtendRequest": "_kinds.registry",
     "ExtendStep": "_chains",
     "FeatureDisabledError": "_errors",
-    "GenerateRequest": "_requests",
+    "GenerateRequest": "_kinds.generate",
     "GenerationFailedError": "_errors",
     "InsufficientCreditsError": "_errors",
     "JournalDownload": "_results_download",
@@ -153,9 +153,9 @@ _WHERE = {
     "KieClient": "_client",
     "KieError": "_errors",
     "NotFoundError": "_errors",
-    "OutcomeKind": "_bulk",
+    "OutcomeKind": "_outcomes",
     "PollPolicy": "_polling",
-    "Progress": "_bulk",
+    "Progress": "_outcomes",
     "RateLimit": "_ratelimit",
     "RateLimitError": "_errors",
     "RedisRateLimit": "_redis_limit",
@@ -169,7 +169,7 @@ _WHERE = {
     "TaskError": "_task_errors",
     "TaskFailedError": "_task_errors",
     "TaskHandle": "_handle",
-    "TaskKind": "_requests",
+    "TaskKind": "_kinds.common",
     "TaskNotFoundError": "_errors",
     "TaskRecord": "_models",
     "TaskStatus": "_models",
@@ -178,27 +178,30 @@ _WHERE = {
     "TransportError": "_errors",
     "UnexpectedResponseError": "_errors",
     "UnprocessableError": "_errors",
-    "UpscaleRequest": "_requests",
+    "UpscaleRequest": "_kinds.registry",
     "UpscaleStep": "_chains",
     "ValidationError": "_errors",
-    "VaryRequest": "_requests",
+    "VaryRequest": "_kinds.registry",
     "VaryStep": "_chains",
     "read_results": "_results",
 }
 
 
 class _Package(_types.ModuleType):
-    """This package: as each of its modules is loaded (the import system then sets it as an
-    attribute here), the public names it defines in :data:`_WHERE` are published as
-    ``kie_async.Name`` (:func:`~kie_async._public.publish`), before anything can raise them,
-    whoever imported the module first."""
+    """This package, and each of its folders: as a module is loaded (the import system then
+    sets it as an attribute of its package), the public names it defines in :data:`_WHERE` are
+    published as ``kie_async.Name`` (:func:`~kie_async._public.publish`), before anything can
+    raise them, whoever imported the module first."""
 
     def __setattr__(self, name: str, value: object) -> None:
         super().__setattr__(name, value)
-        if isinstance(value, _types.ModuleType) and value.__name__ == f"{__name__}.{name}":
-            for public, module in _WHERE.items():
-                if module == name:
-                    _publish(getattr(value, public), __name__)
+        if isinstance(value, _types.ModuleType) and value.__name__ == f"{self.__name__}.{name}":
+            if type(value) is _types.ModuleType:
+                value.__class__ = _Package  # a folder's own modules are published as they load
+            for public, module in _WHERE.items():  # the module, or those its folder loaded
+                loaded = _sys.modules.get(f"{__name__}.{module}")
+                if loaded is not None and f"{loaded.__name__}.".startswith(f"{value.__name__}."):
+                    _publish(getattr(loaded, public), __name__)
 
 
 _sys.modules[__name__].__class__ = _Package

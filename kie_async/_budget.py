@@ -21,8 +21,8 @@ import attrs
 from ._chains import BulkItem, Chain, _probe_requests
 from ._errors import BudgetExceededError, ConfigurationError, KieError
 from ._journal import Entry, paid_creates
+from ._kinds.registry import TaskRequest
 from ._prices import PriceTable, json_price_keys, missing_price, price_keys
-from ._requests import TaskRequest
 
 if TYPE_CHECKING:
     import asyncio

@@ -30,8 +30,9 @@ from ._budget import Budget, Spend, check_max_credits
 from ._bulk_run import Submitter as Submitter
 from ._bulk_run import _Run as _Run
 from ._chains import BulkItem, journal_key
-from ._download import FileSource
+from ._download.fetch import FileSource
 from ._journal import Journal
+from ._kinds.registry import ExtendRequest
 from ._outcomes import ExtendOutcome as ExtendOutcome
 from ._outcomes import OutcomeKind as OutcomeKind
 from ._outcomes import Progress, R, _Counts
@@ -39,7 +40,6 @@ from ._outcomes import _Outcome as _Outcome
 from ._polling import PollPolicy
 from ._preflight import check_account
 from ._prices import PriceTable
-from ._requests import ExtendRequest
 
 __all__ = ["BulkClient", "BulkRun", "ExtendOutcome", "OutcomeKind", "Progress", "extend_many"]
 

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ._chains import BulkItem
 from ._errors import KieError
 from ._handle import TaskHandle, finished
+from ._kinds.registry import TaskRequest
 from ._models import TaskRecord
 from ._polling import PollPolicy
-from ._requests import TaskRequest
 from ._retry import grown, next_delay, poll_schedule, rng
 from ._task_errors import TaskTimeoutError
 

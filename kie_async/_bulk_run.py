@@ -21,13 +21,13 @@ from ._errors import (
 )
 from ._handle import CallbackSource, TaskHandle
 from ._journal import Journal, capped
+from ._kinds.registry import REQUEST_TYPES, TaskRequest
 from ._learning import Learner
 from ._learning import hold as hold_price
 from ._models import TaskRecord
 from ._outcomes import ExtendOutcome, OutcomeKind, _Counts, _Outcome
 from ._polling import CreateFailure, PollPolicy, create_failure, unreachable
 from ._preflight import Account
-from ._requests import REQUEST_TYPES, TaskRequest
 from ._task_errors import SubmissionUncertainError, TaskFailedError, TaskTimeoutError
 from ._text import server_name
 from ._wire import parse_record

@@ -13,12 +13,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from ._download import FileSource
+from ._download.fetch import FileSource
 from ._errors import ValidationError
 from ._handle import TaskHandle
-from ._models import TaskRecord
-from ._polling import PollPolicy
-from ._requests import (
+from ._kinds.registry import (
     ExtendMode,
     ExtendRequest,
     GenerateRequest,
@@ -27,6 +25,8 @@ from ._requests import (
     VaryRequest,
     image_action,
 )
+from ._models import TaskRecord
+from ._polling import PollPolicy
 
 if TYPE_CHECKING:
     from ._bulk import BulkClient, BulkRun, Progress
@@ -160,7 +160,7 @@ class _Confirms(Protocol):
 
 
 class RunCalls:
-    """Downloads and bulk runs: the client handed to :mod:`~kie_async._download` and
+    """Downloads and bulk runs: the client handed to :mod:`~kie_async._download.fetch` and
     :mod:`~kie_async._bulk`, which need only what their Protocols name."""
 
     async def confirm(self: _Confirms, event: CallbackEvent) -> TaskRecord:
@@ -222,7 +222,7 @@ class RunCalls:
             record = await handle
             paths = await kie.download(record, "videos/")
         """
-        from ._download import download_records
+        from ._download.fetch import download_records
 
         return await download_records(
             self, [record], _path("dest_dir", dest_dir), concurrency=concurrency
@@ -253,7 +253,7 @@ class RunCalls:
             records = [o.record for o in outcomes if o.ok and o.record]
             paths = await kie.download_many(records, "videos/", concurrency=8)
         """
-        from ._download import download_records
+        from ._download.fetch import download_records
 
         return await download_records(
             self, records, _path("dest_dir", dest_dir), concurrency=concurrency

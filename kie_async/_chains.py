@@ -17,10 +17,9 @@ from typing import Any, ClassVar, Literal, Protocol, TypeVar, Union
 
 import attrs
 
-from ._generate import GenerateRequest
-from ._models import TaskRecord
-from ._request_core import digest, invalid
-from ._requests import (
+from ._kinds.common import digest, invalid
+from ._kinds.generate import GenerateRequest
+from ._kinds.registry import (
     REQUEST_TYPES,
     ExtendMode,
     ExtendRequest,
@@ -28,6 +27,7 @@ from ._requests import (
     UpscaleRequest,
     VaryRequest,
 )
+from ._models import TaskRecord
 from ._wire import request_to_json
 
 __all__ = [

@@ -3,8 +3,8 @@
 The settings are checked by :mod:`~kie_async._config`, requests go through the
 :class:`~kie_async._transport.Transport` (the one place aiohttp exceptions are translated, and
 the key's only holder), task handles are :mod:`~kie_async._handle`'s, bulk runs
-:mod:`~kie_async._bulk`'s and downloads :mod:`~kie_async._download`'s: each of these names what
-it needs of the client with a small Protocol, and none imports this module.
+:mod:`~kie_async._bulk`'s and downloads :mod:`~kie_async._download.fetch`'s: each of these
+names what it needs of the client with a small Protocol, and none imports this module.
 """
 
 from __future__ import annotations
@@ -31,15 +31,15 @@ from ._config import (
     _resolve_timeout,
 )
 from ._config import _Secret as _Secret  # its import path of 0.1.x (the CLI's too)
-from ._download import DownloadPolicy
+from ._download.fetch import DownloadPolicy
 from ._errors import ConfigurationError, ValidationError
 from ._handle import TaskHandle
 from ._http import _FileAnswer
+from ._kinds.registry import TaskRequest, check_http_url, check_task_id
 from ._models import TaskRecord
 from ._polling import PollPolicy, RetryPolicy, default_poll
 from ._ratelimit import RateLimit
 from ._redis_limit import RedisRateLimit
-from ._requests import TaskRequest, check_http_url, check_task_id
 from ._retry import Schedule
 from ._submit import create_task, record_of
 from ._text import printable

@@ -25,7 +25,7 @@ from ._task_errors import TaskFailedError, TaskTimeoutError
 from ._wire import GENERATING, still_generating
 
 if TYPE_CHECKING:
-    from ._requests import TaskRequest
+    from ._kinds.registry import TaskRequest
 
 __all__ = ["CallbackSource", "RecordSource", "TaskHandle", "finished"]
 

@@ -21,8 +21,8 @@ from decimal import Decimal
 
 from ._budget import BalanceSource, Budget, Hold
 from ._errors import ConfigurationError, KieError
+from ._kinds.registry import TaskRequest
 from ._prices import Learn, missing_price, price_keys
-from ._requests import TaskRequest
 
 __all__ = ["Learner", "hold", "learn"]
 

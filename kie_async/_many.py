@@ -29,8 +29,8 @@ from ._bulk import (
 )
 from ._chains import BulkItem, Chain, run_chain
 from ._journal import Journal
+from ._kinds.registry import REQUEST_TYPES, TaskRequest
 from ._polling import PollPolicy
-from ._requests import REQUEST_TYPES, TaskRequest
 
 __all__ = ["run_many"]
 

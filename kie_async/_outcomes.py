@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Generic
 import attrs
 
 from ._chains import BulkItem
+from ._kinds.registry import ExtendRequest, TaskRequest
 from ._models import TaskRecord
-from ._requests import ExtendRequest, TaskRequest
 
 if TYPE_CHECKING:
     from typing_extensions import TypeVar

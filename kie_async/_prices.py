@@ -24,8 +24,8 @@ from typing import Any
 import attrs
 
 from ._errors import ConfigurationError
-from ._generate_rules import GENERATE_TYPES, VIDEO_TYPES
-from ._requests import ExtendMode, ExtendRequest, GenerateRequest, TaskRequest
+from ._kinds.generate_rules import GENERATE_TYPES, VIDEO_TYPES
+from ._kinds.registry import ExtendMode, ExtendRequest, GenerateRequest, TaskRequest
 
 __all__ = [
     "DEFAULT_PRICES",

@@ -30,7 +30,7 @@ from ._errors import (
     UnprocessableError,
     ValidationError,
 )
-from ._request_core import check_task_id
+from ._kinds.common import check_task_id
 from ._version import __version__
 from ._wire import is_web_url, lenient_int, nullable_str
 

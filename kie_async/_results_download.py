@@ -27,13 +27,13 @@ from typing import Any, Protocol, TypeVar
 
 import attrs
 
-from ._download import FileSource, _make_dir, _save
-from ._download_core import file_name
+from ._download.fetch import FileSource, _make_dir, _save
+from ._download.part_file import PartFile
+from ._download.rules import file_name
 from ._errors import ConfigurationError, DownloadError, KieError, ValidationError
 from ._journal import Journal
 from ._models import TaskRecord
 from ._outcomes import ExtendOutcome
-from ._part_file import PartFile
 from ._results import JournalResults, ResultFile, read_results
 from ._task_errors import TaskFailedError
 

@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from . import _protocol as proto
 from ._errors import KieError, UnexpectedResponseError
+from ._kinds.registry import REQUEST_TYPES, TaskRequest
 from ._models import TaskRecord
 from ._polling import CreateFailure, create_failure
-from ._requests import REQUEST_TYPES, TaskRequest
 from ._task_errors import SubmissionUncertainError
 from ._wire import parse_record_fast
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import attrs
 
 from ._errors import KieError
+from ._kinds.registry import TaskRequest
 from ._models import TaskRecord
-from ._requests import TaskRequest
 from ._text import printable
 
 __all__ = [

@@ -34,8 +34,8 @@ import cattrs
 from cattrs.gen import make_dict_structure_fn, override
 
 from ._errors import UnexpectedResponseError
+from ._kinds.registry import ExtendMode, ExtendRequest, TaskRequest
 from ._models import TaskRecord
-from ._requests import ExtendMode, ExtendRequest, TaskRequest
 from ._text import printable
 
 T = TypeVar("T")

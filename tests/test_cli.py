@@ -724,7 +724,7 @@ try:
 except SystemExit as exc:
     status = exc.code
 heavy = ("aiohttp", "cattrs", "kie_async._client", "kie_async._bulk", "kie_async._wire")
-heavy += ("kie_async._requests", "kie_async._generate", "kie_async._models")
+heavy += ("kie_async._kinds.registry", "kie_async._kinds.generate", "kie_async._models")
 heavy += ("kie_async._task_errors",)
 loaded = [m for m in sys.modules if m in heavy or m.split(".")[0] in heavy]
 print(json.dumps({"status": status, "loaded": sorted(loaded)}), file=sys.stderr)

@@ -23,9 +23,9 @@ from ._poll_options import _add_poll_options, _poll_seconds
 
 if TYPE_CHECKING:
     from .._handle import TaskHandle
+    from .._kinds.registry import TaskRequest
     from .._models import TaskRecord
     from .._polling import PollPolicy
-    from .._requests import TaskRequest
     from ..testing import TaskScript
     from ._jobs import Job
 
@@ -95,7 +95,7 @@ def _add_extend(parser: argparse.ArgumentParser) -> None:
 
 
 async def _extend(ctx: Context, args: argparse.Namespace) -> int:
-    from .._requests import ExtendRequest
+    from .._kinds.registry import ExtendRequest
 
     request = ExtendRequest(
         args.task_id,
@@ -221,9 +221,9 @@ def _add_demo(parser: argparse.ArgumentParser) -> None:
 async def _demo(ctx: Context, args: argparse.Namespace) -> int:
     from .._bulk import OutcomeKind
     from .._client import KieClient
+    from .._kinds.registry import ExtendRequest
     from .._polling import PollPolicy
     from .._ratelimit import RateLimit
-    from .._requests import ExtendRequest
     from ..testing import FakeKieServer, TaskScript
     from ._jobs import Job
 

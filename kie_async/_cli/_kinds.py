@@ -18,8 +18,8 @@ from ._poll_options import _add_poll_options, _poll_seconds
 # The request classes are imported where a request is built, not here: `kie-async --help` and
 # a usage error need none of them (tests/test_cli.py checks it).
 if TYPE_CHECKING:
-    from .._generate import GenerateRequest
-    from .._requests import TaskRequest, UpscaleRequest, VaryRequest
+    from .._kinds.generate import GenerateRequest
+    from .._kinds.registry import TaskRequest, UpscaleRequest, VaryRequest
 
 __all__ = ["KIND_COMMANDS", "KIND_FLAGS", "KindCommand"]
 
@@ -59,7 +59,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_generate(parser: argparse.ArgumentParser) -> None:
-    from .._generate_rules import GENERATE_TYPES
+    from .._kinds.generate_rules import GENERATE_TYPES
 
     parser.add_argument("prompt", metavar="PROMPT", help="what to make; at most 2000 characters")
     parser.add_argument(
@@ -94,7 +94,7 @@ def _add_generate(parser: argparse.ArgumentParser) -> None:
 
 
 def _generate(args: argparse.Namespace) -> GenerateRequest:
-    from .._generate import GenerateRequest
+    from .._kinds.generate import GenerateRequest
 
     return GenerateRequest(
         args.task_type,
@@ -124,7 +124,7 @@ def _add_image_action(parser: argparse.ArgumentParser) -> None:
 
 
 def _upscale(args: argparse.Namespace) -> UpscaleRequest:
-    from .._requests import UpscaleRequest
+    from .._kinds.registry import UpscaleRequest
 
     return UpscaleRequest(
         args.task_id, args.index, watermark=args.watermark, callback_url=args.callback_url
@@ -132,7 +132,7 @@ def _upscale(args: argparse.Namespace) -> UpscaleRequest:
 
 
 def _vary(args: argparse.Namespace) -> VaryRequest:
-    from .._requests import VaryRequest
+    from .._kinds.registry import VaryRequest
 
     return VaryRequest(
         args.task_id, args.index, watermark=args.watermark, callback_url=args.callback_url

@@ -22,8 +22,7 @@ from typing import Any, ClassVar, Literal, TypeVar, Union, get_args
 
 import attrs
 
-from ._generate import VIDEO_TYPES, GenerateRequest
-from ._request_core import (
+from .common import (
     MAX_IMAGE_INDEX,
     MAX_PROMPT_LENGTH,
     MAX_VIDEO_INDEX,
@@ -38,6 +37,7 @@ from ._request_core import (
     wire,
     wire_body,
 )
+from .generate import VIDEO_TYPES, GenerateRequest
 
 __all__ = [
     "MAX_IMAGE_INDEX",

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
-from ._errors import DownloadError
+from .._errors import DownloadError
 
 log = logging.getLogger("kie_async")
 

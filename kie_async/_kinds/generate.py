@@ -11,7 +11,8 @@ from typing import Any, ClassVar
 
 import attrs
 
-from ._generate_rules import (
+from .common import TaskKind, fingerprint_of, invalid, short, wire, wire_body
+from .generate_rules import (
     GENERATE_TYPES,
     VIDEO_TYPES,
     AspectRatio,
@@ -23,7 +24,6 @@ from ._generate_rules import (
     file_urls_of,
     version_of,
 )
-from ._request_core import TaskKind, fingerprint_of, invalid, short, wire, wire_body
 
 # VIDEO_TYPES is imported from here by _requests.
 __all__ = ["VIDEO_TYPES", "GenerateRequest"]

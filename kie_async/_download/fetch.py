@@ -25,7 +25,12 @@ from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any, Protocol
 
-from ._download_core import (
+from .._errors import DownloadError, KieError, TransportError, ValidationError
+from .._models import TaskRecord
+from .._polling import RetryPolicy
+from .._retry import Schedule, retry_call
+from .part_file import PartFile
+from .rules import (
     CHUNK_SIZE,
     EXPIRED_STATUSES,
     REDIRECT_STATUSES,
@@ -37,11 +42,6 @@ from ._download_core import (
     scheme_problem,
     transient,
 )
-from ._errors import DownloadError, KieError, TransportError, ValidationError
-from ._models import TaskRecord
-from ._part_file import PartFile
-from ._polling import RetryPolicy
-from ._retry import Schedule, retry_call
 
 # DownloadPolicy, file_name, redirect_target and SpeedCheck were defined here before the pure
 # decisions moved to _download_core; they stay importable from here.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, get_args
 
-from ._request_core import (
+from .common import (
     check_choice,
     check_common,
     check_http_url,

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import attrs
 
-from ._errors import ValidationError
+from .._errors import ValidationError
 
 __all__ = [
     "MAX_IMAGE_INDEX",

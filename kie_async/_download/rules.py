@@ -15,7 +15,7 @@ from urllib.parse import unquote, urljoin, urlsplit
 
 import attrs
 
-from ._errors import ConfigurationError, DownloadError, KieError, TransportError
+from .._errors import ConfigurationError, DownloadError, KieError, TransportError
 
 __all__ = ["DownloadPolicy", "SpeedCheck", "file_name", "redirect_target"]
 

@@ -1,0 +1,10 @@
+"""What you ask for: one frozen, validated class per kind of Midjourney task (pure, no I/O).
+
+- ``common``: what every kind shares (the kind enum, the checks, the wire body, the fingerprint)
+- ``generate_rules``: the vocabulary and rules of ``POST /api/v1/mj/generate``
+- ``generate``: :class:`~kie_async.GenerateRequest`
+- ``registry``: upscale, vary and extend, and the registry of every kind (``REQUEST_TYPES``)
+
+A new kind is a class here plus its line in the registry; the CLI command (``_cli/_kinds.py``)
+and the fake server's rules (``testing/_kinds.py``) stay separate on purpose.
+"""
