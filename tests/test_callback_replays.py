@@ -152,3 +152,35 @@ async def test_an_acknowledgment_and_the_result_in_the_same_second_both_get_thro
     )
     assert ack.new and done.new
     assert not forged.new
+
+
+@pytest.mark.parametrize(
+    "nonsense",
+    [b"+OK\r\n", b":1\r\n", b"%1\r\n+proto\r\n:9\r\n", b"\x00\xff\x1b[31mnot redis\r\n"],
+    ids=repr,
+)
+async def test_a_server_answering_nonsense_is_a_clear_error(nonsense: bytes) -> None:
+    """A server on the store's URL that answers every command with nonsense is the store's
+    ConfigurationError (escaped), never an exception of redis-py's own code such as redis-py
+    8's AttributeError on a ``+OK`` answer to ``HELLO``."""
+
+    async def liar(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while await reader.read(65536):
+                writer.write(nonsense)
+                await writer.drain()
+        finally:
+            writer.close()
+
+    fake = await asyncio.start_server(liar, "127.0.0.1", 0)
+    port = fake.sockets[0].getsockname()[1]
+    store = RedisReplayStore(f"redis://127.0.0.1:{port}/0", timeout=0.5)
+    try:
+        with pytest.raises(ConfigurationError) as info:
+            await store.first_seen("t1.1", 60)
+    finally:
+        await store.aclose()
+        fake.close()
+        await fake.wait_closed()
+    assert str(info.value).startswith("replays: cannot use the replay store's Redis at ")
+    assert "\x1b" not in str(info.value)
