@@ -40,7 +40,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     # what kie.ai answers and what it means: records, the converter, the envelope
     "records": ("_models", "_wire", "_protocol", "_task_errors"),
     # session, the one exchange, timeouts, the answer cap, read retries, the limiter
-    "transport": ("_ratelimit", "_redis_limit", "_config", "_http", "_deadlines", "_transport"),
+    "transport": ("_ratelimit", "_redis_limit", "_config", "_http", "_transport"),
     # one task: create it, poll it, hear its callback
     "tasks": ("_submit", "_callback_wait", "_handle", "callbacks"),
     # many tasks: bulk runs, chains, the journal, downloads
