@@ -13,7 +13,7 @@ from ._kinds.registry import REQUEST_TYPES, TaskRequest
 from ._models import TaskRecord
 from ._polling import CreateFailure, create_failure
 from ._task_errors import SubmissionUncertainError
-from ._wire import parse_record_fast
+from ._wire import parse_record
 
 if TYPE_CHECKING:
     from ._transport import SendWatch
@@ -78,7 +78,7 @@ def record_of(data: object, task_id: str) -> TaskRecord:
         UnexpectedResponseError: the answer is about another task (a confused cache or proxy,
             or a hostile server): it must never be taken for this task's state.
     """
-    record = parse_record_fast(data, task_id=task_id, endpoint=proto.RECORD_PATH)
+    record = parse_record(data, task_id=task_id, endpoint=proto.RECORD_PATH)
     if record.task_id != task_id:
         raise UnexpectedResponseError(
             message=f"record-info answered for task {record.task_id[:80]!r}, not {task_id!r}",

@@ -21,7 +21,6 @@ import aiohttp
 
 from . import _protocol as proto
 from ._config import _Secret, check_pool
-from ._deadlines import Deadlines, expired
 from ._errors import ClientClosedError, KieError, TransportError, UnexpectedResponseError
 from ._http import (
     _FILE_ERRORS,
@@ -92,7 +91,6 @@ class Transport:
         self._slots: asyncio.Semaphore | None = None
         self._client_timeout: aiohttp.ClientTimeout | None = None
         self._api_timeout: aiohttp.ClientTimeout | None = None
-        self._deadlines = Deadlines(timeout.total)  # Timeout.total of API calls, one timer
         self._schedule: tuple[RetryPolicy, Schedule] | None = None
         # The key joins the headers only per request, so no attribute holds it in the clear
         # (an error reporter dumping vars() shows the _Secret's '***').
@@ -115,7 +113,6 @@ class Transport:
     async def aclose(self) -> None:
         """Close the session if this transport created it. Safe to call more than once."""
         self._closed = True
-        self._deadlines.close()
         if isinstance(self.limiter, RedisLimiter):
             await self.limiter.aclose()
         session, self._session = self._session, None
@@ -151,12 +148,12 @@ class Transport:
         return self._client_timeout
 
     def _api_timeouts(self) -> aiohttp.ClientTimeout:
-        # Timeout.total is self._deadlines' (see _deadlines), not aiohttp's: a second timer per
-        # request. No rounding: aiohttp would round limits of 5 s and more up to a whole second.
+        # aiohttp's total runs until the connection is released, so it bounds the body too.
+        # No rounding: aiohttp would round limits of 5 s and more up to a whole second.
         if self._api_timeout is None:
             budget = self.timeout
             self._api_timeout = aiohttp.ClientTimeout(
-                total=None,
+                total=budget.total,
                 connect=budget.connect_budget,
                 sock_connect=budget.connect_budget,
                 sock_read=budget.read,
@@ -231,7 +228,6 @@ class Transport:
         :meth:`_exchange` to raise (see there). The Authorization header is built inline, so
         no local of this frame holds the key."""
         refused: str | None = None
-        call = self._deadlines.enter()  # Timeout.total: from here to the body's last byte
         try:
             async with session.request(
                 method,
@@ -258,12 +254,6 @@ class Transport:
             # aclose() closed the session under this call; older aiohttp releases then fail
             # inside their own code (an AssertionError, an AttributeError).
             return ClientClosedError("this KieClient was closed while the call was in flight")
-        except asyncio.CancelledError:
-            if not expired(call):
-                raise
-            return self._translate(asyncio.TimeoutError(), path)
-        finally:
-            self._deadlines.leave(call)
         if refused is not None:
             return UnexpectedResponseError(refused, status, path, url=self.base_url + path)
         assert isinstance(body, bytes)

@@ -256,18 +256,15 @@ def parse_record(data: object, *, task_id: str = "", endpoint: str = "") -> Task
         ) from exc
     # ``data`` is not a wire field, so it is attached here. The record is new and not shared yet,
     # so setting the slot directly (as attrs' own __init__ does on frozen classes) is safe, and
-    # skips the second __init__ of ``attrs.evolve``, which re-parsed both times: about a third
-    # of this function's cost, paid on every poll.
+    # skips the second __init__ of ``attrs.evolve``, which would parse both times again.
     object.__setattr__(record, "data", data)
     return record
 
 
-# -- fast paths for record-info answers ----------------------------------------------------------
+# -- a poll that says "still generating" ---------------------------------------------------------
 #
-# A bulk run reads hundreds of thousands of polls, and building each TaskRecord through cattrs
-# was most of the SDK's own CPU per request. These functions give exactly what parse_record
-# gives (tests/test_wire.py compares them on every quirk and on generated payloads) and hand
-# anything outside the usual shapes to it.
+# Most polls of a bulk run say "still generating": the waiting loop goes on without building
+# their record (tests/test_fast_paths.py checks that such data always parses as GENERATING).
 
 
 class Generating:
@@ -293,76 +290,6 @@ def still_generating(data: object) -> bool:
         return False
     flag = data.get("successFlag")
     return flag == 0 if type(flag) is int else lenient_int(flag) == 0
-
-
-class _OddShapeError(Exception):
-    """A value outside the usual shapes: :func:`parse_record_fast` hands the data over."""
-
-
-def _plain_text(value: object) -> str | None:
-    """:func:`nullable_str` for ``None`` and strings; :class:`_OddShapeError` for anything else."""
-    if value is None:
-        return None
-    if type(value) is str:
-        return None if value.strip().lower() in _NULLISH else value
-    raise _OddShapeError
-
-
-def _plain_urls(value: object) -> tuple[str, ...]:
-    """:func:`result_urls` for ``None`` and ``{"resultUrls": [{"resultUrl": str}, ...]}``;
-    :class:`_OddShapeError` for any other shape."""
-    if value is None:
-        return ()
-    if type(value) is not dict:
-        raise _OddShapeError
-    items = value.get("resultUrls")
-    if type(items) is not list:
-        raise _OddShapeError
-    urls: list[str] = []
-    for item in items:
-        if type(item) is not dict or len(item) != 1:
-            raise _OddShapeError
-        url = item.get("resultUrl")
-        if type(url) is not str:
-            raise _OddShapeError
-        if nullable_str(url) is not None and _kept_url(url):
-            urls.append(url)
-    return tuple(urls)
-
-
-def parse_record_fast(data: object, *, task_id: str = "", endpoint: str = "") -> TaskRecord:
-    """:func:`parse_record`, built by hand for the shapes kie.ai usually sends (strings or
-    nulls, an int flag, result URLs as objects, ``paramJson`` as a JSON string); anything else
-    goes to :func:`parse_record`. The result is the same record either way.
-
-    Raises:
-        UnexpectedResponseError: as :func:`parse_record`.
-    """
-    if type(data) is not dict:
-        return parse_record(data, task_id=task_id, endpoint=endpoint)
-    get = data.get
-    given = get("taskId")
-    flag = get("successFlag")
-    try:
-        if type(given) is not str or nullable_str(given) is None:
-            raise _OddShapeError
-        if flag is not None and type(flag) is not int:
-            raise _OddShapeError
-        record = TaskRecord(
-            task_id=given,
-            task_type=_plain_text(get("taskType")),
-            success_flag=flag,
-            result_urls=_plain_urls(get("resultInfoJson")),
-            params=json_object(get("paramJson")),
-            created_at_raw=_plain_text(get("createTime")),
-            completed_at_raw=_plain_text(get("completeTime")),
-            error_code=_plain_text(get("errorCode")),
-            error_message=_plain_text(get("errorMessage")),
-        )
-    except _OddShapeError:
-        return parse_record(data, task_id=task_id, endpoint=endpoint)
-    object.__setattr__(record, "data", data)  # as parse_record does, and for the same reason
-    return record
 
 
 def request_to_json(request: ExtendRequest) -> dict[str, Any]:

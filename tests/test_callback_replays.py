@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import shutil
-import socket
 import subprocess
 import sys
 import textwrap
@@ -16,6 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 from helpers import child_env
+from redisserver import free_port, redis_server
 
 from kie_async import ConfigurationError, TransportError
 from kie_async.callbacks import (
@@ -29,50 +27,12 @@ from kie_async.testing import sign_callback
 KEY = "whsec-replays"
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def _ping(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2) as conn:
-            conn.sendall(b"PING\r\n")
-            return conn.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
-
-
 @pytest.fixture(name="redis_url", scope="module")
 def _redis_url() -> Iterator[str]:
     """A real redis-server of our own on a free loopback port (skipped without the binary,
     except under CI, where a missing redis-server fails the run)."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("redis-server is not installed (CI must install it: see .ci/run)")
-        pytest.skip("redis-server is not installed")
-    port = free_port()
-    process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        for _ in range(500):
-            if _ping(port):
-                break
-            if process.poll() is not None:
-                pytest.fail(f"redis-server exited with {process.returncode}")
-            time.sleep(0.01)
-        else:
-            pytest.fail("redis-server did not answer within 5 s")
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        process.terminate()
-        process.wait(10)
+    with redis_server() as url:
+        yield url
 
 
 def delivery(task_id: str, stamp: int) -> tuple[bytes, dict[str, str]]:
@@ -192,3 +152,35 @@ async def test_an_acknowledgment_and_the_result_in_the_same_second_both_get_thro
     )
     assert ack.new and done.new
     assert not forged.new
+
+
+@pytest.mark.parametrize(
+    "nonsense",
+    [b"+OK\r\n", b":1\r\n", b"%1\r\n+proto\r\n:9\r\n", b"\x00\xff\x1b[31mnot redis\r\n"],
+    ids=repr,
+)
+async def test_a_server_answering_nonsense_is_a_clear_error(nonsense: bytes) -> None:
+    """A server on the store's URL that answers every command with nonsense is the store's
+    ConfigurationError (escaped), never an exception of redis-py's own code such as redis-py
+    8's AttributeError on a ``+OK`` answer to ``HELLO``."""
+
+    async def liar(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while await reader.read(65536):
+                writer.write(nonsense)
+                await writer.drain()
+        finally:
+            writer.close()
+
+    fake = await asyncio.start_server(liar, "127.0.0.1", 0)
+    port = fake.sockets[0].getsockname()[1]
+    store = RedisReplayStore(f"redis://127.0.0.1:{port}/0", timeout=0.5)
+    try:
+        with pytest.raises(ConfigurationError) as info:
+            await store.first_seen("t1.1", 60)
+    finally:
+        await store.aclose()
+        fake.close()
+        await fake.wait_closed()
+    assert str(info.value).startswith("replays: cannot use the replay store's Redis at ")
+    assert "\x1b" not in str(info.value)

@@ -58,7 +58,6 @@ LAYERS: tuple[str, ...] = (
     "_http",
     "_version",
     "_protocol",
-    "_deadlines",
     "_transport",
     "_submit",
     "_client",
@@ -358,7 +357,7 @@ def test_the_transport_knows_nothing_about_tasks() -> None:
     task: no request kind, no record, no task error, no handle; only the foundation, the
     protocol's envelope (``_protocol``) and ``_wire``'s loopback check."""
     graph = import_graph(PACKAGE)
-    transport = {"_ratelimit", "_redis_limit", "_config", "_http", "_deadlines", "_transport"}
+    transport = {"_ratelimit", "_redis_limit", "_config", "_http", "_transport"}
     allowed = transport | {"_text", "_errors", "_public", "_polling", "_retry", "_timeout"}
     allowed |= {"_version", "_protocol", "_wire"}
     seen = {

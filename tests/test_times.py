@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from kie_async import ExtendRequest, PollPolicy, RetryPolicy, TaskRecord
 from kie_async._cli import run
 from kie_async._models import UTC_PLUS_8, parse_time
-from kie_async._wire import parse_record, parse_record_fast
+from kie_async._wire import parse_record
 from kie_async.testing import FakeKieServer, TaskScript, fast_client
 
 KEY = "test-key"
@@ -79,12 +79,11 @@ def test_the_real_zoneless_time_is_utc_plus_8() -> None:
 @given(when=instants)
 def test_every_form_of_one_instant_reads_as_that_instant_in_utc(when: datetime) -> None:
     """ISO with Z or +08:00, zone-less UTC+8 (dashes or slashes), epoch ms as text or number and
-    epoch seconds all give the same aware UTC datetime, through both parsers."""
+    epoch seconds all give the same aware UTC datetime, through the record parser."""
     for form in the_forms(when):
-        for parse in (parse_record, parse_record_fast):
-            record = parse({"taskId": "t", "successFlag": 1, "createTime": form})
-            assert record.created_at == when, form
-            assert record.created_at.tzinfo is UTC, form
+        record = parse_record({"taskId": "t", "successFlag": 1, "createTime": form})
+        assert record.created_at == when, form
+        assert record.created_at.tzinfo is UTC, form
 
 
 @given(
@@ -100,11 +99,10 @@ def test_every_form_of_one_instant_reads_as_that_instant_in_utc(when: datetime) 
 def test_any_time_field_gives_an_aware_time_or_none_and_never_fails(raw: object) -> None:
     """Whatever kie.ai puts in a time field, the record is built, and its time is None or an
     aware UTC datetime; the raw value stays in data."""
-    for parse in (parse_record, parse_record_fast):
-        record = parse({"taskId": "t", "successFlag": 0, "createTime": raw, "completeTime": raw})
-        for when in (record.created_at, record.completed_at):
-            assert when is None or when.tzinfo is UTC
-        assert record.data["createTime"] is raw
+    record = parse_record({"taskId": "t", "successFlag": 0, "createTime": raw, "completeTime": raw})
+    for when in (record.created_at, record.completed_at):
+        assert when is None or when.tzinfo is UTC
+    assert record.data["createTime"] is raw
 
 
 def test_epoch_numbers_below_10_to_the_11_are_seconds_and_above_are_milliseconds() -> None:

@@ -9,7 +9,7 @@ from typing import TextIO
 
 from .._bulk import Progress
 
-INSTALL_HINT = "pip install 'kie-async[cli]'"
+INSTALL_HINT = "the cli extra, or pip install rich"
 
 #: Seconds left at the earliest, before any task has finished, given the progress, the
 #: number of jobs and the seconds since the run began: from the rate limit and the poll

@@ -3,7 +3,7 @@
 A thin adapter: it reads the request's body (bounded in size and time) and headers, lets
 :class:`~kie_async.callbacks.CallbackVerifier` verify them and drop replays, awaits your
 ``on_event`` for a new delivery, and writes the answer. Starlette is not a dependency of
-kie-async: install it yourself (``pip install 'kie-async[starlette]'``, or FastAPI).
+kie-async: install it yourself (the ``starlette`` extra, ``pip install starlette``, or FastAPI).
 
 Example (FastAPI)::
 
