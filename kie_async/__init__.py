@@ -14,8 +14,8 @@ import sys as _sys
 import types as _types
 from typing import TYPE_CHECKING
 
-from ._logging import configure_from_env as _configure_logging
 from ._public import publish as _publish
+from ._text import configure_from_env as _configure_logging
 from ._version import __version__
 
 if TYPE_CHECKING:
@@ -23,7 +23,6 @@ if TYPE_CHECKING:
     from ._bulk import BulkRun, ExtendOutcome, OutcomeKind, Progress
     from ._chains import Chain, ExtendStep, UpscaleStep, VaryStep
     from ._client import KieClient
-    from ._download.fetch import DownloadPolicy
     from ._errors import (
         APIError,
         AuthenticationError,
@@ -57,14 +56,18 @@ if TYPE_CHECKING:
     )
     from ._models import TaskRecord, TaskStatus
     from ._plan import RunPlan
-    from ._polling import PollPolicy, RetryPolicy
+    from ._policies import (
+        DownloadPolicy,
+        PollPolicy,
+        RateLimit,
+        RedisRateLimit,
+        RetryPolicy,
+        Timeout,
+    )
     from ._prices import DEFAULT_PRICES
-    from ._ratelimit import RateLimit
-    from ._redis_limit import RedisRateLimit
     from ._results import JournalResults, ResultFile, read_results
     from ._results_download import JournalDownload
     from ._task_errors import SubmissionUncertainError, TaskError, TaskFailedError, TaskTimeoutError
-    from ._timeout import Timeout
 
 __all__ = [
     "APIError",
@@ -139,7 +142,7 @@ _WHERE = {
     "ClientClosedError": "_errors",
     "ConfigurationError": "_errors",
     "DownloadError": "_errors",
-    "DownloadPolicy": "_download.rules",
+    "DownloadPolicy": "_policies",
     "ExtendMode": "_kinds.registry",
     "ExtendOutcome": "_outcomes",
     "ExtendRequest": "_kinds.registry",
@@ -154,13 +157,13 @@ _WHERE = {
     "KieError": "_errors",
     "NotFoundError": "_errors",
     "OutcomeKind": "_outcomes",
-    "PollPolicy": "_polling",
+    "PollPolicy": "_policies",
     "Progress": "_outcomes",
-    "RateLimit": "_ratelimit",
+    "RateLimit": "_policies",
     "RateLimitError": "_errors",
-    "RedisRateLimit": "_redis_limit",
+    "RedisRateLimit": "_policies",
     "ResultFile": "_results",
-    "RetryPolicy": "_polling",
+    "RetryPolicy": "_policies",
     "RunPlan": "_plan",
     "ServerError": "_errors",
     "ServiceUnavailableError": "_errors",
@@ -174,7 +177,7 @@ _WHERE = {
     "TaskRecord": "_models",
     "TaskStatus": "_models",
     "TaskTimeoutError": "_task_errors",
-    "Timeout": "_timeout",
+    "Timeout": "_policies",
     "TransportError": "_errors",
     "UnexpectedResponseError": "_errors",
     "UnprocessableError": "_errors",

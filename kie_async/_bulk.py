@@ -37,7 +37,7 @@ from ._outcomes import ExtendOutcome as ExtendOutcome
 from ._outcomes import OutcomeKind as OutcomeKind
 from ._outcomes import Progress, R, _Counts
 from ._outcomes import _Outcome as _Outcome
-from ._polling import PollPolicy
+from ._policies import PollPolicy
 from ._preflight import check_account
 from ._prices import PriceTable
 

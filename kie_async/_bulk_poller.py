@@ -16,13 +16,13 @@ from ._errors import KieError
 from ._handle import TaskHandle, finished
 from ._kinds.registry import TaskRequest
 from ._models import TaskRecord
-from ._polling import PollPolicy
+from ._policies import PollPolicy
 from ._retry import grown, next_delay, poll_schedule, rng
 from ._task_errors import TaskTimeoutError
 
 if TYPE_CHECKING:
     from ._outcomes import _Outcome
-    from ._timeout import Timeout
+    from ._policies import Timeout
 
 log = logging.getLogger("kie_async")
 

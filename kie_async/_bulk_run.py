@@ -26,8 +26,9 @@ from ._learning import Learner
 from ._learning import hold as hold_price
 from ._models import TaskRecord
 from ._outcomes import ExtendOutcome, OutcomeKind, _Counts, _Outcome
-from ._polling import CreateFailure, PollPolicy, create_failure, unreachable
+from ._policies import PollPolicy
 from ._preflight import Account
+from ._retry import CreateFailure, create_failure, unreachable
 from ._task_errors import SubmissionUncertainError, TaskFailedError, TaskTimeoutError
 from ._text import server_name
 from ._wire import parse_record
@@ -35,7 +36,7 @@ from ._wire import parse_record
 if TYPE_CHECKING:
     from decimal import Decimal
 
-    from ._timeout import Timeout
+    from ._policies import Timeout
 
 log = logging.getLogger("kie_async")
 

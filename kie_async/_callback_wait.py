@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from . import _retry
 from ._errors import KieError
 from ._models import TaskRecord
-from ._polling import PollPolicy
+from ._policies import PollPolicy
 from ._retry import Schedule, next_delay, within
 from ._wire import Generating
 

@@ -26,7 +26,7 @@ from ._kinds.registry import (
     image_action,
 )
 from ._models import TaskRecord
-from ._polling import PollPolicy
+from ._policies import PollPolicy
 
 if TYPE_CHECKING:
     from ._bulk import BulkClient, BulkRun, Progress

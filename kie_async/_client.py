@@ -31,19 +31,23 @@ from ._config import (
     _resolve_timeout,
 )
 from ._config import _Secret as _Secret  # its import path of 0.1.x (the CLI's too)
-from ._download.fetch import DownloadPolicy
 from ._errors import ConfigurationError, ValidationError
 from ._handle import TaskHandle
 from ._http import _FileAnswer
 from ._kinds.registry import TaskRequest, check_http_url, check_task_id
 from ._models import TaskRecord
-from ._polling import PollPolicy, RetryPolicy, default_poll
-from ._ratelimit import RateLimit
-from ._redis_limit import RedisRateLimit
+from ._policies import (
+    DownloadPolicy,
+    PollPolicy,
+    RateLimit,
+    RedisRateLimit,
+    RetryPolicy,
+    Timeout,
+    default_poll,
+)
 from ._retry import Schedule
 from ._submit import create_task, record_of
 from ._text import printable
-from ._timeout import Timeout
 from ._transport import SendWatch, Transport
 
 if TYPE_CHECKING:

@@ -15,10 +15,10 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from ._errors import ConfigurationError
-from ._ratelimit import Limiter, RateLimit
-from ._redis_limit import RedisLimiter, RedisRateLimit
+from ._policies import RateLimit, RedisRateLimit, Timeout, check_number
+from ._ratelimit import Limiter
+from ._redis_limit import RedisLimiter, redis_limiter
 from ._text import printable, redact, redact_bytes
-from ._timeout import Timeout
 from ._wire import is_loopback
 
 _DEFAULT_RATE_LIMIT = RateLimit()
@@ -148,17 +148,6 @@ def _resolve_key(given: _Secret) -> _Secret:
     return _Secret(given.reveal().strip())
 
 
-def _positive(name: str, value: float | None, *, optional: bool = False) -> float | None:
-    if value is None and optional:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise ConfigurationError(name, f"must be a number > 0, got {value!r}")
-    if value == float("inf"):
-        # aiohttp cannot schedule an infinite timer: every request would raise OverflowError.
-        raise ConfigurationError(name, "must be finite (a stalled server would hang the call)")
-    return float(value)
-
-
 #: The largest API answer accepted by default: kie's answers are a few KB.
 DEFAULT_MAX_ANSWER_SIZE = 1 << 20
 
@@ -185,9 +174,7 @@ def _resolve_timeout(timeout: object, connect_timeout: object) -> Timeout:
 
 
 def _seconds(name: str, value: object) -> float:
-    seconds = _positive(name, value)  # type: ignore[arg-type]
-    assert seconds is not None
-    return seconds
+    return float(check_number(name, value, above=True))
 
 
 def _limiter(rate_limit: object, api_key: _Secret) -> Limiter | RedisLimiter:
@@ -197,7 +184,7 @@ def _limiter(rate_limit: object, api_key: _Secret) -> Limiter | RedisLimiter:
         shared = os.environ.get("KIE_RATE_LIMIT_REDIS", "").strip()
         rate_limit = RedisRateLimit(shared) if shared else _DEFAULT_RATE_LIMIT
     if isinstance(rate_limit, RedisRateLimit):
-        return rate_limit._limiter(api_key.reveal())
+        return redis_limiter(rate_limit, api_key.reveal())
     if rate_limit is None or isinstance(rate_limit, RateLimit):
         return Limiter(rate_limit)
     raise ConfigurationError("rate_limit", "must be a RateLimit, a RedisRateLimit or None")

@@ -19,8 +19,8 @@ from ._errors import (
     ValidationError,
 )
 from ._models import TaskRecord, TaskStatus
-from ._polling import PollPolicy, poll_is_transient
-from ._retry import grown, next_delay, poll_schedule, within
+from ._policies import PollPolicy
+from ._retry import grown, next_delay, poll_is_transient, poll_schedule, within
 from ._task_errors import TaskFailedError, TaskTimeoutError
 from ._wire import GENERATING, still_generating
 

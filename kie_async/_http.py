@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 
 from ._errors import TransportError
-from ._timeout import Timeout
+from ._policies import Timeout
 
 #: How much of a large answer is read at a time: the memory a refused answer costs.
 _CHUNK = 1 << 16

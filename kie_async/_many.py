@@ -30,7 +30,7 @@ from ._bulk import (
 from ._chains import BulkItem, Chain, run_chain
 from ._journal import Journal
 from ._kinds.registry import REQUEST_TYPES, TaskRequest
-from ._polling import PollPolicy
+from ._policies import PollPolicy
 
 __all__ = ["run_many"]
 

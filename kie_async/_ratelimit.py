@@ -14,32 +14,10 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import attrs
+from ._errors import TransportError
+from ._policies import RateLimit
 
-from ._errors import ConfigurationError, TransportError
-
-__all__ = ["RateLimit"]
-
-
-@attrs.frozen
-class RateLimit:
-    """At most ``requests`` new generation requests in any ``per``-second window.
-
-    The default is kie.ai's documented limit, 20 per 10 seconds. Accounts whose limit support
-    has raised pass their own, e.g. ``KieClient(rate_limit=RateLimit(50, per=10))``; pass
-    ``rate_limit=None`` to switch the limiter off.
-    """
-
-    requests: int = 20
-    per: float = 10.0
-
-    def __attrs_post_init__(self) -> None:
-        if isinstance(self.requests, bool) or not isinstance(self.requests, int):
-            raise ConfigurationError("rate_limit", "requests must be an int")
-        if self.requests < 1:
-            raise ConfigurationError("rate_limit", f"requests must be >= 1, got {self.requests}")
-        if isinstance(self.per, bool) or not isinstance(self.per, int | float) or not self.per > 0:
-            raise ConfigurationError("rate_limit", f"per must be a number > 0, got {self.per!r}")
+__all__ = ["Limiter"]
 
 
 class Limiter:

@@ -34,13 +34,11 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
-
-import attrs
 
 from ._errors import ConfigurationError, TransportError
+from ._policies import RedisRateLimit
 from ._retry import within
-from ._text import printable
+from ._text import printable, redacted
 
 __all__ = ["RedisRateLimit"]
 
@@ -92,98 +90,11 @@ return 0
 """
 
 
-def redacted(url: str) -> str:
-    """``url`` with any password replaced by ``***``, for messages and reprs."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable URL>"
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
-
-
-def _positive(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1e9:
-        raise ConfigurationError("rate_limit", f"{name} must be a number > 0, got {value!r}")
-    return float(value)
-
-
-@attrs.frozen
-class RedisRateLimit:
-    """At most ``requests`` creates in any ``per``-second window, for every process that uses
-    the same Redis and account: one limit for web workers, job queues and machines sharing a
-    kie.ai account. It needs redis-py (the ``redis`` extra, or ``pip install redis``).
-
-    Same meaning as :class:`RateLimit` (a sliding window of creates, and the pause after a 429,
-    here shared by every process). A process that dies holding a slot leaves it counted for at
-    most ``lease + per`` seconds.
-
-    Args:
-        url: the Redis URL, e.g. ``"redis://localhost:6379/0"`` (``rediss://`` for TLS).
-        requests, per: the limit (default kie.ai's 20 per 10 s).
-        name: the account's name in Redis; by default a SHA-256 digest of the API key (the key
-            itself never reaches Redis). Give a name to share a limit between keys.
-        lease: seconds after which a slot taken and never given back (its process died) counts
-            as ended; longer than any create takes (the default 120 s is twice the client's
-            read timeout).
-        prefix: the start of every Redis key.
-        timeout: seconds each exchange with Redis may take, connecting included: one that
-            stops answering (or trickles its answer) fails the create (not sent) instead of
-            holding every create back forever.
-
-    Raises:
-        ConfigurationError: a setting is invalid; and when the client starts (entering
-            ``async with KieClient(...)``, or its first create), a Redis that cannot be
-            reached, or answers what no Redis would: never a silent fallback to an
-            unshared limit.
-        TransportError: (from a create) Redis failed or answered nonsense after the start;
-            the create was not sent. Nothing redis-py raises reaches you as it is.
-
-    Example::
-
-        limit = RedisRateLimit("redis://cache:6379/0", requests=20, per=10)
-        async with KieClient(rate_limit=limit) as kie:
-            ...
-
-    The ``KIE_RATE_LIMIT_REDIS`` environment variable (a URL) gives ``KieClient()`` and the
-    ``kie-async`` command this limit with the default numbers, unless ``rate_limit`` is passed.
-    """
-
-    url: str = attrs.field(repr=redacted)
-    requests: int = 20
-    per: float = 10.0
-    name: str | None = None
-    lease: float = 120.0
-    prefix: str = "kie-async"
-    timeout: float = 10.0
-
-    def __attrs_post_init__(self) -> None:
-        if not isinstance(self.url, str) or not self.url.startswith(
-            ("redis://", "rediss://", "unix://")
-        ):
-            raise ConfigurationError(
-                "rate_limit",
-                f"{redacted(str(self.url))!r} is not a redis://, rediss:// or unix:// URL",
-            )
-        if isinstance(self.requests, bool) or not isinstance(self.requests, int):
-            raise ConfigurationError("rate_limit", "requests must be an int")
-        if self.requests < 1:
-            raise ConfigurationError("rate_limit", f"requests must be >= 1, got {self.requests}")
-        _positive("per", self.per)
-        _positive("lease", self.lease)
-        _positive("timeout", self.timeout)
-        if self.name is not None and (not isinstance(self.name, str) or not self.name.strip()):
-            raise ConfigurationError("rate_limit", "name must be a non-empty string")
-        if not isinstance(self.prefix, str) or not self.prefix:
-            raise ConfigurationError("rate_limit", "prefix must be a non-empty string")
-
-    def _limiter(self, api_key: str) -> RedisLimiter:
-        account = self.name or "key-" + hashlib.sha256(api_key.encode()).hexdigest()[:32]
-        return RedisLimiter(self, account)
+def redis_limiter(limit: RedisRateLimit, api_key: str) -> RedisLimiter:
+    """The limiter of a :class:`RedisRateLimit` for the account of ``api_key`` (by default a
+    SHA-256 digest of it: the key itself never reaches Redis)."""
+    account = limit.name or "key-" + hashlib.sha256(api_key.encode()).hexdigest()[:32]
+    return RedisLimiter(limit, account)
 
 
 def _why(what: BaseException | str) -> str:

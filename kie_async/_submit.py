@@ -11,7 +11,7 @@ from . import _protocol as proto
 from ._errors import KieError, UnexpectedResponseError
 from ._kinds.registry import REQUEST_TYPES, TaskRequest
 from ._models import TaskRecord
-from ._polling import CreateFailure, create_failure
+from ._retry import CreateFailure, create_failure
 from ._task_errors import SubmissionUncertainError
 from ._wire import parse_record
 

@@ -31,12 +31,11 @@ from ._http import (
     _FileAnswer,
     _read_capped,
 )
-from ._polling import CreateFailure, RetryPolicy, create_failure, poll_is_transient
+from ._policies import RetryPolicy, Timeout
 from ._ratelimit import Limiter
 from ._redis_limit import RedisLimiter
-from ._retry import Schedule, retry_call, within
+from ._retry import CreateFailure, Schedule, create_failure, poll_is_transient, retry_call, within
 from ._text import printable
-from ._timeout import Timeout
 
 __all__ = ["SendWatch", "Transport"]
 

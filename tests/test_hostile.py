@@ -49,7 +49,7 @@ from kie_async import (
     UnexpectedResponseError,
 )
 from kie_async._cli import run
-from kie_async._polling import CreateFailure, create_failure, poll_is_transient, unreachable
+from kie_async._retry import CreateFailure, create_failure, poll_is_transient, unreachable
 
 KEY = "sk-hostile-3Jd9SECRETq7"
 DATA = Path(__file__).resolve().parent / "data"

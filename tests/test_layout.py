@@ -32,13 +32,12 @@ LAYERS: tuple[str, ...] = (
     "_journal",
     "_prices",
     "_budget",
-    "_polling",
+    "_policies",
     "_retry",
     "_callback_wait",
     "_task_errors",
     "_handle",
     "_outcomes",
-    "_timeout",
     "_bulk_poller",
     "_learning",
     "_preflight",
@@ -50,10 +49,10 @@ LAYERS: tuple[str, ...] = (
     "_many",
     "_plan",
     "_public",
-    "_redis_limit",
     "callbacks",
     "_calls",
     "_ratelimit",
+    "_redis_limit",
     "_config",
     "_http",
     "_version",
@@ -61,7 +60,6 @@ LAYERS: tuple[str, ...] = (
     "_transport",
     "_submit",
     "_client",
-    "_logging",
     "",
     "testing",
     "_cli",
@@ -358,7 +356,7 @@ def test_the_transport_knows_nothing_about_tasks() -> None:
     protocol's envelope (``_protocol``) and ``_wire``'s loopback check."""
     graph = import_graph(PACKAGE)
     transport = {"_ratelimit", "_redis_limit", "_config", "_http", "_transport"}
-    allowed = transport | {"_text", "_errors", "_public", "_polling", "_retry", "_timeout"}
+    allowed = transport | {"_text", "_errors", "_public", "_policies", "_retry"}
     allowed |= {"_version", "_protocol", "_wire"}
     seen = {
         (i.importer, i.imported)

@@ -31,8 +31,7 @@ from collections.abc import Awaitable, Iterator, Mapping, Sequence
 from typing import Any
 
 from .._errors import ConfigurationError, KieError, TaskNotFoundError, ValidationError
-from .._logging import StderrHandler
-from .._text import server_name
+from .._text import StderrHandler, server_name
 from . import _bulk
 from ._context import (
     EXIT_FAILED,

@@ -312,8 +312,7 @@ def _add_bulk(parser: argparse.ArgumentParser) -> None:
 
 async def _bulk(ctx: Context, args: argparse.Namespace) -> int:
     from .._bulk import OutcomeKind
-    from .._ratelimit import RateLimit
-    from .._redis_limit import RedisRateLimit
+    from .._policies import RateLimit, RedisRateLimit
 
     if args.download is not None:
         _check_directory("--download", args.download)  # before a create is paid for

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from .._handle import TaskHandle
     from .._kinds.registry import TaskRequest
     from .._models import TaskRecord
-    from .._polling import PollPolicy
+    from .._policies import PollPolicy
     from ..testing import TaskScript
     from ._jobs import Job
 
@@ -222,8 +222,7 @@ async def _demo(ctx: Context, args: argparse.Namespace) -> int:
     from .._bulk import OutcomeKind
     from .._client import KieClient
     from .._kinds.registry import ExtendRequest
-    from .._polling import PollPolicy
-    from .._ratelimit import RateLimit
+    from .._policies import PollPolicy, RateLimit
     from ..testing import FakeKieServer, TaskScript
     from ._jobs import Job
 

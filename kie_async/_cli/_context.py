@@ -71,7 +71,7 @@ class Context:
             options["allow_insecure_http"] = True
         options.update(self.client_options)
         options.update(settings)
-        from .._polling import default_poll
+        from .._policies import default_poll
         from ._poll_options import poll_policy
 
         base = options.get("poll") or default_poll()

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from ._context import _InputError
 
 if TYPE_CHECKING:
-    from .._ratelimit import RateLimit
+    from .._policies import RateLimit
 
 
 def _check_directory(name: str, directory: str) -> None:
@@ -52,7 +52,7 @@ def _positive_float(text: str) -> float:
 
 
 def _rate_limit(text: str) -> RateLimit:
-    from .._ratelimit import RateLimit
+    from .._policies import RateLimit
 
     count, slash, per = text.partition("/")
     try:

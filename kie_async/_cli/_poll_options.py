@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from .._errors import ConfigurationError
 
 if TYPE_CHECKING:
-    from .._polling import PollPolicy
+    from .._policies import PollPolicy
 
 
 def _poll_seconds(field: str) -> Callable[[str], float]:
@@ -21,7 +21,7 @@ def _poll_seconds(field: str) -> Callable[[str], float]:
     def parse(text: str) -> float:
         import attrs
 
-        from .._polling import PollPolicy
+        from .._policies import PollPolicy
 
         try:
             value = float(text)

@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 from .._errors import DownloadError, KieError, TransportError, ValidationError
 from .._models import TaskRecord
-from .._polling import RetryPolicy
+from .._policies import DownloadPolicy, RetryPolicy
 from .._retry import Schedule, retry_call
 from .part_file import PartFile
 from .rules import (
@@ -35,7 +35,6 @@ from .rules import (
     EXPIRED_STATUSES,
     REDIRECT_STATUSES,
     WRITE_SIZE,
-    DownloadPolicy,
     SpeedCheck,
     file_name,
     redirect_target,

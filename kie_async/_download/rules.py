@@ -8,16 +8,13 @@ Pure: the caller passes the clock, the URLs and the answers.
 from __future__ import annotations
 
 import hashlib
-import math
 import re
 from pathlib import PurePosixPath
 from urllib.parse import unquote, urljoin, urlsplit
 
-import attrs
+from .._errors import DownloadError, KieError, TransportError
 
-from .._errors import ConfigurationError, DownloadError, KieError, TransportError
-
-__all__ = ["DownloadPolicy", "SpeedCheck", "file_name", "redirect_target"]
+__all__ = ["SpeedCheck", "file_name", "redirect_target"]
 
 #: Bytes read at a time: memory use stays flat whatever the file size.
 CHUNK_SIZE = 64 * 1024
@@ -31,55 +28,6 @@ REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 _SUFFIX = re.compile(r"\.[a-z0-9]{1,8}")
 _MAX_STEM = 120
-
-
-def _positive(_: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise ConfigurationError(attribute.name, f"must be a number > 0, got {value!r}")
-    if math.isinf(value):
-        raise ConfigurationError(attribute.name, "must be finite")
-
-
-def _non_negative(_: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
-        raise ConfigurationError(attribute.name, f"must be a number >= 0, got {value!r}")
-    if math.isinf(value):
-        raise ConfigurationError(attribute.name, "must be finite")
-
-
-def _redirects(_: object, attribute: attrs.Attribute[int], value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100:
-        raise ConfigurationError(attribute.name, f"must be an int from 0 to 100, got {value!r}")
-
-
-@attrs.frozen
-class DownloadPolicy:
-    """How long fetching a result file may take, so a stalled or trickling file host cannot
-    hold a download for ever.
-
-    A download fails with :class:`DownloadError` (caused by a :class:`TransportError`, so the
-    client's :class:`RetryPolicy` retries it first) when:
-
-    * the connection and the file host's status line and headers take longer than the
-      client's ``connect_timeout`` plus ``read_timeout`` seconds (however slowly they trickle);
-    * no byte of the body arrives for ``read_timeout`` seconds;
-    * fewer than ``min_speed`` bytes per second arrive on average over any ``speed_window``
-      seconds (``min_speed=0`` switches this off). A host sending one byte a second is given
-      up on after about ``speed_window`` seconds.
-
-    The defaults (30 s, 16 KiB/s over 30 s) let any working connection finish: a 100 MB video
-    needs at most about 100 minutes at the minimum speed, and a typical one a few seconds.
-    At most ``max_redirects`` redirects are followed per GET.
-
-    Example::
-
-        KieClient(download=DownloadPolicy(read_timeout=60, min_speed=4096, speed_window=120))
-    """
-
-    read_timeout: float = attrs.field(default=30.0, validator=_positive)
-    min_speed: float = attrs.field(default=16 * 1024.0, validator=_non_negative)
-    speed_window: float = attrs.field(default=30.0, validator=_positive)
-    max_redirects: int = attrs.field(default=10, validator=_redirects)
 
 
 class SpeedCheck:
