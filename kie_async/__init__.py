@@ -19,9 +19,13 @@ from ._text import configure_from_env as _configure_logging
 from ._version import __version__
 
 if TYPE_CHECKING:
-    from ._budget import Spend
-    from ._bulk import BulkRun, ExtendOutcome, OutcomeKind, Progress
-    from ._chains import Chain, ExtendStep, UpscaleStep, VaryStep
+    from ._bulk.budget import Spend
+    from ._bulk.chains import Chain, ExtendStep, UpscaleStep, VaryStep
+    from ._bulk.plan import RunPlan
+    from ._bulk.prices import DEFAULT_PRICES
+    from ._bulk.results import JournalResults, ResultFile, read_results
+    from ._bulk.results_download import JournalDownload
+    from ._bulk.run import BulkRun, ExtendOutcome, OutcomeKind, Progress
     from ._client import KieClient
     from ._errors import (
         APIError,
@@ -45,7 +49,6 @@ if TYPE_CHECKING:
         UnprocessableError,
         ValidationError,
     )
-    from ._handle import TaskHandle
     from ._kinds.registry import (
         ExtendMode,
         ExtendRequest,
@@ -54,8 +57,6 @@ if TYPE_CHECKING:
         UpscaleRequest,
         VaryRequest,
     )
-    from ._models import TaskRecord, TaskStatus
-    from ._plan import RunPlan
     from ._policies import (
         DownloadPolicy,
         PollPolicy,
@@ -64,10 +65,14 @@ if TYPE_CHECKING:
         RetryPolicy,
         Timeout,
     )
-    from ._prices import DEFAULT_PRICES
-    from ._results import JournalResults, ResultFile, read_results
-    from ._results_download import JournalDownload
-    from ._task_errors import SubmissionUncertainError, TaskError, TaskFailedError, TaskTimeoutError
+    from ._protocol.records import TaskRecord, TaskStatus
+    from ._tasks.errors import (
+        SubmissionUncertainError,
+        TaskError,
+        TaskFailedError,
+        TaskTimeoutError,
+    )
+    from ._tasks.handle import TaskHandle
 
 __all__ = [
     "APIError",
@@ -132,61 +137,61 @@ __all__ = [
 # ``kie-async`` command's ``--help``) then costs no aiohttp, whose import takes most of a second.
 # Type checkers read the imports above; ``tests/test_exports.py`` checks every name resolves.
 _WHERE = {
-    "DEFAULT_PRICES": "_prices",
+    "DEFAULT_PRICES": "_bulk.prices",
     "APIError": "_errors",
     "AuthenticationError": "_errors",
     "BadRequestError": "_errors",
     "BudgetExceededError": "_errors",
-    "BulkRun": "_bulk",
-    "Chain": "_chains",
+    "BulkRun": "_bulk.run",
+    "Chain": "_bulk.chains",
     "ClientClosedError": "_errors",
     "ConfigurationError": "_errors",
     "DownloadError": "_errors",
     "DownloadPolicy": "_policies",
     "ExtendMode": "_kinds.registry",
-    "ExtendOutcome": "_outcomes",
+    "ExtendOutcome": "_bulk.outcomes",
     "ExtendRequest": "_kinds.registry",
-    "ExtendStep": "_chains",
+    "ExtendStep": "_bulk.chains",
     "FeatureDisabledError": "_errors",
     "GenerateRequest": "_kinds.generate",
     "GenerationFailedError": "_errors",
     "InsufficientCreditsError": "_errors",
-    "JournalDownload": "_results_download",
-    "JournalResults": "_results",
+    "JournalDownload": "_bulk.results_download",
+    "JournalResults": "_bulk.results",
     "KieClient": "_client",
     "KieError": "_errors",
     "NotFoundError": "_errors",
-    "OutcomeKind": "_outcomes",
+    "OutcomeKind": "_bulk.outcomes",
     "PollPolicy": "_policies",
-    "Progress": "_outcomes",
+    "Progress": "_bulk.outcomes",
     "RateLimit": "_policies",
     "RateLimitError": "_errors",
     "RedisRateLimit": "_policies",
-    "ResultFile": "_results",
+    "ResultFile": "_bulk.results",
     "RetryPolicy": "_policies",
-    "RunPlan": "_plan",
+    "RunPlan": "_bulk.plan",
     "ServerError": "_errors",
     "ServiceUnavailableError": "_errors",
-    "Spend": "_budget",
-    "SubmissionUncertainError": "_task_errors",
-    "TaskError": "_task_errors",
-    "TaskFailedError": "_task_errors",
-    "TaskHandle": "_handle",
+    "Spend": "_bulk.budget",
+    "SubmissionUncertainError": "_tasks.errors",
+    "TaskError": "_tasks.errors",
+    "TaskFailedError": "_tasks.errors",
+    "TaskHandle": "_tasks.handle",
     "TaskKind": "_kinds.common",
     "TaskNotFoundError": "_errors",
-    "TaskRecord": "_models",
-    "TaskStatus": "_models",
-    "TaskTimeoutError": "_task_errors",
+    "TaskRecord": "_protocol.records",
+    "TaskStatus": "_protocol.records",
+    "TaskTimeoutError": "_tasks.errors",
     "Timeout": "_policies",
     "TransportError": "_errors",
     "UnexpectedResponseError": "_errors",
     "UnprocessableError": "_errors",
     "UpscaleRequest": "_kinds.registry",
-    "UpscaleStep": "_chains",
+    "UpscaleStep": "_bulk.chains",
     "ValidationError": "_errors",
     "VaryRequest": "_kinds.registry",
-    "VaryStep": "_chains",
-    "read_results": "_results",
+    "VaryStep": "_bulk.chains",
+    "read_results": "_bulk.results",
 }
 
 

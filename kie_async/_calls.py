@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Protocol
 
 from ._download.fetch import FileSource
 from ._errors import ValidationError
-from ._handle import TaskHandle
 from ._kinds.registry import (
     ExtendMode,
     ExtendRequest,
@@ -25,14 +24,15 @@ from ._kinds.registry import (
     VaryRequest,
     image_action,
 )
-from ._models import TaskRecord
 from ._policies import PollPolicy
+from ._protocol.records import TaskRecord
+from ._tasks.handle import TaskHandle
 
 if TYPE_CHECKING:
-    from ._bulk import BulkClient, BulkRun, Progress
-    from ._chains import BulkItem
-    from ._plan import PlanSource, RunPlan
-    from ._results_download import JournalDownload, JournalSource
+    from ._bulk.chains import BulkItem
+    from ._bulk.plan import PlanSource, RunPlan
+    from ._bulk.results_download import JournalDownload, JournalSource
+    from ._bulk.run import BulkClient, BulkRun, Progress
     from .callbacks import CallbackEvent, CallbackReceiver
 
 __all__ = ["KindCalls", "RunCalls"]
@@ -161,7 +161,7 @@ class _Confirms(Protocol):
 
 class RunCalls:
     """Downloads and bulk runs: the client handed to :mod:`~kie_async._download.fetch` and
-    :mod:`~kie_async._bulk`, which need only what their Protocols name."""
+    :mod:`~kie_async._bulk.run`, which need only what their Protocols name."""
 
     async def confirm(self: _Confirms, event: CallbackEvent) -> TaskRecord:
         """What ``record-info`` says of a callback's task: one read that decides, since the
@@ -297,7 +297,7 @@ class RunCalls:
             done = await kie.download_journal("run.jsonl", "videos/")
             print(len(done.fetched), "fetched;", len(done.results.missing), "still missing")
         """
-        from ._results_download import download_journal
+        from ._bulk.results_download import download_journal
 
         return await download_journal(
             self,
@@ -402,7 +402,7 @@ class RunCalls:
                 async for outcome in run:
                     print(outcome.request.task_id, outcome.kind.value)
         """
-        from ._bulk import extend_many
+        from ._bulk.run import extend_many
 
         return extend_many(
             self,
@@ -454,7 +454,7 @@ class RunCalls:
                 async for outcome in run:
                     print(outcome.request.describe(), outcome.kind.value, outcome.task_id)
         """
-        from ._many import run_many
+        from ._bulk.many import run_many
 
         return run_many(
             self,
@@ -501,7 +501,7 @@ class RunCalls:
             plan = await kie.plan(requests, journal="run.jsonl", prices={"upscale": 5})
             print(plan.creates, plan.cost, plan.balance, plan.covers, plan.seconds)
         """
-        from ._plan import plan
+        from ._bulk.plan import plan
 
         return await plan(
             self,

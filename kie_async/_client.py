@@ -1,10 +1,10 @@
 """KieClient: the facade that wires the layers for the user.
 
-The settings are checked by :mod:`~kie_async._config`, requests go through the
-:class:`~kie_async._transport.Transport` (the one place aiohttp exceptions are translated, and
-the key's only holder), task handles are :mod:`~kie_async._handle`'s, bulk runs
-:mod:`~kie_async._bulk`'s and downloads :mod:`~kie_async._download.fetch`'s: each of these
-names what it needs of the client with a small Protocol, and none imports this module.
+The settings are checked by :mod:`~kie_async._transport.config`, requests go through the
+:class:`~kie_async._transport.exchange.Transport` (the one place aiohttp exceptions are
+translated, and the key's only holder), task handles are :mod:`~kie_async._tasks.handle`'s, bulk
+runs :mod:`~kie_async._bulk.run`'s and downloads :mod:`~kie_async._download.fetch`'s: each of
+these names what it needs of the client with a small Protocol, and none imports this module.
 """
 
 from __future__ import annotations
@@ -18,24 +18,9 @@ from typing import TYPE_CHECKING, TypeVar
 import aiohttp
 import attrs
 
-from . import _protocol as proto
 from ._calls import KindCalls, RunCalls
-from ._config import (
-    _UNSET,
-    _UNSET_CONNECT,
-    _UNSET_TIMEOUT,
-    DEFAULT_MAX_ANSWER_SIZE,
-    _check_base_url,
-    _limiter,
-    _resolve_key,
-    _resolve_timeout,
-)
-from ._config import _Secret as _Secret  # its import path of 0.1.x (the CLI's too)
 from ._errors import ConfigurationError, ValidationError
-from ._handle import TaskHandle
-from ._http import _FileAnswer
 from ._kinds.registry import TaskRequest, check_http_url, check_task_id
-from ._models import TaskRecord
 from ._policies import (
     DownloadPolicy,
     PollPolicy,
@@ -45,10 +30,25 @@ from ._policies import (
     Timeout,
     default_poll,
 )
+from ._protocol import envelope as proto
+from ._protocol.records import TaskRecord
 from ._retry import Schedule
-from ._submit import create_task, record_of
+from ._tasks.handle import TaskHandle
+from ._tasks.submit import create_task, record_of
 from ._text import printable
-from ._transport import SendWatch, Transport
+from ._transport.config import (
+    _UNSET,
+    _UNSET_CONNECT,
+    _UNSET_TIMEOUT,
+    DEFAULT_MAX_ANSWER_SIZE,
+    _check_base_url,
+    _limiter,
+    _resolve_key,
+    _resolve_timeout,
+)
+from ._transport.config import _Secret as _Secret  # its import path of 0.1.x (the CLI's too)
+from ._transport.exchange import SendWatch, Transport
+from ._transport.http import _FileAnswer
 
 if TYPE_CHECKING:
     from .callbacks import CallbackReceiver

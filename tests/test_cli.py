@@ -723,9 +723,10 @@ try:
     runpy.run_module("kie_async", run_name="__main__")
 except SystemExit as exc:
     status = exc.code
-heavy = ("aiohttp", "cattrs", "kie_async._client", "kie_async._bulk", "kie_async._wire")
-heavy += ("kie_async._kinds.registry", "kie_async._kinds.generate", "kie_async._models")
-heavy += ("kie_async._task_errors",)
+heavy = ("aiohttp", "cattrs", "kie_async._client", "kie_async._bulk.run")
+heavy += ("kie_async._protocol.wire",)
+heavy += ("kie_async._kinds.registry", "kie_async._kinds.generate", "kie_async._protocol.records")
+heavy += ("kie_async._tasks.errors",)
 loaded = [m for m in sys.modules if m in heavy or m.split(".")[0] in heavy]
 print(json.dumps({"status": status, "loaded": sorted(loaded)}), file=sys.stderr)
 """

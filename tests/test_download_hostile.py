@@ -29,7 +29,7 @@ from kie_async import (
     TransportError,
 )
 from kie_async._download.fetch import SpeedCheck, file_name, redirect_target
-from kie_async._wire import parse_record
+from kie_async._protocol.wire import parse_record
 from kie_async.testing import FakeKieServer, TaskScript, fast_client
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]

@@ -28,7 +28,7 @@ from kie_async import (
     ValidationError,
     VaryRequest,
 )
-from kie_async._wire import parse_record
+from kie_async._protocol.wire import parse_record
 from kie_async.callbacks import CallbackReceiver
 from kie_async.testing import FakeKieServer, Faults, TaskScript, fast_client
 

@@ -24,41 +24,18 @@ PACKAGE = Path(__file__).resolve().parent.parent / "kie_async"
 LAYERS: tuple[str, ...] = (
     "_text",
     "_errors",
-    "_kinds",
-    "_models",
-    "_wire",
-    "_chains",
-    "_journal_lock",
-    "_journal",
-    "_prices",
-    "_budget",
     "_policies",
+    "_kinds",
+    "_version",
+    "_protocol",
     "_retry",
-    "_callback_wait",
-    "_task_errors",
-    "_handle",
-    "_outcomes",
-    "_bulk_poller",
-    "_learning",
-    "_preflight",
-    "_bulk_run",
     "_download",
-    "_results",
-    "_results_download",
+    "_transport",
+    "_tasks",
     "_bulk",
-    "_many",
-    "_plan",
     "_public",
     "callbacks",
     "_calls",
-    "_ratelimit",
-    "_redis_limit",
-    "_config",
-    "_http",
-    "_version",
-    "_protocol",
-    "_transport",
-    "_submit",
     "_client",
     "",
     "testing",
@@ -67,7 +44,7 @@ LAYERS: tuple[str, ...] = (
 )
 
 #: The longest import chain, counting a unit (a folder, or a foundation module) as one step.
-MAX_CHAIN = 16
+MAX_CHAIN = 12
 
 
 def unit_of(module: str) -> str:

@@ -10,7 +10,7 @@ import pytest
 
 from kie_async import ExtendMode, ExtendRequest, TaskRecord, TaskStatus, ValidationError
 from kie_async._kinds.registry import MAX_PROMPT_LENGTH
-from kie_async._models import parse_time
+from kie_async._protocol.records import parse_time
 
 
 def test_prompt_makes_a_manual_request() -> None:

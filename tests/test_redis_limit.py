@@ -29,7 +29,7 @@ from kie_async import (
     TransportError,
 )
 from kie_async._cli import run
-from kie_async._redis_limit import redis_limiter
+from kie_async._transport.redis_limiter import redis_limiter
 from kie_async.testing import FakeKieServer, fast_client
 
 
@@ -45,7 +45,7 @@ _TAKER = textwrap.dedent(
     """
     import asyncio, json, sys, time
     from kie_async import RedisRateLimit
-    from kie_async._redis_limit import redis_limiter
+    from kie_async._transport.redis_limiter import redis_limiter
 
     async def main(url, name, count, hold, start):
         limiter = redis_limiter(RedisRateLimit(url, 5, per=1.0, name=name, lease=1.0), "unused")

@@ -29,12 +29,12 @@ from kie_async import (
     ValidationError,
     VaryRequest,
 )
-from kie_async import _protocol as proto
 from kie_async._kinds import common as _request_core
 from kie_async._kinds import generate as _generate
 from kie_async._kinds import registry as _requests
 from kie_async._kinds.registry import REQUEST_TYPES, RequestProtocol, kind_of, media_of
-from kie_async._wire import request_body
+from kie_async._protocol import envelope as proto
+from kie_async._protocol.wire import request_body
 
 SAMPLES = Path(__file__).parent / "samples"
 IMAGE = "https://example.com/frame.png"

@@ -31,7 +31,7 @@ from kie_async import (
     TransportError,
     UnexpectedResponseError,
 )
-from kie_async._protocol import EXTEND_PATH, RECORD_PATH, decipher
+from kie_async._protocol.envelope import EXTEND_PATH, RECORD_PATH, decipher
 from kie_async._retry import (
     CreateFailure,
     Schedule,

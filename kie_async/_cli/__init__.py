@@ -105,7 +105,7 @@ async def run(
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse has printed the usage error or the help
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE if exc.code else EXIT_OK
-    from .._task_errors import TaskTimeoutError  # with the records and requests: not for --help
+    from .._tasks.errors import TaskTimeoutError  # with the records and requests: not for --help
 
     ctx = Context(sys.stdout, sys.stderr, args, client_options or {})
     unused = [flag for name, flag in _WAIT_OPTIONS if getattr(args, name, None) is not None]

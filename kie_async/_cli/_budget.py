@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Any
 from ._context import EXIT_OK, Context
 
 if TYPE_CHECKING:
-    from .._budget import Spend
+    from .._bulk.budget import Spend
+    from .._bulk.plan import RunPlan
     from .._client import KieClient
-    from .._plan import RunPlan
     from ._jobs import Job
 
 
@@ -65,7 +65,7 @@ def budget_settings(args: argparse.Namespace, jobs: Sequence[Job]) -> dict[str, 
     Raises:
         ConfigurationError: an invalid budget or price, or a job with no price.
     """
-    from .._bulk import make_budget
+    from .._bulk.run import make_budget
 
     prices = dict(args.price)
     budget = make_budget(args.max_credits, prices)

@@ -35,8 +35,8 @@ log = logging.getLogger("kie_async")
 _bulk_running = False
 
 if TYPE_CHECKING:
-    from .._budget import Spend
-    from .._bulk import BulkRun, OutcomeKind, Progress
+    from .._bulk.budget import Spend
+    from .._bulk.run import BulkRun, OutcomeKind, Progress
     from .._client import KieClient
     from ._jobs import Job, Outcome, Sink
 
@@ -88,7 +88,7 @@ class Tally:
     @property
     def all_succeeded(self) -> bool:
         """True when every job succeeded."""
-        from .._bulk import OutcomeKind
+        from .._bulk.run import OutcomeKind
 
         return self.kinds[OutcomeKind.SUCCEEDED] == self.total
 
@@ -218,7 +218,7 @@ def _problem_text(job: Job, outcome: Outcome) -> str:
 
 def print_summary(ctx: Context, tally: Tally) -> None:
     """The summary table (outcomes by kind) and the jobs that did not succeed, on stdout."""
-    from .._bulk import OutcomeKind
+    from .._bulk.run import OutcomeKind
     from ._progress import _is_terminal
 
     rows = [(_KIND_LABELS[kind], tally.kinds[kind]) for kind in OutcomeKind]
@@ -311,7 +311,7 @@ def _add_bulk(parser: argparse.ArgumentParser) -> None:
 
 
 async def _bulk(ctx: Context, args: argparse.Namespace) -> int:
-    from .._bulk import OutcomeKind
+    from .._bulk.run import OutcomeKind
     from .._policies import RateLimit, RedisRateLimit
 
     if args.download is not None:

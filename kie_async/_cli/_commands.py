@@ -22,10 +22,10 @@ from ._options import (
 from ._poll_options import _add_poll_options, _poll_seconds
 
 if TYPE_CHECKING:
-    from .._handle import TaskHandle
     from .._kinds.registry import TaskRequest
-    from .._models import TaskRecord
     from .._policies import PollPolicy
+    from .._protocol.records import TaskRecord
+    from .._tasks.handle import TaskHandle
     from ..testing import TaskScript
     from ._jobs import Job
 
@@ -54,7 +54,7 @@ def _show_record(ctx: Context, record: TaskRecord) -> None:
 async def _await_task(
     ctx: Context, handle: TaskHandle, timeout: float | None, poll: PollPolicy | None = None
 ) -> int:
-    from .._task_errors import TaskFailedError
+    from .._tasks.errors import TaskFailedError
 
     ctx.note(f"waiting for task {handle.task_id} ...")
     try:
@@ -219,7 +219,7 @@ def _add_demo(parser: argparse.ArgumentParser) -> None:
 
 
 async def _demo(ctx: Context, args: argparse.Namespace) -> int:
-    from .._bulk import OutcomeKind
+    from .._bulk.run import OutcomeKind
     from .._client import KieClient
     from .._kinds.registry import ExtendRequest
     from .._policies import PollPolicy, RateLimit

@@ -11,11 +11,19 @@ from typing import Any, TextIO
 
 import attrs
 
-from .._bulk import ExtendOutcome
-from .._chains import BulkItem, Chain, ExtendStep, UpscaleStep, VaryStep, chain_json, request_json
+from .._bulk.chains import (
+    BulkItem,
+    Chain,
+    ExtendStep,
+    UpscaleStep,
+    VaryStep,
+    chain_json,
+    request_json,
+)
+from .._bulk.run import ExtendOutcome
 from .._errors import ValidationError, _exception_fields
 from .._kinds.registry import ExtendRequest, GenerateRequest, UpscaleRequest, VaryRequest
-from .._models import TaskRecord
+from .._protocol.records import TaskRecord
 
 #: A bulk run's outcome as the command handles it: of any kind, or of a chain.
 Outcome = ExtendOutcome[BulkItem]

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
-from .._bulk import Progress
+from .._bulk.run import Progress
 
 INSTALL_HINT = "the cli extra, or pip install rich"
 

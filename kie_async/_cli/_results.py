@@ -15,7 +15,7 @@ from ._context import EXIT_FAILED, EXIT_OK, Context, _InputError
 from ._options import _check_directory
 
 if TYPE_CHECKING:
-    from .._results import JournalResults, ResultFile
+    from .._bulk.results import JournalResults, ResultFile
 
 #: Endings that make a first argument of ``download`` a journal's path, even one that is not
 #: there (it is then an error, not a task id).
@@ -92,7 +92,7 @@ def show_results(ctx: Context, results: JournalResults) -> None:
 
 
 async def _results(ctx: Context, args: argparse.Namespace) -> int:
-    from .._results import read_results
+    from .._bulk.results import read_results
 
     results = read_results(args.journal)
     if args.json:
@@ -106,7 +106,7 @@ async def download_journal(ctx: Context, args: argparse.Namespace, journal: Path
     """``kie-async download JOURNAL DIR``: fetch every result the journal has not saved, and
     look up the tasks it holds no end for. With nothing to fetch or look up it sends nothing
     and needs no API key."""
-    from .._results import read_results
+    from .._bulk.results import read_results
 
     _check_directory("DIR", args.directory)
     results = read_results(journal)

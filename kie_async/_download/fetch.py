@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .._errors import DownloadError, KieError, TransportError, ValidationError
-from .._models import TaskRecord
 from .._policies import DownloadPolicy, RetryPolicy
+from .._protocol.records import TaskRecord
 from .._retry import Schedule, retry_call
 from .part_file import PartFile
 from .rules import (

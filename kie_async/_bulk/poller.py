@@ -11,18 +11,18 @@ import math
 import time
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ._chains import BulkItem
-from ._errors import KieError
-from ._handle import TaskHandle, finished
-from ._kinds.registry import TaskRequest
-from ._models import TaskRecord
-from ._policies import PollPolicy
-from ._retry import grown, next_delay, poll_schedule, rng
-from ._task_errors import TaskTimeoutError
+from .._errors import KieError
+from .._kinds.registry import TaskRequest
+from .._policies import PollPolicy
+from .._protocol.records import TaskRecord
+from .._retry import grown, next_delay, poll_schedule, rng
+from .._tasks.errors import TaskTimeoutError
+from .._tasks.handle import TaskHandle, finished
+from .chains import BulkItem
 
 if TYPE_CHECKING:
-    from ._outcomes import _Outcome
-    from ._policies import Timeout
+    from .._policies import Timeout
+    from .outcomes import _Outcome
 
 log = logging.getLogger("kie_async")
 

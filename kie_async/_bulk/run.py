@@ -26,20 +26,20 @@ from typing import Any, Protocol
 
 import attrs
 
-from ._budget import Budget, Spend, check_max_credits
-from ._bulk_run import Submitter as Submitter
-from ._bulk_run import _Run as _Run
-from ._chains import BulkItem, journal_key
-from ._download.fetch import FileSource
-from ._journal import Journal
-from ._kinds.registry import ExtendRequest
-from ._outcomes import ExtendOutcome as ExtendOutcome
-from ._outcomes import OutcomeKind as OutcomeKind
-from ._outcomes import Progress, R, _Counts
-from ._outcomes import _Outcome as _Outcome
-from ._policies import PollPolicy
-from ._preflight import check_account
-from ._prices import PriceTable
+from .._download.fetch import FileSource
+from .._kinds.registry import ExtendRequest
+from .._policies import PollPolicy
+from .budget import Budget, Spend, check_max_credits
+from .chains import BulkItem, journal_key
+from .journal import Journal
+from .outcomes import ExtendOutcome as ExtendOutcome
+from .outcomes import OutcomeKind as OutcomeKind
+from .outcomes import Progress, R, _Counts
+from .outcomes import _Outcome as _Outcome
+from .preflight import check_account
+from .prices import PriceTable
+from .tracker import Submitter as Submitter
+from .tracker import _Run as _Run
 
 __all__ = ["BulkClient", "BulkRun", "ExtendOutcome", "OutcomeKind", "Progress", "extend_many"]
 
@@ -221,7 +221,7 @@ class BulkRun(AsyncIterator[ExtendOutcome[R]]):
                     if outcome.ok:
                         paths = await run.download(outcome, "videos/")
         """
-        from ._results_download import dest_path, save_outcome
+        from .results_download import dest_path, save_outcome
 
         if self._files is None:
             raise RuntimeError("this run was not made by a KieClient: it cannot download")
@@ -318,7 +318,7 @@ async def _outcomes(
     budget: Budget | None = None,
 ) -> AsyncGenerator[_Outcome, None]:
     """The run itself, as an async generator; see :meth:`KieClient.extend_many`."""
-    from ._errors import ValidationError
+    from .._errors import ValidationError
 
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
         raise ValidationError("concurrency", f"must be an int >= 1, got {concurrency!r}")

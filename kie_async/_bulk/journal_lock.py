@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ._errors import ConfigurationError
+from .._errors import ConfigurationError
 
 try:
     import fcntl

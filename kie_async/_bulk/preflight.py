@@ -11,7 +11,7 @@ import logging
 from decimal import Decimal
 from typing import Protocol
 
-from ._errors import NotFoundError
+from .._errors import NotFoundError
 
 __all__ = ["Account", "check_account"]
 

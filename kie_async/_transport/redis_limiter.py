@@ -35,10 +35,10 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
-from ._errors import ConfigurationError, TransportError
-from ._policies import RedisRateLimit
-from ._retry import within
-from ._text import printable, redacted
+from .._errors import ConfigurationError, TransportError
+from .._policies import RedisRateLimit
+from .._retry import within
+from .._text import printable, redacted
 
 __all__ = ["RedisRateLimit"]
 
@@ -122,7 +122,7 @@ async def _close(client: Any) -> None:
 
 class RedisLimiter:
     """The limiter of one client for a :class:`RedisRateLimit`: the interface of
-    :class:`~kie_async._ratelimit.Limiter`, with the window in Redis."""
+    :class:`~kie_async._transport.limiter.Limiter`, with the window in Redis."""
 
     def __init__(self, limit: RedisRateLimit, account: str) -> None:
         self.limit = limit

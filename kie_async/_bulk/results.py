@@ -3,7 +3,7 @@ is expected to delete the ones that are not.
 
 kie.ai has no call listing an account's tasks, so a bulk run's journal is the only record of
 what it paid for. Its ``done`` lines hold each task's result URLs and completion time; the
-``saved`` lines that :func:`~kie_async._results_download.download_journal` and a run's
+``saved`` lines that :func:`~kie_async._bulk.results_download.download_journal` and a run's
 :meth:`BulkRun.download` append say which file is saved where. Reading takes no lock (a run
 may be appending): a last line cut short is left out, never cut off.
 """
@@ -20,9 +20,9 @@ from typing import Any
 
 import attrs
 
-from ._errors import ConfigurationError, KieError
-from ._journal import Entry, _fold, event_lines
-from ._wire import parse_record
+from .._errors import ConfigurationError, KieError
+from .._protocol.wire import parse_record
+from .journal import Entry, _fold, event_lines
 
 __all__ = ["JournalResults", "ResultFile", "read_results"]
 

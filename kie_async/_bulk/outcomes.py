@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Generic
 
 import attrs
 
-from ._chains import BulkItem
-from ._kinds.registry import ExtendRequest, TaskRequest
-from ._models import TaskRecord
+from .._kinds.registry import ExtendRequest, TaskRequest
+from .._protocol.records import TaskRecord
+from .chains import BulkItem
 
 if TYPE_CHECKING:
     from typing_extensions import TypeVar

@@ -33,10 +33,10 @@ import attrs
 import cattrs
 from cattrs.gen import make_dict_structure_fn, override
 
-from ._errors import UnexpectedResponseError
-from ._kinds.registry import ExtendMode, ExtendRequest, TaskRequest
-from ._models import TaskRecord
-from ._text import printable
+from .._errors import UnexpectedResponseError
+from .._kinds.registry import ExtendMode, ExtendRequest, TaskRequest
+from .._text import printable
+from .records import TaskRecord
 
 T = TypeVar("T")
 

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from ._errors import (
+from .._errors import (
     APIError,
     AuthenticationError,
     BadRequestError,
@@ -30,9 +30,9 @@ from ._errors import (
     UnprocessableError,
     ValidationError,
 )
-from ._kinds.common import check_task_id
-from ._version import __version__
-from ._wire import is_web_url, lenient_int, nullable_str
+from .._kinds.common import check_task_id
+from .._version import __version__
+from .wire import is_web_url, lenient_int, nullable_str
 
 EXTEND_PATH = "/api/v1/mj/generateVideoExtend"
 RECORD_PATH = "/api/v1/mj/record-info"

@@ -19,10 +19,10 @@ import asyncio
 import logging
 from decimal import Decimal
 
-from ._budget import BalanceSource, Budget, Hold
-from ._errors import ConfigurationError, KieError
-from ._kinds.registry import TaskRequest
-from ._prices import Learn, missing_price, price_keys
+from .._errors import ConfigurationError, KieError
+from .._kinds.registry import TaskRequest
+from .budget import BalanceSource, Budget, Hold
+from .prices import Learn, missing_price, price_keys
 
 __all__ = ["Learner", "hold", "learn"]
 

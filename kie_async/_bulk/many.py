@@ -17,7 +17,11 @@ from typing import Any
 
 import attrs
 
-from ._bulk import (
+from .._kinds.registry import REQUEST_TYPES, TaskRequest
+from .._policies import PollPolicy
+from .chains import BulkItem, Chain, run_chain
+from .journal import Journal
+from .run import (
     BulkClient,
     BulkRun,
     Progress,
@@ -27,10 +31,6 @@ from ._bulk import (
     _RunInfo,
     make_budget,
 )
-from ._chains import BulkItem, Chain, run_chain
-from ._journal import Journal
-from ._kinds.registry import REQUEST_TYPES, TaskRequest
-from ._policies import PollPolicy
 
 __all__ = ["run_many"]
 

@@ -10,22 +10,22 @@ import time
 from collections.abc import Coroutine, Generator
 from typing import TYPE_CHECKING, Any, Protocol
 
-from . import _retry
-from ._callback_wait import CallbackSource, Polled, finished, race_callback
-from ._errors import (
+from .. import _retry
+from .._errors import (
     KieError,
     TaskNotFoundError,
     TransportError,
     ValidationError,
 )
-from ._models import TaskRecord, TaskStatus
-from ._policies import PollPolicy
-from ._retry import grown, next_delay, poll_is_transient, poll_schedule, within
-from ._task_errors import TaskFailedError, TaskTimeoutError
-from ._wire import GENERATING, still_generating
+from .._policies import PollPolicy
+from .._protocol.records import TaskRecord, TaskStatus
+from .._protocol.wire import GENERATING, still_generating
+from .._retry import grown, next_delay, poll_is_transient, poll_schedule, within
+from .callback_race import CallbackSource, Polled, finished, race_callback
+from .errors import TaskFailedError, TaskTimeoutError
 
 if TYPE_CHECKING:
-    from ._kinds.registry import TaskRequest
+    from .._kinds.registry import TaskRequest
 
 __all__ = ["CallbackSource", "RecordSource", "TaskHandle", "finished"]
 

@@ -21,9 +21,9 @@ times, the error), never kie's whole answer, so the file grows with the number o
 with the size of their answers.
 
 Readers ignore events they do not know (kie-async 0.1 did too), so a ``saved`` line leaves a
-rerun as it was; :mod:`kie_async._results` reads them.
+rerun as it was; :mod:`kie_async._bulk.results` reads them.
 
-One run at a time: the run holds the journal's lock (:mod:`kie_async._journal_lock`) for its
+One run at a time: the run holds the journal's lock (:mod:`kie_async._bulk.journal_lock`) for its
 whole life.
 Lines reach the file within 2 ms of being recorded (one write for all the lines of that moment),
 and a task's ``submitted`` line before its first poll, so a killed process loses at most that
@@ -49,9 +49,9 @@ from typing import Any
 
 import attrs
 
-from ._errors import ConfigurationError, _exception_fields
-from ._journal_lock import JournalLock, now_iso, read_all
-from ._models import TaskRecord
+from .._errors import ConfigurationError, _exception_fields
+from .._protocol.records import TaskRecord
+from .journal_lock import JournalLock, now_iso, read_all
 
 log = logging.getLogger("kie_async")
 

@@ -23,9 +23,9 @@ from typing import Any
 
 import attrs
 
-from ._errors import ConfigurationError
-from ._kinds.generate_rules import GENERATE_TYPES, VIDEO_TYPES
-from ._kinds.registry import ExtendMode, ExtendRequest, GenerateRequest, TaskRequest
+from .._errors import ConfigurationError
+from .._kinds.generate_rules import GENERATE_TYPES, VIDEO_TYPES
+from .._kinds.registry import ExtendMode, ExtendRequest, GenerateRequest, TaskRequest
 
 __all__ = [
     "DEFAULT_PRICES",

@@ -17,9 +17,9 @@ from typing import Any, ClassVar, Literal, Protocol, TypeVar, Union
 
 import attrs
 
-from ._kinds.common import digest, invalid
-from ._kinds.generate import GenerateRequest
-from ._kinds.registry import (
+from .._kinds.common import digest, invalid
+from .._kinds.generate import GenerateRequest
+from .._kinds.registry import (
     REQUEST_TYPES,
     ExtendMode,
     ExtendRequest,
@@ -27,8 +27,8 @@ from ._kinds.registry import (
     UpscaleRequest,
     VaryRequest,
 )
-from ._models import TaskRecord
-from ._wire import request_to_json
+from .._protocol.records import TaskRecord
+from .._protocol.wire import request_to_json
 
 __all__ = [
     "BulkItem",

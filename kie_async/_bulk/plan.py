@@ -14,12 +14,12 @@ from typing import Any, Protocol
 
 import attrs
 
-from ._budget import check_max_credits, entry_price_keys, item_requests
-from ._chains import BulkItem, Chain, journal_key, step_key
-from ._errors import ValidationError
-from ._journal import Entry, paid_creates, read_entries
-from ._kinds.registry import REQUEST_TYPES, TaskRequest
-from ._prices import PRICE_SOURCES, Learn, PriceTable, price_keys
+from .._errors import ValidationError
+from .._kinds.registry import REQUEST_TYPES, TaskRequest
+from .budget import check_max_credits, entry_price_keys, item_requests
+from .chains import BulkItem, Chain, journal_key, step_key
+from .journal import Entry, paid_creates, read_entries
+from .prices import PRICE_SOURCES, Learn, PriceTable, price_keys
 
 __all__ = ["RunPlan", "plan"]
 

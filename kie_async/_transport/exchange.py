@@ -4,7 +4,8 @@ reads, creates under the rate limiter, result-file GETs. It knows nothing about 
 Foreign exceptions of API calls are translated in exactly one place, :meth:`Transport._send`,
 and never chained: aiohttp's exceptions (and the locals of its frames, which a traceback with
 ``capture_locals`` shows) hold the request's headers, so the Authorization header too. The key
-lives only in a :class:`~kie_async._config._Secret`, revealed inline in the frame that sends.
+lives only in a :class:`~kie_async._transport.config._Secret`, revealed inline in the frame
+that sends.
 """
 
 from __future__ import annotations
@@ -19,10 +20,13 @@ from typing import Any, Protocol
 
 import aiohttp
 
-from . import _protocol as proto
-from ._config import _Secret, check_pool
-from ._errors import ClientClosedError, KieError, TransportError, UnexpectedResponseError
-from ._http import (
+from .._errors import ClientClosedError, KieError, TransportError, UnexpectedResponseError
+from .._policies import RetryPolicy, Timeout
+from .._protocol import envelope as proto
+from .._retry import CreateFailure, Schedule, create_failure, poll_is_transient, retry_call, within
+from .._text import printable
+from .config import _Secret, check_pool
+from .http import (
     _FILE_ERRORS,
     _acquire_within,
     _api_transport_error,
@@ -31,11 +35,8 @@ from ._http import (
     _FileAnswer,
     _read_capped,
 )
-from ._policies import RetryPolicy, Timeout
-from ._ratelimit import Limiter
-from ._redis_limit import RedisLimiter
-from ._retry import CreateFailure, Schedule, create_failure, poll_is_transient, retry_call, within
-from ._text import printable
+from .limiter import Limiter
+from .redis_limiter import RedisLimiter
 
 __all__ = ["SendWatch", "Transport"]
 
@@ -58,7 +59,7 @@ class Transport:
 
     Raises:
         ConfigurationError: ``max_answer_size``, ``max_connections`` or ``session`` is invalid
-            (see :func:`~kie_async._config.check_pool`).
+            (see :func:`~kie_async._transport.config.check_pool`).
     """
 
     def __init__(

@@ -7,22 +7,23 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
-from . import _protocol as proto
-from ._errors import KieError, UnexpectedResponseError
-from ._kinds.registry import REQUEST_TYPES, TaskRequest
-from ._models import TaskRecord
-from ._retry import CreateFailure, create_failure
-from ._task_errors import SubmissionUncertainError
-from ._wire import parse_record
+from .._errors import KieError, UnexpectedResponseError
+from .._kinds.registry import REQUEST_TYPES, TaskRequest
+from .._protocol import envelope as proto
+from .._protocol.records import TaskRecord
+from .._protocol.wire import parse_record
+from .._retry import CreateFailure, create_failure
+from .errors import SubmissionUncertainError
 
 if TYPE_CHECKING:
-    from ._transport import SendWatch
+    from .._transport.exchange import SendWatch
 
 __all__ = ["Creates", "create_task", "record_of"]
 
 
 class Creates(Protocol):
-    """What a create needs of the transport (a :class:`~kie_async._transport.Transport` is one)."""
+    """What a create needs of the transport
+    (a :class:`~kie_async._transport.exchange.Transport` is one)."""
 
     async def create(
         self, path: str, body: Mapping[str, Any], watch: SendWatch | None, what: object

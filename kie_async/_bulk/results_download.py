@@ -2,7 +2,7 @@
 saving a bulk run's outcome as the run goes (:meth:`BulkRun.download`), recorded in the
 run's own journal.
 
-The download holds the journal's lock (:mod:`kie_async._journal_lock`) from start to end, as a
+The download holds the journal's lock (:mod:`kie_async._bulk.journal_lock`) from start to end, as a
 bulk run does: a second download, or a run, on the same journal fails at once naming the
 holder, so two processes never fetch the same files into the same temporary names nor
 interleave their lines. Each saved file gets a ``saved`` line (task id, index, absolute path,
@@ -27,15 +27,15 @@ from typing import Any, Protocol, TypeVar
 
 import attrs
 
-from ._download.fetch import FileSource, _make_dir, _save
-from ._download.part_file import PartFile
-from ._download.rules import file_name
-from ._errors import ConfigurationError, DownloadError, KieError, ValidationError
-from ._journal import Journal
-from ._models import TaskRecord
-from ._outcomes import ExtendOutcome
-from ._results import JournalResults, ResultFile, read_results
-from ._task_errors import TaskFailedError
+from .._download.fetch import FileSource, _make_dir, _save
+from .._download.part_file import PartFile
+from .._download.rules import file_name
+from .._errors import ConfigurationError, DownloadError, KieError, ValidationError
+from .._protocol.records import TaskRecord
+from .._tasks.errors import TaskFailedError
+from .journal import Journal
+from .outcomes import ExtendOutcome
+from .results import JournalResults, ResultFile, read_results
 
 __all__ = ["JournalDownload", "JournalSource", "download_journal", "save_outcome"]
 

@@ -14,12 +14,12 @@ from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
-from . import _retry
-from ._errors import KieError
-from ._models import TaskRecord
-from ._policies import PollPolicy
-from ._retry import Schedule, next_delay, within
-from ._wire import Generating
+from .. import _retry
+from .._errors import KieError
+from .._policies import PollPolicy
+from .._protocol.records import TaskRecord
+from .._protocol.wire import Generating
+from .._retry import Schedule, next_delay, within
 
 __all__ = ["CallbackSource", "Polled", "finished", "race_callback"]
 

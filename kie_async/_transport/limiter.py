@@ -14,8 +14,8 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from ._errors import TransportError
-from ._policies import RateLimit
+from .._errors import TransportError
+from .._policies import RateLimit
 
 __all__ = ["Limiter"]
 

@@ -14,12 +14,12 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from ._errors import ConfigurationError
-from ._policies import RateLimit, RedisRateLimit, Timeout, check_number
-from ._ratelimit import Limiter
-from ._redis_limit import RedisLimiter, redis_limiter
-from ._text import printable, redact, redact_bytes
-from ._wire import is_loopback
+from .._errors import ConfigurationError
+from .._policies import RateLimit, RedisRateLimit, Timeout, check_number
+from .._protocol.wire import is_loopback
+from .._text import printable, redact, redact_bytes
+from .limiter import Limiter
+from .redis_limiter import RedisLimiter, redis_limiter
 
 _DEFAULT_RATE_LIMIT = RateLimit()
 

@@ -12,8 +12,8 @@ from typing import Any
 
 import aiohttp
 
-from ._errors import TransportError
-from ._policies import Timeout
+from .._errors import TransportError
+from .._policies import Timeout
 
 #: How much of a large answer is read at a time: the memory a refused answer costs.
 _CHUNK = 1 << 16

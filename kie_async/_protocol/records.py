@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import attrs
 
-from ._kinds.registry import TaskKind, kind_of, media_of
+from .._kinds.registry import TaskKind, kind_of, media_of
 
 __all__ = [
     "TaskRecord",

@@ -8,10 +8,7 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ._budget import Budget, Hold
-from ._bulk_poller import _Poller, _Waiting
-from ._chains import BulkItem, request_json
-from ._errors import (
+from .._errors import (
     AuthenticationError,
     FeatureDisabledError,
     InsufficientCreditsError,
@@ -19,24 +16,27 @@ from ._errors import (
     TransportError,
     _exception_fields,
 )
-from ._handle import CallbackSource, TaskHandle
-from ._journal import Journal, capped
-from ._kinds.registry import REQUEST_TYPES, TaskRequest
-from ._learning import Learner
-from ._learning import hold as hold_price
-from ._models import TaskRecord
-from ._outcomes import ExtendOutcome, OutcomeKind, _Counts, _Outcome
-from ._policies import PollPolicy
-from ._preflight import Account
-from ._retry import CreateFailure, create_failure, unreachable
-from ._task_errors import SubmissionUncertainError, TaskFailedError, TaskTimeoutError
-from ._text import server_name
-from ._wire import parse_record
+from .._kinds.registry import REQUEST_TYPES, TaskRequest
+from .._policies import PollPolicy
+from .._protocol.records import TaskRecord
+from .._protocol.wire import parse_record
+from .._retry import CreateFailure, create_failure, unreachable
+from .._tasks.errors import SubmissionUncertainError, TaskFailedError, TaskTimeoutError
+from .._tasks.handle import CallbackSource, TaskHandle
+from .._text import server_name
+from .budget import Budget, Hold
+from .chains import BulkItem, request_json
+from .journal import Journal, capped
+from .learning import Learner
+from .learning import hold as hold_price
+from .outcomes import ExtendOutcome, OutcomeKind, _Counts, _Outcome
+from .poller import _Poller, _Waiting
+from .preflight import Account
 
 if TYPE_CHECKING:
     from decimal import Decimal
 
-    from ._policies import Timeout
+    from .._policies import Timeout
 
 log = logging.getLogger("kie_async")
 

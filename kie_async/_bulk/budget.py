@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Protocol
 
 import attrs
 
-from ._chains import BulkItem, Chain, _probe_requests
-from ._errors import BudgetExceededError, ConfigurationError, KieError
-from ._journal import Entry, paid_creates
-from ._kinds.registry import TaskRequest
-from ._prices import PriceTable, json_price_keys, missing_price, price_keys
+from .._errors import BudgetExceededError, ConfigurationError, KieError
+from .._kinds.registry import TaskRequest
+from .chains import BulkItem, Chain, _probe_requests
+from .journal import Entry, paid_creates
+from .prices import PriceTable, json_price_keys, missing_price, price_keys
 
 if TYPE_CHECKING:
     import asyncio

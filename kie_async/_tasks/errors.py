@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import attrs
 
-from ._errors import KieError
-from ._kinds.registry import TaskRequest
-from ._models import TaskRecord
-from ._text import printable
+from .._errors import KieError
+from .._kinds.registry import TaskRequest
+from .._protocol.records import TaskRecord
+from .._text import printable
 
 __all__ = [
     "SubmissionUncertainError",
