@@ -22,24 +22,26 @@ PACKAGE = Path(__file__).resolve().parent.parent / "kie_async"
 #: unit that needs something of one above it (of KieClient, say) names it with a small
 #: ``typing.Protocol`` of its own instead of importing it. ``""`` is ``kie_async/__init__.py``.
 LAYERS: tuple[str, ...] = (
-    "_text",
-    "_errors",
-    "_policies",
-    "_kinds",
+    # the foundation: nothing about kie.ai's endpoints
+    "_text",  # server text made safe, the key redacted, the library's logging
     "_version",
-    "_protocol",
-    "_retry",
-    "_download",
-    "_transport",
-    "_tasks",
-    "_bulk",
-    "_public",
-    "callbacks",
-    "_calls",
-    "_client",
-    "",
-    "testing",
-    "_cli",
+    "_public",  # public names shown as kie_async.Name
+    "_errors",  # the exception tree
+    "_policies",  # every setting a user passes, one validator
+    "_retry",  # which failures are retried, delays, the retry loop (the one user of backoff)
+    # the layers, one folder each
+    "_kinds",  # what you ask for: one class per task kind
+    "_protocol",  # what kie answers and what it means (pure)
+    "_transport",  # how it is sent: the exchange, the limiters
+    "callbacks",  # public: kie's callbacks, verified
+    "_tasks",  # one task: submit, the handle, the callback race
+    "_download",  # result files
+    "_bulk",  # many tasks: runs, chains, the journal, budgets
+    "_client",  # KieClient, one class
+    "",  # kie_async/__init__.py: the public names
+    # the tools
+    "testing",  # public: the fake kie.ai (built without the SDK)
+    "_cli",  # the kie-async command
     "__main__",
 )
 
@@ -201,7 +203,7 @@ def test_the_graph_covers_every_module_and_its_subpackages() -> None:
     edges = {(i.importer, i.imported, i.how) for imports in graph.values() for i in imports}
     assert ("kie_async.testing._fast", "kie_async._client", "top") in edges
     assert ("kie_async._client", "kie_async.callbacks", "type") in edges
-    assert ("kie_async._calls", "kie_async._download.fetch", "lazy") in edges
+    assert ("kie_async._client", "kie_async._download.fetch", "lazy") in edges
 
 
 def test_the_fake_server_is_built_without_the_sdk() -> None:

@@ -60,11 +60,12 @@ class Context:
         """
         # Imported here, not at the top: aiohttp's import costs most of a second, and --help or
         # a usage error must not pay it.
-        from .._client import KieClient, _Secret
+        from .._client import KieClient
+        from .._transport.config import Secret
 
         options: dict[str, Any] = {
             # Wrapped, so that no local of these frames shows the key in a traceback.
-            "api_key": _Secret(_api_key(self.args.api_key_file)),
+            "api_key": Secret(_api_key(self.args.api_key_file)),
             "base_url": self.args.base_url,
         }
         if self.args.allow_insecure_http:

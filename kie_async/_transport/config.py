@@ -1,5 +1,5 @@
 """The settings of a :class:`~kie_async.KieClient`, checked: the API key (kept in a
-:class:`_Secret` from the first moment), the base URL, the timeouts and the rate limit. Pure: no
+:class:`Secret` from the first moment), the base URL, the timeouts and the rate limit. Pure: no
 I/O; every problem is a :class:`~kie_async.ConfigurationError` naming the setting.
 """
 
@@ -43,7 +43,7 @@ _UNSET_TIMEOUT: Any = _Unset(Timeout())
 _UNSET_CONNECT: Any = _Unset(Timeout().connect)
 
 
-class _Secret:
+class Secret:
     """A value that never shows itself in a repr, str or traceback (``capture_locals``
     included: only ``'***'`` is shown for a local that holds one)."""
 
@@ -124,7 +124,7 @@ def _host_problem(host: str) -> str | None:
     return None
 
 
-def _key_problem(given: _Secret) -> str | None:
+def _key_problem(given: Secret) -> str | None:
     """What is wrong with the key in ``given``, or ``None``. It returns instead of raising, so
     that no frame holding the key in clear is in the traceback of the error."""
     key = given.reveal()
@@ -138,14 +138,14 @@ def _key_problem(given: _Secret) -> str | None:
     return None
 
 
-def _resolve_key(given: _Secret) -> _Secret:
+def _resolve_key(given: Secret) -> Secret:
     """The key in ``given`` (or ``KIE_API_KEY``), stripped and checked, kept in a secret."""
     if given.reveal() is None:
-        given = _Secret(os.environ.get("KIE_API_KEY"))
+        given = Secret(os.environ.get("KIE_API_KEY"))
     problem = _key_problem(given)
     if problem is not None:
         raise ConfigurationError("api_key", problem)
-    return _Secret(given.reveal().strip())
+    return Secret(given.reveal().strip())
 
 
 #: The largest API answer accepted by default: kie's answers are a few KB.
@@ -177,7 +177,7 @@ def _seconds(name: str, value: object) -> float:
     return float(check_number(name, value, above=True))
 
 
-def _limiter(rate_limit: object, api_key: _Secret) -> Limiter | RedisLimiter:
+def _limiter(rate_limit: object, api_key: Secret) -> Limiter | RedisLimiter:
     """The limiter of creates for the ``rate_limit`` setting (unset: ``KIE_RATE_LIMIT_REDIS``,
     else kie's 20 per 10 s)."""
     if rate_limit is _UNSET:

@@ -4,7 +4,7 @@ reads, creates under the rate limiter, result-file GETs. It knows nothing about 
 Foreign exceptions of API calls are translated in exactly one place, :meth:`Transport._send`,
 and never chained: aiohttp's exceptions (and the locals of its frames, which a traceback with
 ``capture_locals`` shows) hold the request's headers, so the Authorization header too. The key
-lives only in a :class:`~kie_async._transport.config._Secret`, revealed inline in the frame
+lives only in a :class:`~kie_async._transport.config.Secret`, revealed inline in the frame
 that sends.
 """
 
@@ -25,7 +25,7 @@ from .._policies import RetryPolicy, Timeout
 from .._protocol import envelope as proto
 from .._retry import CreateFailure, Schedule, create_failure, poll_is_transient, retry_call, within
 from .._text import printable
-from .config import _Secret, check_pool
+from .config import Secret, check_pool
 from .http import (
     _FILE_ERRORS,
     _acquire_within,
@@ -64,7 +64,7 @@ class Transport:
 
     def __init__(
         self,
-        api_key: _Secret,
+        api_key: Secret,
         base_url: str,
         *,
         session: aiohttp.ClientSession | None,
@@ -93,7 +93,7 @@ class Transport:
         self._api_timeout: aiohttp.ClientTimeout | None = None
         self._schedule: tuple[RetryPolicy, Schedule] | None = None
         # The key joins the headers only per request, so no attribute holds it in the clear
-        # (an error reporter dumping vars() shows the _Secret's '***').
+        # (an error reporter dumping vars() shows the Secret's '***').
         self.user_agent = user_agent or proto.USER_AGENT
 
     def __repr__(self) -> str:
