@@ -21,11 +21,12 @@ from ._version import __version__
 if TYPE_CHECKING:
     from ._bulk.budget import Spend
     from ._bulk.chains import Chain, ExtendStep, UpscaleStep, VaryStep
+    from ._bulk.outcomes import ExtendOutcome, OutcomeKind, Progress
     from ._bulk.plan import RunPlan
     from ._bulk.prices import DEFAULT_PRICES
     from ._bulk.results import JournalResults, ResultFile, read_results
     from ._bulk.results_download import JournalDownload
-    from ._bulk.run import BulkRun, ExtendOutcome, OutcomeKind, Progress
+    from ._bulk.run import BulkRun
     from ._client import KieClient
     from ._errors import (
         APIError,

@@ -31,9 +31,10 @@ from ._tasks.handle import TaskHandle
 
 if TYPE_CHECKING:
     from ._bulk.chains import BulkItem
+    from ._bulk.outcomes import Progress
     from ._bulk.plan import RunPlan
     from ._bulk.results_download import JournalDownload
-    from ._bulk.run import BulkRun, Progress
+    from ._bulk.run import BulkRun
     from .callbacks import CallbackEvent, CallbackReceiver
 
 
@@ -59,18 +60,18 @@ from ._retry import Schedule
 from ._tasks.submit import create_task, record_of
 from ._text import printable
 from ._transport.config import (
-    _UNSET,
-    _UNSET_CONNECT,
-    _UNSET_TIMEOUT,
     DEFAULT_MAX_ANSWER_SIZE,
+    UNSET,
+    UNSET_CONNECT,
+    UNSET_TIMEOUT,
     Secret,
-    _check_base_url,
-    _limiter,
-    _resolve_key,
-    _resolve_timeout,
+    check_base_url,
+    limiter_for,
+    resolve_key,
+    resolve_timeout,
 )
 from ._transport.exchange import SendWatch, Transport
-from ._transport.http import _FileAnswer
+from ._transport.http import FileAnswer
 
 if TYPE_CHECKING:
     from .callbacks import CallbackReceiver
@@ -169,9 +170,9 @@ class KieClient:
         poll: PollPolicy | None = None,
         retry: RetryPolicy | None = None,
         max_retries: int | None = None,
-        rate_limit: RateLimit | RedisRateLimit | None = _UNSET,
-        timeout: float | Timeout = _UNSET_TIMEOUT,
-        connect_timeout: float = _UNSET_CONNECT,
+        rate_limit: RateLimit | RedisRateLimit | None = UNSET,
+        timeout: float | Timeout = UNSET_TIMEOUT,
+        connect_timeout: float = UNSET_CONNECT,
         max_answer_size: int = DEFAULT_MAX_ANSWER_SIZE,
         max_connections: int = 100,
         allow_insecure_http: bool = False,
@@ -185,9 +186,9 @@ class KieClient:
         # reporters take) shows this frame's locals, and a parameter is one.
         given = api_key if isinstance(api_key, Secret) else Secret(api_key)
         api_key = None
-        self._api_key = _resolve_key(given)
+        self._api_key = resolve_key(given)
         url = base_url or os.environ.get("KIE_BASE_URL") or proto.DEFAULT_BASE_URL
-        self._base_url = _check_base_url(url, allow_insecure_http)
+        self._base_url = check_base_url(url, allow_insecure_http)
         if poll is not None and not isinstance(poll, PollPolicy):
             raise ConfigurationError("poll", "must be a PollPolicy")
         if retry is not None and not isinstance(retry, RetryPolicy):
@@ -196,8 +197,8 @@ class KieClient:
         policy = retry or RetryPolicy()
         if max_retries is not None:
             policy = attrs.evolve(policy, max_retries=max_retries)
-        limiter = _limiter(rate_limit, self._api_key)
-        self._timeout = _resolve_timeout(timeout, connect_timeout)
+        limiter = limiter_for(rate_limit, self._api_key)
+        self._timeout = resolve_timeout(timeout, connect_timeout)
         self._transport = Transport(
             self._api_key,
             self._base_url,
@@ -342,7 +343,7 @@ class KieClient:
         """Close the session if this client created it. Safe to call more than once."""
         await self._transport.aclose()
 
-    def _open_file(self, url: str) -> AbstractAsyncContextManager[_FileAnswer]:
+    def _open_file(self, url: str) -> AbstractAsyncContextManager[FileAnswer]:
         """GET a result file, one hop, bounded by :attr:`download_policy` (see
         :meth:`Transport.open_file`)."""
         return self._transport.open_file(url, self.download_policy.read_timeout)

@@ -322,7 +322,7 @@ class BudgetExceededError(KieError):
         )
 
 
-def _exception_fields(exc: BaseException) -> dict[str, Any]:
+def exception_fields(exc: BaseException) -> dict[str, Any]:
     """The structured fields of a kie_async error, for journals and JSON output."""
     out: dict[str, Any] = {"type": type(exc).__name__, "message": str(exc)}
     cls = type(exc)

@@ -20,7 +20,7 @@ import attrs
 
 from .._errors import BudgetExceededError, ConfigurationError, KieError
 from .._kinds.registry import TaskRequest
-from .chains import BulkItem, Chain, _probe_requests
+from .chains import BulkItem, Chain, probe_requests
 from .journal import Entry, paid_creates
 from .prices import PriceTable, json_price_keys, missing_price, price_keys
 
@@ -83,7 +83,7 @@ def check_max_credits(value: object) -> Decimal:
 def item_requests(item: BulkItem) -> tuple[TaskRequest, ...]:
     """The requests ``item`` can create: itself, or every step of a chain (later steps with a
     placeholder source, which prices them just the same)."""
-    return _probe_requests(item) if isinstance(item, Chain) else (item,)
+    return probe_requests(item) if isinstance(item, Chain) else (item,)
 
 
 class BalanceSource(Protocol):

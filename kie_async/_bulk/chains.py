@@ -268,7 +268,7 @@ class Chain:
         )
 
 
-def _probe_requests(chain: Chain) -> tuple[TaskRequest, ...]:
+def probe_requests(chain: Chain) -> tuple[TaskRequest, ...]:
     """Every request ``chain`` can create, later steps with a placeholder source (to price
     them)."""
     return (chain.first, *(step.request(_PROBE) for step in chain.steps))

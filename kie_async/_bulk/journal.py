@@ -49,7 +49,7 @@ from typing import Any
 
 import attrs
 
-from .._errors import ConfigurationError, _exception_fields
+from .._errors import ConfigurationError, exception_fields
 from .._protocol.records import TaskRecord
 from .journal_lock import JournalLock, now_iso, read_all
 
@@ -114,7 +114,7 @@ def _done_record(line: Mapping[str, Any]) -> Mapping[str, Any] | None:
     }
 
 
-def _fold(entries: dict[str, Entry], line: Mapping[str, Any]) -> None:
+def fold(entries: dict[str, Entry], line: Mapping[str, Any]) -> None:
     key = line.get("key")
     event = line.get("event")
     if not isinstance(key, str) or not isinstance(event, str):
@@ -218,7 +218,7 @@ def _fold_lines(entries: dict[str, Entry], data: bytes, path: Path) -> None:
             kie-async journal.
     """
     for line in event_lines(data, path):
-        _fold(entries, line)
+        fold(entries, line)
 
 
 def read_entries(path: Path) -> dict[str, Entry]:
@@ -375,7 +375,7 @@ class Journal:
         ``error`` why it failed (``None``: it succeeded). A rerun takes the job as finished."""
         fields = record_fields(record)
         if error is not None:
-            failed = capped(_exception_fields(error))
+            failed = capped(exception_fields(error))
             self.record("done", key, task_id=task_id, status="failed", **fields, error=failed)
             return
         self.record("done", key, task_id=task_id, status="succeeded", **fields)

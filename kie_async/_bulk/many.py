@@ -21,30 +21,23 @@ from .._kinds.registry import REQUEST_TYPES, TaskRequest
 from .._policies import PollPolicy
 from .chains import BulkItem, Chain, run_chain
 from .journal import Journal
-from .run import (
-    BulkClient,
-    BulkRun,
-    Progress,
-    _Outcome,
-    _outcomes,
-    _Run,
-    _RunInfo,
-    make_budget,
-)
+from .outcomes import Outcome, Progress
+from .run import BulkClient, BulkRun, RunInfo, make_budget, outcome_stream
+from .tracker import Run
 
 __all__ = ["run_many"]
 
 
-class _ChainRun(_Run):
+class _ChainRun(Run):
     """A bulk run that also takes :class:`Chain` items (one outcome each, the last step's)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # Chains running, one task each; the steps they await, by their request's identity.
         self.chains: set[asyncio.Future[None]] = set()
-        self.routes: dict[int, asyncio.Future[_Outcome]] = {}
+        self.routes: dict[int, asyncio.Future[Outcome]] = {}
 
-    def emit(self, outcome: _Outcome) -> None:
+    def emit(self, outcome: Outcome) -> None:
         """A chain step's outcome to its chain; any other to the consumer."""
         route = self.routes.pop(id(outcome.request), None) if self.routes else None
         if route is None:
@@ -52,7 +45,7 @@ class _ChainRun(_Run):
         elif not route.done():
             route.set_result(outcome)
 
-    async def process(self, key: str, request: BulkItem) -> _Outcome | None:
+    async def process(self, key: str, request: BulkItem) -> Outcome | None:
         """Start a chain in a task of its own, or ``request`` as the bulk run does."""
         if not isinstance(request, Chain):
             return await super().process(key, request)
@@ -78,12 +71,12 @@ class _ChainRun(_Run):
             self.counts.change(queued=-1)
             self.fail(chain, exc)
 
-    async def step(self, key: str, request: TaskRequest, *, last: bool) -> _Outcome:
+    async def step(self, key: str, request: TaskRequest, *, last: bool) -> Outcome:
         """One step of a chain, journaled under ``key`` like a request of its own."""
         # A copy of its own: its outcome is routed by the request's identity, and a chain
         # given twice shares its first request.
         request = copy.copy(request)
-        route: asyncio.Future[_Outcome] = asyncio.get_running_loop().create_future()
+        route: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         self.routes[id(request)] = route
         try:
             outcome = await super().process(key, request)
@@ -111,10 +104,10 @@ def run_many(
 ) -> BulkRun[BulkItem]:
     """The :class:`BulkRun` of :meth:`KieClient.run_many` (documented there)."""
     budget = make_budget(max_credits, prices)
-    info = _RunInfo()
+    info = RunInfo()
     book = Journal(journal) if journal is not None else None
     return BulkRun(
-        _outcomes(
+        outcome_stream(
             client,
             requests,
             concurrency=concurrency,

@@ -103,7 +103,7 @@ class ExtendOutcome(Generic[R]):
 
 
 #: The outcomes a run handles inside: of any request kind, or of a chain.
-_Outcome = ExtendOutcome[BulkItem]
+Outcome = ExtendOutcome[BulkItem]
 
 
 @attrs.frozen
@@ -132,7 +132,7 @@ class Progress:
 
 
 @attrs.define
-class _Counts:
+class Counts:
     queued: int = 0
     submitted: int = 0
     running: int = 0

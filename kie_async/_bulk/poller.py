@@ -22,7 +22,7 @@ from .chains import BulkItem
 
 if TYPE_CHECKING:
     from .._policies import Timeout
-    from .outcomes import _Outcome
+    from .outcomes import Outcome
 
 log = logging.getLogger("kie_async")
 
@@ -41,20 +41,20 @@ class PolledRun(Protocol):
 
     def flush(self) -> None: ...
 
-    def emit(self, outcome: _Outcome) -> None: ...
+    def emit(self, outcome: Outcome) -> None: ...
 
     def fail(self, request: BulkItem, exc: BaseException) -> None: ...
 
     def _ended(
         self, key: str, request: TaskRequest, handle: TaskHandle, record: TaskRecord
-    ) -> _Outcome: ...
+    ) -> Outcome: ...
 
     def _wait_failed(
         self, key: str, request: TaskRequest, handle: TaskHandle, exc: KieError
-    ) -> _Outcome: ...
+    ) -> Outcome: ...
 
 
-class _Waiting:
+class Waiting:
     """One task of a bulk run between polls: all the poller keeps for it."""
 
     __slots__ = (
@@ -82,11 +82,11 @@ class _Waiting:
         self.cut_short = False
 
 
-class _Poller:
+class Poller:
     """Polls every task of a bulk run from one heap instead of a coroutine per task.
 
     A run holds thousands of tasks in flight for minutes. As a suspended chain of coroutines each
-    would cost kilobytes; here each is a :class:`_Waiting` in a heap ordered by its next poll.
+    would cost kilobytes; here each is a :class:`Waiting` in a heap ordered by its next poll.
     ``limit`` pollers take the due tasks from the heap and poll them, so at most ``limit`` polls
     are on the wire at once and no asyncio task is made per poll: a poller that finishes a poll
     takes the next due task at once, and idle pollers sleep until a task is due (one timer for
@@ -100,7 +100,7 @@ class _Poller:
         self._run = run
         self._policy = policy
         self._schedule = poll_schedule(policy)
-        self._heap: list[tuple[float, int, _Waiting]] = []
+        self._heap: list[tuple[float, int, Waiting]] = []
         self._order = itertools.count()
         self._limit = limit
         self._idle: collections.deque[asyncio.Future[None]] = collections.deque()
@@ -108,7 +108,7 @@ class _Poller:
         self._timer_at = math.inf
         self._pollers: list[asyncio.Future[None]] = []
 
-    def add(self, waiting: _Waiting, delay: float = 0.0) -> None:
+    def add(self, waiting: Waiting, delay: float = 0.0) -> None:
         """Schedule the next poll of ``waiting`` in ``delay`` seconds."""
         due = time.monotonic() + delay
         heapq.heappush(self._heap, (due, next(self._order), waiting))
@@ -169,7 +169,7 @@ class _Poller:
         finally:
             await self.aclose()
 
-    async def _poll(self, waiting: _Waiting) -> None:
+    async def _poll(self, waiting: Waiting) -> None:
         run, handle = self._run, waiting.handle
         try:
             remaining = waiting.deadline - time.monotonic()
@@ -226,11 +226,11 @@ class _Poller:
             run.fail(waiting.request, exc)
 
     @staticmethod
-    def _cut_short(waiting: _Waiting, poll: asyncio.Task[Any]) -> None:
+    def _cut_short(waiting: Waiting, poll: asyncio.Task[Any]) -> None:
         waiting.cut_short = True
         poll.cancel()
 
-    def _expired(self, waiting: _Waiting) -> TaskTimeoutError:
+    def _expired(self, waiting: Waiting) -> TaskTimeoutError:
         handle = waiting.handle
         return TaskTimeoutError(
             task_id=handle.task_id, record=handle.last_record, timeout=self._policy.timeout or 0.0

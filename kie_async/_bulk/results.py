@@ -22,7 +22,7 @@ import attrs
 
 from .._errors import ConfigurationError, KieError
 from .._protocol.wire import parse_record
-from .journal import Entry, _fold, event_lines
+from .journal import Entry, event_lines, fold
 
 __all__ = ["JournalResults", "ResultFile", "read_results"]
 
@@ -175,7 +175,7 @@ def results_of(path: Path, data: bytes) -> JournalResults:
             if found is not None:
                 saved[found[0]] = found[1]
         else:
-            _fold(entries, line)
+            fold(entries, line)
     files: dict[tuple[str, int], ResultFile] = {}
     unfinished: list[str] = []
     for key, entry in entries.items():

@@ -27,7 +27,7 @@ from typing import Any, Protocol, TypeVar
 
 import attrs
 
-from .._download.fetch import FileSource, _make_dir, _save
+from .._download.fetch import FileSource, make_dir, save_file
 from .._download.part_file import PartFile
 from .._download.rules import file_name
 from .._errors import ConfigurationError, DownloadError, KieError, ValidationError
@@ -150,7 +150,7 @@ async def _save_files(
         target, file = item
         there = PartFile(target, file.url, file.task_id).complete()
         try:
-            await _save(client, file.task_id, file.url, target)
+            await save_file(client, file.task_id, file.url, target)
             path, size = _saved_at(target)
         except DownloadError as exc:
             saving.failed.append((file, exc))
@@ -244,7 +244,7 @@ async def download_journal(
         before = read_results(journal)
         queue: dict[Path, ResultFile] = {}
         if before.missing:
-            _make_dir(dest_dir)
+            make_dir(dest_dir)
         for file in before.missing:
             queue.setdefault(dest_dir / file_name(file.task_id, file.index, file.url), file)
         saving = await _save_files(client, queue.items(), writer, concurrency)
@@ -300,7 +300,7 @@ async def save_outcome(
         raise DownloadError(
             url="", reason=f"task {outcome.task_id} has no result files", task_id=outcome.task_id
         )
-    _make_dir(dest_dir)
+    make_dir(dest_dir)
     saving = await _save_files(client, files.items(), journal, concurrency)
     if saving.failed:
         for _, extra in saving.failed[1:]:

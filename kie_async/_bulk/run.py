@@ -1,8 +1,8 @@
 """Bulk extension: many requests submitted and awaited concurrently, every one accounted for.
 
 The runner: workers read the requests (``_Source``) and hand each to the run
-(``_bulk_run._Run``), which submits it, journals it and has it awaited (``_bulk_poller``); the
-outcomes (``_outcomes``) come out of :class:`BulkRun`.
+(``_bulk_run.Run``), which submits it, journals it and has it awaited (``_bulk_poller``); the
+outcomes (``outcome_stream``) come out of :class:`BulkRun`.
 """
 
 from __future__ import annotations
@@ -32,16 +32,12 @@ from .._policies import PollPolicy
 from .budget import Budget, Spend, check_max_credits
 from .chains import BulkItem, journal_key
 from .journal import Journal
-from .outcomes import ExtendOutcome as ExtendOutcome
-from .outcomes import OutcomeKind as OutcomeKind
-from .outcomes import Progress, R, _Counts
-from .outcomes import _Outcome as _Outcome
+from .outcomes import Counts, ExtendOutcome, Outcome, Progress, R
 from .preflight import check_account
 from .prices import PriceTable
-from .tracker import Submitter as Submitter
-from .tracker import _Run as _Run
+from .tracker import Run, Submitter
 
-__all__ = ["BulkClient", "BulkRun", "ExtendOutcome", "OutcomeKind", "Progress", "extend_many"]
+__all__ = ["BulkClient", "BulkRun", "extend_many"]
 
 
 class BulkClient(Submitter, FileSource, Protocol):
@@ -120,7 +116,7 @@ class _Source:
 
 
 @attrs.define
-class _RunInfo:
+class RunInfo:
     """What a run learns about itself that its :class:`BulkRun` shows."""
 
     balance: Decimal | None = None
@@ -150,19 +146,19 @@ class BulkRun(AsyncIterator[ExtendOutcome[R]]):
     the run when the run is garbage-collected, and sends nothing more meanwhile.
     """
 
-    __slots__ = ("_budget", "_files", "_info", "_journal", "_outcomes")
+    __slots__ = ("_budget", "_files", "_info", "_journal", "outcome_stream")
 
     def __init__(
         self,
         outcomes: AsyncGenerator[ExtendOutcome[R], None],
-        info: _RunInfo | None = None,
+        info: RunInfo | None = None,
         budget: Budget | None = None,
         *,
         files: FileSource | None = None,
         journal: Journal | None = None,
     ) -> None:
-        self._outcomes = outcomes
-        self._info = info or _RunInfo()
+        self.outcome_stream = outcomes
+        self._info = info or RunInfo()
         self._budget = budget
         self._files = files
         self._journal = journal
@@ -237,11 +233,11 @@ class BulkRun(AsyncIterator[ExtendOutcome[R]]):
         return self
 
     async def __anext__(self) -> ExtendOutcome[R]:
-        return await self._outcomes.__anext__()
+        return await self.outcome_stream.__anext__()
 
     async def aclose(self) -> None:
         """Stop the run (see above) and wait until it has stopped. Safe to call twice."""
-        await self._outcomes.aclose()
+        await self.outcome_stream.aclose()
 
     async def __aenter__(self) -> BulkRun[R]:
         return self
@@ -265,10 +261,10 @@ def extend_many(
 ) -> BulkRun:
     """The :class:`BulkRun` of :meth:`KieClient.extend_many` (documented there)."""
     budget = make_budget(max_credits, prices)
-    info = _RunInfo()
+    info = RunInfo()
     book = Journal(journal) if journal is not None else None
     return BulkRun(
-        _outcomes(  # type: ignore[arg-type]  # only ExtendRequest items are accepted
+        outcome_stream(  # type: ignore[arg-type]  # only ExtendRequest items are accepted
             client,
             requests,
             concurrency=concurrency,
@@ -301,7 +297,7 @@ def make_budget(
     return Budget(check_max_credits(max_credits), table)
 
 
-async def _outcomes(
+async def outcome_stream(
     client: Submitter,
     requests: Iterable[BulkItem] | AsyncIterable[BulkItem],
     *,
@@ -311,12 +307,12 @@ async def _outcomes(
     on_progress: Callable[[Progress], None] | None,
     resubmit_uncertain: bool,
     preflight: bool = True,
-    info: _RunInfo | None = None,
+    info: RunInfo | None = None,
     accept: tuple[type, ...] = (ExtendRequest,),
     caller: str = "extend_many",
-    run_type: type[_Run] = _Run,
+    run_type: type[Run] = Run,
     budget: Budget | None = None,
-) -> AsyncGenerator[_Outcome, None]:
+) -> AsyncGenerator[Outcome, None]:
     """The run itself, as an async generator; see :meth:`KieClient.extend_many`."""
     from .._errors import ValidationError
 
@@ -331,7 +327,7 @@ async def _outcomes(
     if not isinstance(preflight, bool):
         raise ValidationError("preflight", f"must be True or False, got {preflight!r}")
     book = journal
-    counts = _Counts(callback=on_progress)
+    counts = Counts(callback=on_progress)
     run = run_type(client, book, poll, counts, resubmit_uncertain, concurrency)
     run.budget = budget
     source = _Source(requests, keyed=book is not None, accept=accept, caller=caller)

@@ -14,7 +14,7 @@ from .._errors import (
     InsufficientCreditsError,
     KieError,
     TransportError,
-    _exception_fields,
+    exception_fields,
 )
 from .._kinds.registry import REQUEST_TYPES, TaskRequest
 from .._policies import PollPolicy
@@ -29,8 +29,8 @@ from .chains import BulkItem, request_json
 from .journal import Journal, capped
 from .learning import Learner
 from .learning import hold as hold_price
-from .outcomes import ExtendOutcome, OutcomeKind, _Counts, _Outcome
-from .poller import _Poller, _Waiting
+from .outcomes import Counts, ExtendOutcome, Outcome, OutcomeKind
+from .poller import Poller, Waiting
 from .preflight import Account
 
 if TYPE_CHECKING:
@@ -92,7 +92,7 @@ class _Send:
 
     __slots__ = ("intent", "key", "maybe_sent", "request", "run", "task")
 
-    def __init__(self, run: _Run, key: str, request: TaskRequest) -> None:
+    def __init__(self, run: Run, key: str, request: TaskRequest) -> None:
         self.run = run
         self.key = key
         self.request = request
@@ -128,13 +128,13 @@ class _Send:
             self.run.wire_changed.set()
 
 
-class _Run:
+class Run:
     def __init__(
         self,
         client: Submitter,
         journal: Journal | None,
         poll: PollPolicy | None,
-        counts: _Counts,
+        counts: Counts,
         resubmit_uncertain: bool,
         concurrency: int,
     ) -> None:
@@ -149,12 +149,12 @@ class _Run:
         # Set when the run is being closed or cancelled: a worker whose cancellation was lost
         # (asyncio.wait_for before 3.12, async_timeout on 3.10) must still send nothing more.
         self.closing = False
-        self.outcomes: asyncio.Queue[_Outcome | BaseException] = asyncio.Queue()
+        self.outcomes: asyncio.Queue[Outcome | BaseException] = asyncio.Queue()
         # A place for each request in flight: taken before a request is read from the input,
         # given back only when the consumer has taken its outcome, so a consumer that stops
         # reading (or breaks out while holding the run) stops the creates too.
         self.in_flight = asyncio.Semaphore(concurrency)
-        self.poller = _Poller(self, poll or client.poll_policy, client.max_connections)
+        self.poller = Poller(self, poll or client.poll_policy, client.max_connections)
         # With a callback receiver, a task waits through TaskHandle.wait, which races the
         # callback against a slow safety poll: one task per such wait.
         self.waits: set[asyncio.Future[None]] = set()
@@ -210,7 +210,7 @@ class _Run:
                 worker.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
 
-    def emit(self, outcome: _Outcome) -> None:
+    def emit(self, outcome: Outcome) -> None:
         """Hand ``outcome`` to the consumer; its place is freed once the consumer took it."""
         self.outcomes.put_nowait(outcome)
 
@@ -253,7 +253,7 @@ class _Run:
         if self.journal is not None:
             await self.journal.sync()
 
-    async def process(self, key: str, request: BulkItem) -> _Outcome | None:
+    async def process(self, key: str, request: BulkItem) -> Outcome | None:
         """Start ``request``: its outcome, or ``None`` once its task is being awaited."""
         assert isinstance(request, REQUEST_TYPES), "only run_many's runs take chains"
         # Taken out, not looked up: a rerun's memory shrinks as it goes instead of holding
@@ -276,7 +276,7 @@ class _Run:
                 return ExtendOutcome(request, OutcomeKind.UNCERTAIN, error=error)
         return await self._submit(key, request)
 
-    async def _submit(self, key: str, request: TaskRequest) -> _Outcome | None:
+    async def _submit(self, key: str, request: TaskRequest) -> Outcome | None:
         hold = None
         if self.budget is not None and not self.fatal:
             # May wait while a price is being learned (see _learning).
@@ -313,7 +313,7 @@ class _Run:
             paid = False  # kie.ai refused it, or it never reached kie.ai: nothing was created
             self._note_unreachable(exc)
             self._note_fatal(exc)
-            self._record("refused", key, error=capped(_exception_fields(exc)))
+            self._record("refused", key, error=capped(exception_fields(exc)))
             self.counts.change(queued=-1, failed=1)
             return ExtendOutcome(request, OutcomeKind.FAILED, error=exc)
         finally:
@@ -337,7 +337,7 @@ class _Run:
         if self.client.callbacks is None:
             policy = self.poll or self.client.poll_policy
             first = policy.first_wait(age=handle._age(), deadline=policy.timeout)
-            self.poller.add(_Waiting(key, request, handle, policy), first)
+            self.poller.add(Waiting(key, request, handle, policy), first)
             return
         self.flush()
         wait = asyncio.ensure_future(self._wait(key, request, handle))
@@ -364,7 +364,7 @@ class _Run:
 
     def _ended(
         self, key: str, request: TaskRequest, handle: TaskHandle, record: TaskRecord
-    ) -> _Outcome:
+    ) -> Outcome:
         """The outcome of a task kie.ai reports ended, recorded as final in the journal."""
         task_id = handle.task_id
         try:
@@ -381,7 +381,7 @@ class _Run:
 
     def _wait_failed(
         self, key: str, request: TaskRequest, handle: TaskHandle, exc: KieError
-    ) -> _Outcome:
+    ) -> Outcome:
         """A timeout or a lasting poll error: the task may still finish. The journal keeps it
         as submitted, so a rerun re-attaches to it."""
         self._note_fatal(exc)
@@ -389,7 +389,7 @@ class _Run:
         self.counts.change(running=-1, failed=1)
         return ExtendOutcome(request, OutcomeKind.FAILED, handle.task_id, last, exc)
 
-    def _from_journal(self, request: TaskRequest, entry: Any) -> _Outcome:
+    def _from_journal(self, request: TaskRequest, entry: Any) -> Outcome:
         record = None
         if entry.record:
             try:

@@ -39,8 +39,8 @@ from ._context import (
     EXIT_OK,
     EXIT_USAGE,
     Context,
-    _in_cli_words,
-    _InputError,
+    InputError,
+    in_cli_words,
 )
 from ._output import EXIT_OUTPUT_CLOSED, Outputs, installed, tell
 from ._parser import COMMANDS, build_parser
@@ -118,9 +118,9 @@ async def run(
         try:
             result: int = await args.run(ctx, args)
         except (ConfigurationError, ValidationError) as exc:
-            ctx.error(_in_cli_words(exc, args))
+            ctx.error(in_cli_words(exc, args))
             return EXIT_USAGE
-        except _InputError as exc:
+        except InputError as exc:
             ctx.error(str(exc))
             return EXIT_USAGE
         except TaskNotFoundError as exc:

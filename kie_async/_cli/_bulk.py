@@ -20,14 +20,14 @@ import attrs
 from .._errors import ConfigurationError, DownloadError, KieError, ValidationError
 from .._text import server_name
 from ._budget import add_budget_options, budget_settings, dry_run
-from ._context import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Context, _InputError
+from ._context import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Context, InputError
 from ._options import (
-    _add_concurrency,
-    _check_directory,
-    _positive_float,
     _rate_limit,
+    add_concurrency,
+    check_directory,
+    positive_float,
 )
-from ._poll_options import _add_poll_options, _poll_seconds
+from ._poll_options import add_poll_options, poll_seconds
 
 log = logging.getLogger("kie_async")
 
@@ -36,7 +36,8 @@ _bulk_running = False
 
 if TYPE_CHECKING:
     from .._bulk.budget import Spend
-    from .._bulk.run import BulkRun, OutcomeKind, Progress
+    from .._bulk.outcomes import OutcomeKind, Progress
+    from .._bulk.run import BulkRun
     from .._client import KieClient
     from ._jobs import Job, Outcome, Sink
 
@@ -50,7 +51,7 @@ def _read_jobs(ctx: Context, path: str) -> list[Job] | None:
     try:
         data = Path(path).read_bytes()  # decoded line by line: a bad byte is named by its line
     except OSError as exc:
-        raise _InputError(f"cannot read the jobs file {path}: {exc.strerror or exc}") from None
+        raise InputError(f"cannot read the jobs file {path}: {exc.strerror or exc}") from None
     jobs, errors = parse_jobs(data)
     if errors:
         for problem in errors[:_MAX_PROBLEMS_SHOWN]:
@@ -61,7 +62,7 @@ def _read_jobs(ctx: Context, path: str) -> list[Job] | None:
         ctx.error(f"{bad} bad line(s) in {path}; nothing was submitted")
         return None
     if not jobs:
-        raise _InputError(f"{path} holds no jobs; nothing was submitted")
+        raise InputError(f"{path} holds no jobs; nothing was submitted")
     return jobs
 
 
@@ -88,7 +89,7 @@ class Tally:
     @property
     def all_succeeded(self) -> bool:
         """True when every job succeeded."""
-        from .._bulk.run import OutcomeKind
+        from .._bulk.outcomes import OutcomeKind
 
         return self.kinds[OutcomeKind.SUCCEEDED] == self.total
 
@@ -122,7 +123,7 @@ async def execute_bulk(
     """
     global _bulk_running
     from ._jobs import Job
-    from ._progress import _open_display, first_estimate
+    from ._progress import first_estimate, open_display
 
     by_request = {id(job.request): job for job in jobs}
     tally = Tally(total=len(jobs))
@@ -132,7 +133,7 @@ async def execute_bulk(
         limit.requests / limit.per if limit is not None else None,
         policy.first_wait(age=0.0, deadline=policy.timeout),
     )
-    display = _open_display(ctx.err, len(jobs), interval, estimate)
+    display = open_display(ctx.err, len(jobs), interval, estimate)
     started = time.monotonic()
     checked = False
 
@@ -218,14 +219,14 @@ def _problem_text(job: Job, outcome: Outcome) -> str:
 
 def print_summary(ctx: Context, tally: Tally) -> None:
     """The summary table (outcomes by kind) and the jobs that did not succeed, on stdout."""
-    from .._bulk.run import OutcomeKind
-    from ._progress import _is_terminal
+    from .._bulk.outcomes import OutcomeKind
+    from ._progress import is_terminal
 
     rows = [(_KIND_LABELS[kind], tally.kinds[kind]) for kind in OutcomeKind]
     rows.append(("total", tally.finished))
     if tally.finished < tally.total:
         rows.append(("no outcome yet", tally.total - tally.finished))
-    if not (_is_terminal(ctx.out) and _rich_table(ctx.out, rows)):
+    if not (is_terminal(ctx.out) and _rich_table(ctx.out, rows)):
         width = max(len(label) for label, _ in rows)
         ctx.say(f"{'outcome':<{width}}  {'jobs':>6}")
         for label, count in rows:
@@ -265,9 +266,9 @@ def _rich_table(stream: TextIO, rows: list[tuple[str, int]]) -> bool:
     return True
 
 
-def _add_bulk(parser: argparse.ArgumentParser) -> None:
+def add_bulk(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("jobs", metavar="JOBS.jsonl", help="one JSON job per line")
-    _add_concurrency(parser, 50, "jobs in flight")
+    add_concurrency(parser, 50, "jobs in flight")
     parser.add_argument("--journal", metavar="FILE", help="record progress so a rerun continues")
     parser.add_argument("--out", metavar="RESULTS.jsonl", help="write one JSON result per job")
     parser.add_argument(
@@ -287,16 +288,16 @@ def _add_bulk(parser: argparse.ArgumentParser) -> None:
         help="share the rate limit with every process of the account through the Redis at URL "
         "(default: KIE_RATE_LIMIT_REDIS; needs the redis extra)",
     )
-    _add_poll_options(parser)
+    add_poll_options(parser)
     parser.add_argument(
         "--wait-timeout",
-        type=_poll_seconds("timeout"),
+        type=poll_seconds("timeout"),
         metavar="S",
         help="give up waiting for a task after S seconds (2700; a rerun re-attaches to it)",
     )
     parser.add_argument(
         "--progress-interval",
-        type=_positive_float,
+        type=positive_float,
         default=10.0,
         metavar="S",
         help="seconds between plain progress lines when stderr is not a terminal (10)",
@@ -311,13 +312,13 @@ def _add_bulk(parser: argparse.ArgumentParser) -> None:
 
 
 async def _bulk(ctx: Context, args: argparse.Namespace) -> int:
-    from .._bulk.run import OutcomeKind
+    from .._bulk.outcomes import OutcomeKind
     from .._policies import RateLimit, RedisRateLimit
 
     if args.download is not None:
-        _check_directory("--download", args.download)  # before a create is paid for
+        check_directory("--download", args.download)  # before a create is paid for
     if args.json and not args.dry_run:
-        raise _InputError("--json: only with --dry-run")
+        raise InputError("--json: only with --dry-run")
     jobs = _read_jobs(ctx, args.jobs)
     if jobs is None:
         return EXIT_USAGE
@@ -367,11 +368,11 @@ def _bulk_sinks(
     """What to do with each outcome of a bulk run, one sink per option that asks for one.
     Files and other resources are entered on ``resources``; ``kie`` is for sinks that call
     kie.ai themselves (fetching download links, say)."""
-    from ._jobs import _ResultsWriter
+    from ._jobs import ResultsWriter
 
     sinks: list[Sink] = []
     if args.out is not None:
-        sinks.append(_ResultsWriter(resources.enter_context(_open_output(args.out))))
+        sinks.append(ResultsWriter(resources.enter_context(_open_output(args.out))))
     if args.download is not None:
         sinks.append(_Downloader(kie, Path(args.download)))
     return sinks
@@ -418,6 +419,6 @@ def _open_output(path: str) -> Iterator[TextIO]:
     try:
         file = Path(path).open("w", encoding="utf-8")  # noqa: SIM115 - closed below
     except OSError as exc:
-        raise _InputError(f"cannot write {path}: {exc.strerror or exc}") from None
+        raise InputError(f"cannot write {path}: {exc.strerror or exc}") from None
     with file:
         yield file

@@ -15,11 +15,11 @@ import attrs
 from ._bulk import execute_bulk
 from ._context import EXIT_FAILED, EXIT_OK, Context
 from ._options import (
-    _add_concurrency,
-    _check_directory,
-    _positive_int,
+    add_concurrency,
+    check_directory,
+    positive_int,
 )
-from ._poll_options import _add_poll_options, _poll_seconds
+from ._poll_options import add_poll_options, poll_seconds
 
 if TYPE_CHECKING:
     from .._kinds.registry import TaskRequest
@@ -33,14 +33,14 @@ if TYPE_CHECKING:
 
 
 def _show_record(ctx: Context, record: TaskRecord) -> None:
-    from ._jobs import _iso, _status_name
+    from ._jobs import iso, status_name
 
     rows: list[tuple[str, str | None]] = [
         ("task", record.task_id),
-        ("status", _status_name(record)),
+        ("status", status_name(record)),
         ("type", record.task_type),
-        ("created", _iso(record.created_at) or record.created_at_raw),
-        ("completed", _iso(record.completed_at) or record.completed_at_raw),
+        ("created", iso(record.created_at) or record.created_at_raw),
+        ("completed", iso(record.completed_at) or record.completed_at_raw),
     ]
     if record.error_code or record.error_message:
         detail = ": ".join(x for x in (record.error_code, record.error_message) if x)
@@ -70,7 +70,7 @@ async def _await_task(
     return EXIT_OK
 
 
-def _add_extend(parser: argparse.ArgumentParser) -> None:
+def add_extend(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("task_id", metavar="TASK_ID", help="the original video record's task id")
     parser.add_argument(
         "--index", type=int, default=0, help="which video of the record, 0 to 3 (0)"
@@ -87,11 +87,11 @@ def _add_extend(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--timeout",
         "--wait-timeout",
-        type=_poll_seconds("timeout"),
+        type=poll_seconds("timeout"),
         metavar="S",
         help="with --wait: give up after S seconds",
     )
-    _add_poll_options(parser)
+    add_poll_options(parser)
 
 
 async def _extend(ctx: Context, args: argparse.Namespace) -> int:
@@ -131,7 +131,7 @@ def _submitting(
     return submit
 
 
-def _add_task_id(parser: argparse.ArgumentParser) -> None:
+def add_task_id(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("task_id", metavar="TASK_ID", help="a kie.ai task id")
 
 
@@ -142,16 +142,16 @@ async def _status(ctx: Context, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _add_wait(parser: argparse.ArgumentParser) -> None:
-    _add_task_id(parser)
+def add_wait(parser: argparse.ArgumentParser) -> None:
+    add_task_id(parser)
     parser.add_argument(
         "--timeout",
         "--wait-timeout",
-        type=_poll_seconds("timeout"),
+        type=poll_seconds("timeout"),
         metavar="S",
         help="give up after S seconds (45 min)",
     )
-    _add_poll_options(parser, first=False)
+    add_poll_options(parser, first=False)
 
 
 async def _wait(ctx: Context, args: argparse.Namespace) -> int:
@@ -159,28 +159,28 @@ async def _wait(ctx: Context, args: argparse.Namespace) -> int:
         return await _await_task(ctx, kie.task(args.task_id), args.timeout)
 
 
-def _add_download(parser: argparse.ArgumentParser) -> None:
+def add_download(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "task_id",
         metavar="TASK_ID|JOURNAL",
         help="a task id, or a bulk run's journal (an existing file): every result not saved yet",
     )
     parser.add_argument("directory", metavar="DIR", help="where to save the videos")
-    _add_concurrency(parser, 4, "files fetched")
+    add_concurrency(parser, 4, "files fetched")
 
 
 async def _download(ctx: Context, args: argparse.Namespace) -> int:
-    from ._jobs import _status_name
+    from ._jobs import status_name
     from ._results import download_journal, journal_argument
 
     journal = journal_argument(args.task_id)
     if journal is not None:
         return await download_journal(ctx, args, journal)
-    _check_directory("DIR", args.directory)  # before the task's record is asked for
+    check_directory("DIR", args.directory)  # before the task's record is asked for
     async with ctx.reading_client() as kie:
         record = await kie.get_task(args.task_id)
         if not record.status.ok:
-            ctx.error(f"task {record.task_id} is {_status_name(record)}: nothing to download")
+            ctx.error(f"task {record.task_id} is {status_name(record)}: nothing to download")
             return EXIT_FAILED
         paths = await kie.download(record, args.directory, concurrency=args.concurrency)
     for path in paths:
@@ -188,7 +188,7 @@ async def _download(ctx: Context, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _add_nothing(parser: argparse.ArgumentParser) -> None:
+def add_nothing(parser: argparse.ArgumentParser) -> None:
     """A command without arguments of its own."""
 
 
@@ -207,19 +207,19 @@ _DEMO_PROMPTS = (
 )
 
 
-def _add_demo(parser: argparse.ArgumentParser) -> None:
+def add_demo(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--videos",
-        type=_positive_int,
+        type=positive_int,
         default=36,
         metavar="N",
         help="how many videos to extend (36)",
     )
-    _add_concurrency(parser, 50, "jobs in flight")
+    add_concurrency(parser, 50, "jobs in flight")
 
 
 async def _demo(ctx: Context, args: argparse.Namespace) -> int:
-    from .._bulk.run import OutcomeKind
+    from .._bulk.outcomes import OutcomeKind
     from .._client import KieClient
     from .._kinds.registry import ExtendRequest
     from .._policies import PollPolicy, RateLimit

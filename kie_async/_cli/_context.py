@@ -105,7 +105,7 @@ def _api_key(path: str | None) -> str:
     return key
 
 
-class _InputError(Exception):
+class InputError(Exception):
     """Bad input to a command (a file that cannot be read or written): exit status 2."""
 
 
@@ -145,7 +145,7 @@ def _redis_source(args: argparse.Namespace) -> str | None:
     return None
 
 
-def _in_cli_words(
+def in_cli_words(
     exc: ConfigurationError | ValidationError, args: argparse.Namespace | None = None
 ) -> str:
     """A configuration or input error as a command-line user reads it: flags, not Python

@@ -20,8 +20,8 @@ from .._bulk.chains import (
     chain_json,
     request_json,
 )
-from .._bulk.run import ExtendOutcome
-from .._errors import ValidationError, _exception_fields
+from .._bulk.outcomes import ExtendOutcome
+from .._errors import ValidationError, exception_fields
 from .._kinds.registry import ExtendRequest, GenerateRequest, UpscaleRequest, VaryRequest
 from .._protocol.records import TaskRecord
 
@@ -217,12 +217,12 @@ def result_line(job: Job, outcome: Outcome) -> dict[str, Any]:
         "request": chain_json(item) if isinstance(item, Chain) else request_json(item),
         "kind": outcome.kind.value,
         "task_id": outcome.task_id,
-        "status": _status_name(record) if record is not None else None,
+        "status": status_name(record) if record is not None else None,
         "result_urls": list(record.result_urls) if record is not None else [],
-        "created_at": _iso(record.created_at) if record is not None else None,
-        "completed_at": _iso(record.completed_at) if record is not None else None,
+        "created_at": iso(record.created_at) if record is not None else None,
+        "completed_at": iso(record.completed_at) if record is not None else None,
         "from_journal": outcome.from_journal,
-        "error": _exception_fields(outcome.error) if outcome.error is not None else None,
+        "error": exception_fields(outcome.error) if outcome.error is not None else None,
     }
     if isinstance(item, Chain):
         line["steps"] = [
@@ -232,13 +232,13 @@ def result_line(job: Job, outcome: Outcome) -> dict[str, Any]:
     return line
 
 
-def _iso(when: datetime | None) -> str | None:
+def iso(when: datetime | None) -> str | None:
     """A record's parsed time for a results line or the terminal: ISO 8601 in UTC, with its
     offset (``2026-01-06T00:17:04+00:00``), so every line reads and compares alike."""
     return None if when is None else when.isoformat()
 
 
-def _status_name(record: TaskRecord) -> str:
+def status_name(record: TaskRecord) -> str:
     return record.status.name.lower().replace("_", " ")
 
 
@@ -246,7 +246,7 @@ def _status_name(record: TaskRecord) -> str:
 Sink = Callable[[Job, Outcome], Awaitable[None]]
 
 
-class _ResultsWriter:
+class ResultsWriter:
     """A :data:`Sink` writing :func:`result_line` JSON lines, flushed one by one."""
 
     def __init__(self, file: TextIO) -> None:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from ._poll_options import _add_poll_options, _poll_seconds
+from ._poll_options import add_poll_options, poll_seconds
 
 # The request classes are imported where a request is built, not here: `kie-async --help` and
 # a usage error need none of them (tests/test_cli.py checks it).
@@ -51,11 +51,11 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--timeout",
         "--wait-timeout",
-        type=_poll_seconds("timeout"),
+        type=poll_seconds("timeout"),
         metavar="S",
         help="with --wait: give up after S seconds",
     )
-    _add_poll_options(parser)
+    add_poll_options(parser)
 
 
 def _add_generate(parser: argparse.ArgumentParser) -> None:

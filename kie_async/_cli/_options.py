@@ -8,14 +8,14 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ._context import _InputError
+from ._context import InputError
 
 if TYPE_CHECKING:
     from .._policies import RateLimit
 
 
-def _check_directory(name: str, directory: str) -> None:
-    """Raise :class:`_InputError` unless files can be saved in ``directory`` (it may not exist
+def check_directory(name: str, directory: str) -> None:
+    """Raise :class:`InputError` unless files can be saved in ``directory`` (it may not exist
     yet: then its nearest existing parent must be a writable directory)."""
     path = Path(directory)
     existing = path
@@ -23,15 +23,15 @@ def _check_directory(name: str, directory: str) -> None:
         existing = existing.parent
     if existing.exists() and not existing.is_dir():
         what = "is" if existing == path else f"is under {existing}, which is"
-        raise _InputError(f"{name}: cannot save files in {directory}: it {what} not a directory")
+        raise InputError(f"{name}: cannot save files in {directory}: it {what} not a directory")
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise _InputError(f"{name}: cannot save files in {directory}: {existing} is not writable")
+        raise InputError(f"{name}: cannot save files in {directory}: {existing} is not writable")
 
 
 # -- argument parsing ---------------------------------------------------------------------------
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
@@ -41,7 +41,7 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _positive_float(text: str) -> float:
+def positive_float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
@@ -70,14 +70,14 @@ def _rate_limit(text: str) -> RateLimit:
     return RateLimit(requests, per=seconds)
 
 
-_EPILOG = """\
+EPILOG = """\
 exit status: 0 success; 1 a request or task failed or is uncertain; 2 usage, input or
 configuration error (nothing was sent); 130 interrupted (Ctrl-C, SIGTERM, SIGHUP); 141 stdout
 closed before everything was written (| head).
 The API key comes from --api-key-file or the KIE_API_KEY environment variable."""
 
 
-def _add_global_options(parser: argparse.ArgumentParser, *, talks_to_kie: bool = True) -> None:
+def add_global_options(parser: argparse.ArgumentParser, *, talks_to_kie: bool = True) -> None:
     # Accepted before and after the subcommand. SUPPRESS keeps a subparser from overwriting a
     # value given before it; each parser gets its own actions, as argparse shares defaults
     # between a parent parser's actions and its children. A command that never calls kie.ai
@@ -114,11 +114,11 @@ def _add_connection_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_concurrency(parser: argparse.ArgumentParser, default: int, what: str) -> None:
+def add_concurrency(parser: argparse.ArgumentParser, default: int, what: str) -> None:
     """The ``--concurrency N`` option: how many ``what`` at once, ``default`` unless given."""
     parser.add_argument(
         "--concurrency",
-        type=_positive_int,
+        type=positive_int,
         default=default,
         metavar="N",
         help=f"{what} at once ({default})",

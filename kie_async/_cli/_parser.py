@@ -9,14 +9,8 @@ from typing import TYPE_CHECKING
 import attrs
 
 from .._version import __version__
-from ._bulk import _add_bulk, _bulk
+from ._bulk import _bulk, add_bulk
 from ._commands import (
-    _add_demo,
-    _add_download,
-    _add_extend,
-    _add_nothing,
-    _add_task_id,
-    _add_wait,
     _credits,
     _demo,
     _download,
@@ -24,12 +18,18 @@ from ._commands import (
     _status,
     _submitting,
     _wait,
+    add_demo,
+    add_download,
+    add_extend,
+    add_nothing,
+    add_task_id,
+    add_wait,
 )
 from ._context import Context
 from ._help import BULK_HELP
 from ._kinds import KIND_COMMANDS
-from ._options import _EPILOG, _add_global_options
-from ._results import _add_results, _results
+from ._options import EPILOG, add_global_options
+from ._results import _results, add_results
 
 if TYPE_CHECKING:
     pass
@@ -54,29 +54,29 @@ COMMANDS: dict[str, Command] = {
         name: Command(kind.help, kind.configure, _submitting(kind.build))
         for name, kind in KIND_COMMANDS.items()
     },
-    "extend": Command("extend one video; print the new task id", _add_extend, _extend),
-    "status": Command("show a task's current status (one query)", _add_task_id, _status),
-    "wait": Command("wait for a task to finish and show its result", _add_wait, _wait),
-    "credits": Command("show the account's remaining credits", _add_nothing, _credits),
+    "extend": Command("extend one video; print the new task id", add_extend, _extend),
+    "status": Command("show a task's current status (one query)", add_task_id, _status),
+    "wait": Command("wait for a task to finish and show its result", add_wait, _wait),
+    "credits": Command("show the account's remaining credits", add_nothing, _credits),
     "bulk": Command(
         "run every job (any kind, or chains) of a JSON-lines file",
-        _add_bulk,
+        add_bulk,
         _bulk,
         description=BULK_HELP,
     ),
     "download": Command(
         "save a task's videos, or every result of a journal not saved yet",
-        _add_download,
+        add_download,
         _download,
     ),
     "results": Command(
         "what a journal's jobs produced, and what is not saved yet",
-        _add_results,
+        add_results,
         _results,
         talks_to_kie=False,
     ),
     "demo": Command(
-        "a bulk run against a local fake kie.ai (no key)", _add_demo, _demo, talks_to_kie=False
+        "a bulk run against a local fake kie.ai (no key)", add_demo, _demo, talks_to_kie=False
     ),
 }
 
@@ -87,10 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="kie-async",
         description="Generate, upscale, vary and extend Midjourney images and videos with "
         "kie.ai, one at a time or in bulk.",
-        epilog=_EPILOG,
+        epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    _add_global_options(parser)
+    add_global_options(parser)
     parser.add_argument("--version", action="version", version=f"kie-async {__version__}")
     parser.set_defaults(api_key_file=None, base_url=None, allow_insecure_http=False, verbose=False)
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", dest="command")
@@ -102,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
             description=command.description or command.help,
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
-        _add_global_options(sub, talks_to_kie=command.talks_to_kie)
+        add_global_options(sub, talks_to_kie=command.talks_to_kie)
         command.configure(sub)
         sub.set_defaults(run=command.run)
     return parser

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from .._policies import PollPolicy
 
 
-def _poll_seconds(field: str) -> Callable[[str], float]:
+def poll_seconds(field: str) -> Callable[[str], float]:
     """An option type for the :class:`PollPolicy` setting ``field``, checked by the policy's
     own validator (a usage error, exit 2, before anything is sent)."""
 
@@ -39,19 +39,19 @@ def _poll_seconds(field: str) -> Callable[[str], float]:
     return parse
 
 
-def _add_poll_options(parser: argparse.ArgumentParser, *, first: bool = True) -> None:
+def add_poll_options(parser: argparse.ArgumentParser, *, first: bool = True) -> None:
     """``--first-poll`` (unless ``first`` is false: a re-attached task is polled at once) and
     ``--poll-interval``; :func:`poll_policy` applies them."""
     if first:
         parser.add_argument(
             "--first-poll",
-            type=_poll_seconds("first_delay"),
+            type=poll_seconds("first_delay"),
             metavar="S",
             help="seconds from a create to its task's first poll (120; 0 for a fake server)",
         )
     parser.add_argument(
         "--poll-interval",
-        type=_poll_seconds("interval"),
+        type=poll_seconds("interval"),
         metavar="S",
         help="poll each task every S seconds (default: 19, growing to 30)",
     )

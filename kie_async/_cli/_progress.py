@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
-from .._bulk.run import Progress
+from .._bulk.outcomes import Progress
 
 INSTALL_HINT = "the cli extra, or pip install rich"
 
@@ -187,7 +187,7 @@ class _BarDisplay(_Display):
         self._bar.stop()
 
 
-def _is_terminal(stream: TextIO) -> bool:
+def is_terminal(stream: TextIO) -> bool:
     isatty = getattr(stream, "isatty", None)
     try:
         return bool(isatty()) if isatty is not None else False
@@ -195,11 +195,11 @@ def _is_terminal(stream: TextIO) -> bool:
         return False
 
 
-def _open_display(
+def open_display(
     stream: TextIO, total: int, interval: float, estimate: Estimate | None = None
 ) -> _Display:
     """A bar on a terminal (if ``rich`` is installed), plain lines otherwise."""
-    if _is_terminal(stream):
+    if is_terminal(stream):
         try:
             return _BarDisplay(stream, total, estimate)
         except ImportError:

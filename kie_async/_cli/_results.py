@@ -11,8 +11,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ._context import EXIT_FAILED, EXIT_OK, Context, _InputError
-from ._options import _check_directory
+from ._context import EXIT_FAILED, EXIT_OK, Context, InputError
+from ._options import check_directory
 
 if TYPE_CHECKING:
     from .._bulk.results import JournalResults, ResultFile
@@ -29,13 +29,13 @@ def journal_argument(text: str) -> Path | None:
     if path.is_file():
         return path
     if path.exists():
-        raise _InputError(f"TASK_ID|JOURNAL: {text} is not a file (a journal is a file)")
+        raise InputError(f"TASK_ID|JOURNAL: {text} is not a file (a journal is a file)")
     if "/" in text or os.sep in text or path.suffix.lower() in _JOURNAL_SUFFIXES:
-        raise _InputError(f"JOURNAL: no such file: {text}")
+        raise InputError(f"JOURNAL: no such file: {text}")
     return None
 
 
-def _add_results(parser: argparse.ArgumentParser) -> None:
+def add_results(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("journal", metavar="JOURNAL", help="a bulk run's journal (--journal)")
     parser.add_argument(
         "--json", action="store_true", help="print one JSON object (for scripts) instead"
@@ -108,7 +108,7 @@ async def download_journal(ctx: Context, args: argparse.Namespace, journal: Path
     and needs no API key."""
     from .._bulk.results import read_results
 
-    _check_directory("DIR", args.directory)
+    check_directory("DIR", args.directory)
     results = read_results(journal)
     if not results.missing and not results.unfinished:
         ctx.note(

@@ -128,7 +128,7 @@ async def _fetch(client: FileSource, link: str, part: PartFile, url: str, task_i
     raise _refused(link, part, task_id, f"more than {policy.max_redirects} redirects")
 
 
-async def _save(client: FileSource, task_id: str, url: str, target: Path) -> Path:
+async def save_file(client: FileSource, task_id: str, url: str, target: Path) -> Path:
     """Download ``url`` to ``target`` unless it is there already."""
     part = PartFile(target, url, task_id)
     if part.complete():
@@ -200,7 +200,7 @@ def _jobs(records: Iterable[TaskRecord], dest_dir: Path) -> list[tuple[str, str,
     return jobs
 
 
-def _make_dir(dest_dir: Path) -> None:
+def make_dir(dest_dir: Path) -> None:
     try:
         dest_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -223,7 +223,7 @@ async def download_records(
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
         raise ValidationError("concurrency", f"must be an int >= 1, got {concurrency!r}")
     jobs = _jobs(records, dest_dir)
-    _make_dir(dest_dir)
+    make_dir(dest_dir)
     unique: dict[Path, tuple[str, str]] = {}
     for task_id, url, target in jobs:
         unique.setdefault(target, (task_id, url))
@@ -235,7 +235,7 @@ async def download_records(
         while queue:
             target, (task_id, url) = queue.pop()
             try:
-                await _save(client, task_id, url, target)
+                await save_file(client, task_id, url, target)
             except KieError as exc:
                 errors.append(exc)
 

@@ -38,9 +38,9 @@ class _Unset:
         return repr(self._shown)
 
 
-_UNSET: Any = _Unset(_DEFAULT_RATE_LIMIT)
-_UNSET_TIMEOUT: Any = _Unset(Timeout())
-_UNSET_CONNECT: Any = _Unset(Timeout().connect)
+UNSET: Any = _Unset(_DEFAULT_RATE_LIMIT)
+UNSET_TIMEOUT: Any = _Unset(Timeout())
+UNSET_CONNECT: Any = _Unset(Timeout().connect)
 
 
 class Secret:
@@ -69,7 +69,7 @@ class Secret:
     __str__ = __repr__
 
 
-def _check_base_url(base_url: str, allow_insecure_http: bool) -> str:
+def check_base_url(base_url: str, allow_insecure_http: bool) -> str:
     if not isinstance(base_url, str):
         raise ConfigurationError("base_url", f"must be a string, not {type(base_url).__name__}")
     if "@" in base_url.partition("://")[2].split("/", 1)[0]:
@@ -138,7 +138,7 @@ def _key_problem(given: Secret) -> str | None:
     return None
 
 
-def _resolve_key(given: Secret) -> Secret:
+def resolve_key(given: Secret) -> Secret:
     """The key in ``given`` (or ``KIE_API_KEY``), stripped and checked, kept in a secret."""
     if given.reveal() is None:
         given = Secret(os.environ.get("KIE_API_KEY"))
@@ -152,19 +152,19 @@ def _resolve_key(given: Secret) -> Secret:
 DEFAULT_MAX_ANSWER_SIZE = 1 << 20
 
 
-def _resolve_timeout(timeout: object, connect_timeout: object) -> Timeout:
+def resolve_timeout(timeout: object, connect_timeout: object) -> Timeout:
     """The :class:`Timeout` for the ``timeout`` and ``connect_timeout`` arguments."""
     if isinstance(timeout, Timeout):
-        if connect_timeout is not _UNSET_CONNECT:
+        if connect_timeout is not UNSET_CONNECT:
             raise ConfigurationError(
                 "connect_timeout", "with a Timeout object, set Timeout(connect=...) instead"
             )
         return timeout
     default = Timeout()
-    read = default.read if timeout is _UNSET_TIMEOUT else _seconds("timeout", timeout)
+    read = default.read if timeout is UNSET_TIMEOUT else _seconds("timeout", timeout)
     connect = (
         default.connect
-        if connect_timeout is _UNSET_CONNECT
+        if connect_timeout is UNSET_CONNECT
         else _seconds("connect_timeout", connect_timeout)
     )
     # A number is the per-read timeout of earlier versions: the overall limit never cuts a
@@ -177,10 +177,10 @@ def _seconds(name: str, value: object) -> float:
     return float(check_number(name, value, above=True))
 
 
-def _limiter(rate_limit: object, api_key: Secret) -> Limiter | RedisLimiter:
+def limiter_for(rate_limit: object, api_key: Secret) -> Limiter | RedisLimiter:
     """The limiter of creates for the ``rate_limit`` setting (unset: ``KIE_RATE_LIMIT_REDIS``,
     else kie's 20 per 10 s)."""
-    if rate_limit is _UNSET:
+    if rate_limit is UNSET:
         shared = os.environ.get("KIE_RATE_LIMIT_REDIS", "").strip()
         rate_limit = RedisRateLimit(shared) if shared else _DEFAULT_RATE_LIMIT
     if isinstance(rate_limit, RedisRateLimit):

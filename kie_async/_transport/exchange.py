@@ -27,13 +27,13 @@ from .._retry import CreateFailure, Schedule, create_failure, poll_is_transient,
 from .._text import printable
 from .config import Secret, check_pool
 from .http import (
-    _FILE_ERRORS,
-    _acquire_within,
-    _api_transport_error,
-    _describe,
-    _file_transport_error,
-    _FileAnswer,
-    _read_capped,
+    FILE_ERRORS,
+    FileAnswer,
+    acquire_within,
+    api_transport_error,
+    describe,
+    file_transport_error,
+    read_capped,
 )
 from .limiter import Limiter
 from .redis_limiter import RedisLimiter
@@ -184,7 +184,7 @@ class Transport:
         pool = self.timeout.pool
         if pool is None or not slots.locked():
             await slots.acquire()
-        elif not await _acquire_within(slots, pool):
+        elif not await acquire_within(slots, pool):
             raise TransportError(
                 message=f"no free connection within {pool:g}s "
                 f"({self.max_connections} requests in flight; Timeout.pool)",
@@ -242,7 +242,7 @@ class Transport:
             ) as response:
                 status = response.status
                 retry_after = response.headers.get("Retry-After")
-                body = await _read_capped(response, self.max_answer_size)
+                body = await read_capped(response, self.max_answer_size)
                 if isinstance(body, str):
                     refused = body
                     response.close()  # do not drain the rest: drop the connection
@@ -263,17 +263,17 @@ class Transport:
     def _translate(self, exc: BaseException, path: str) -> TransportError:
         """The :class:`TransportError` for an aiohttp failure, described in words (the key
         redacted, should the server have echoed it into a status line) and never chained."""
-        what = self._api_key.redact(_describe(exc))
-        return _api_transport_error(exc, path, what, self.timeout, self.base_url + path)
+        what = self._api_key.redact(describe(exc))
+        return api_transport_error(exc, path, what, self.timeout, self.base_url + path)
 
     @contextlib.asynccontextmanager
-    async def open_file(self, url: str, read_timeout: float) -> AsyncIterator[_FileAnswer]:
+    async def open_file(self, url: str, read_timeout: float) -> AsyncIterator[FileAnswer]:
         """GET a result file, one hop: a plain GET with the User-Agent and never the API key
         (result files live on other hosts), no compression (so ``Content-Length`` is the size
         on disk), and redirects not followed (the caller checks each hop). Bounded by the
         client's :class:`DownloadPolicy`: the connection and headers within ``connect_timeout``
         plus ``read_timeout``, and each read of the body within ``read_timeout``. aiohttp
-        failures become :class:`TransportError` here and in :meth:`_FileAnswer.chunks`, as in
+        failures become :class:`TransportError` here and in :meth:`FileAnswer.chunks`, as in
         :meth:`_exchange`."""
         session = self.ensure_session()
         assert self._slots is not None
@@ -294,14 +294,14 @@ class Transport:
             log.debug("-> GET %s (result file)", where)
             try:
                 response = await within(get(), head_timeout)
-            except _FILE_ERRORS as exc:
-                raise _file_transport_error(exc, where, read_timeout) from exc
+            except FILE_ERRORS as exc:
+                raise file_transport_error(exc, where, read_timeout) from exc
             if response is None:
                 raise TransportError(
                     message=f"no complete answer headers within {head_timeout:g}s", endpoint=where
                 )
             try:
-                yield _FileAnswer(response, where, read_timeout)
+                yield FileAnswer(response, where, read_timeout)
             finally:
                 response.release()
 

@@ -18,7 +18,7 @@ from .._policies import Timeout
 #: How much of a large answer is read at a time: the memory a refused answer costs.
 _CHUNK = 1 << 16
 
-_FILE_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
+FILE_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
 
 
 def _give_back(slots: asyncio.Semaphore) -> Callable[[asyncio.Future[Any]], None]:
@@ -29,7 +29,7 @@ def _give_back(slots: asyncio.Semaphore) -> Callable[[asyncio.Future[Any]], None
     return done
 
 
-async def _acquire_within(slots: asyncio.Semaphore, seconds: float) -> bool:
+async def acquire_within(slots: asyncio.Semaphore, seconds: float) -> bool:
     """Take one of ``slots`` within ``seconds``; ``False`` if none came free in time.
 
     A slot taken at the very moment the time runs out, or the caller is cancelled, is given
@@ -48,7 +48,7 @@ async def _acquire_within(slots: asyncio.Semaphore, seconds: float) -> bool:
     return False
 
 
-def _describe(exc: BaseException) -> str:
+def describe(exc: BaseException) -> str:
     """An aiohttp failure in words, without its request headers (a ``ClientResponseError``'s
     repr shows them all, Authorization included)."""
     if isinstance(exc, aiohttp.ClientResponseError):
@@ -56,7 +56,7 @@ def _describe(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-def _api_transport_error(
+def api_transport_error(
     exc: BaseException, path: str, what: str, budget: Timeout, url: str = ""
 ) -> TransportError:
     """The :class:`TransportError` for the failure ``exc`` of an API call to ``path`` (at
@@ -80,7 +80,7 @@ def _api_transport_error(
     return error(f"{type(exc).__name__}: {what}")
 
 
-async def _read_capped(response: aiohttp.ClientResponse, cap: int) -> bytes | str:
+async def read_capped(response: aiohttp.ClientResponse, cap: int) -> bytes | str:
     """The whole body (inflated, if it came compressed), or why it was refused: larger than
     ``cap`` bytes (known as soon as that much has arrived or been announced), compressed in
     an unknown way, or corrupt. Never more than ``cap`` plus one chunk is held. aiohttp's own
@@ -123,7 +123,7 @@ async def _read_capped(response: aiohttp.ClientResponse, cap: int) -> bytes | st
     return bytes(body)
 
 
-def _file_transport_error(
+def file_transport_error(
     exc: BaseException, where: str, read_timeout: float | None
 ) -> TransportError:
     if isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError):
@@ -133,7 +133,7 @@ def _file_transport_error(
     return TransportError(message=f"{type(exc).__name__}: {exc}", endpoint=where)
 
 
-class _FileAnswer:
+class FileAnswer:
     """The answer to a result-file GET: status, headers, and the body in bounded chunks."""
 
     __slots__ = ("_read_timeout", "_response", "_where", "headers", "status")
@@ -160,8 +160,8 @@ class _FileAnswer:
         while True:
             try:
                 chunk = await stream.read(size)
-            except _FILE_ERRORS as exc:
-                raise _file_transport_error(exc, self._where, self._read_timeout) from exc
+            except FILE_ERRORS as exc:
+                raise file_transport_error(exc, self._where, self._read_timeout) from exc
             if not chunk:
                 return
             yield chunk
