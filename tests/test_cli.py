@@ -18,8 +18,8 @@ from helpers import child_env
 
 from kie_async import PollPolicy, Progress, RetryPolicy
 from kie_async._cli import Context, build_parser, main, run
-from kie_async._cli._jobs import parse_jobs
-from kie_async._cli._progress import INSTALL_HINT, first_estimate, progress_line
+from kie_async._cli.jobs import parse_jobs
+from kie_async._cli.progress import INSTALL_HINT, first_estimate, progress_line
 from kie_async.testing import FakeKieServer, TaskScript
 
 KEY = "kie-sk-7f3c9a1e-DISTINCTIVE-0042"

@@ -319,7 +319,7 @@ def test_the_layer_check_places_folders_and_rejects_unknown_modules() -> None:
     assert unit_of("kie_async") == ""
     assert unit_of("kie_async.callbacks._receiver") == "callbacks"
     assert layer_of("kie_async.testing._fast") == LAYERS.index("testing")
-    assert layer_of("kie_async._errors") < layer_of("kie_async") < layer_of("kie_async._cli._bulk")
+    assert layer_of("kie_async._errors") < layer_of("kie_async") < layer_of("kie_async._cli.bulk")
     assert longest_chain({"a": ["b"], "b": ["c"], "c": [], "d": ["c"]}) == ["a", "b", "c"]
     try:
         layer_of("kie_async._nowhere")

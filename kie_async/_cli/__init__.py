@@ -7,17 +7,20 @@ function running it, returning the exit status. :func:`run` is the whole command
 
 Exit status: 0 success; 1 a request or task failed, or its fate is uncertain; 2 a usage, input
 or configuration error (nothing was sent); 130 interrupted; 141 standard output closed before
-everything was written (``_output``: stdout and stderr can never raise nor block a stop).
+everything was written (``output``: stdout and stderr can never raise nor block a stop).
 
 ``rich`` (the ``cli`` extra) draws the progress bar; it is imported only when a bar is drawn, so
 the package and this command work without it.
 
-The package holds one module per concern: ``_context`` (what every command gets, the API key,
-errors in command-line words), ``_options`` (option types and the shared options), ``_parser``
-(:data:`COMMANDS` and the parser), ``_commands`` (the one-task commands and the demo), ``_bulk``
-(the bulk command and run), ``_jobs`` (jobs files, results lines), ``_progress`` (the progress
-display), ``_kinds`` (the request-kind commands) and ``_help`` (long help texts). This module runs
-the command: logging, signals, exit statuses.
+The package holds one module per concern: ``context`` (what every command gets, the API key,
+errors in command-line words), ``options`` and ``poll_options`` (option types and the shared
+options), ``parser`` (:data:`COMMANDS` and the parser), ``commands`` (the one-task commands and
+the demo), ``kinds`` (the request-kind commands), ``bulk`` (the bulk command and run), ``budget``
+(its budget and dry-run options), ``results`` (the results command), ``jobs`` (jobs files,
+results lines), ``progress`` (the progress display), ``output`` (failure-proof stdout and
+stderr) and ``help`` (long help texts). This module runs the command: logging, signals, exit
+statuses. A new command is one entry of :data:`COMMANDS`; its SDK imports stay inside its
+functions, so ``kie-async --help`` imports no aiohttp.
 """
 
 from __future__ import annotations
@@ -32,8 +35,8 @@ from typing import Any
 
 from .._errors import ConfigurationError, KieError, TaskNotFoundError, ValidationError
 from .._text import StderrHandler, server_name
-from . import _bulk
-from ._context import (
+from . import bulk as _bulk
+from .context import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -42,8 +45,8 @@ from ._context import (
     InputError,
     in_cli_words,
 )
-from ._output import EXIT_OUTPUT_CLOSED, Outputs, installed, tell
-from ._parser import COMMANDS, build_parser
+from .output import EXIT_OUTPUT_CLOSED, Outputs, installed, tell
+from .parser import COMMANDS, build_parser
 
 # The rest of the SDK is imported where it is used: `kie-async --help` and a usage error answer
 # without aiohttp (its import alone takes most of a second) or the bulk runner.
@@ -187,7 +190,7 @@ async def _interruptible(work: Awaitable[int], outputs: Outputs | None = None) -
         if task is not None:
             task.cancel()
         if interrupts == 1:
-            tell(_STOPPING_NOTE if _bulk._bulk_running else "interrupted")
+            tell(_STOPPING_NOTE if _bulk.bulk_running else "interrupted")
         else:
             tell(_ABORTING_NOTE)
 

@@ -5,6 +5,6 @@
 - ``generate``: :class:`~kie_async.GenerateRequest`
 - ``registry``: upscale, vary and extend, and the registry of every kind (``REQUEST_TYPES``)
 
-A new kind is a class here plus its line in the registry; the CLI command (``_cli/_kinds.py``)
+A new kind is a class here plus its line in the registry; the CLI command (``_cli/kinds.py``)
 and the fake server's rules (``testing/_kinds.py``) stay separate on purpose.
 """

@@ -27,7 +27,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import TextIO, cast
 
-from ._context import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
+from .context import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 
 #: Exit status when standard output was closed before everything was written (``| head``):
 #: 128 + SIGPIPE, what a shell reports for a Unix tool that a closed pipe ends.

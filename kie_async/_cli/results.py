@@ -11,8 +11,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ._context import EXIT_FAILED, EXIT_OK, Context, InputError
-from ._options import check_directory
+from .context import EXIT_FAILED, EXIT_OK, Context, InputError
+from .options import check_directory
 
 if TYPE_CHECKING:
     from .._bulk.results import JournalResults, ResultFile
@@ -91,7 +91,7 @@ def show_results(ctx: Context, results: JournalResults) -> None:
         )
 
 
-async def _results(ctx: Context, args: argparse.Namespace) -> int:
+async def run_results(ctx: Context, args: argparse.Namespace) -> int:
     from .._bulk.results import read_results
 
     results = read_results(args.journal)

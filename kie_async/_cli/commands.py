@@ -12,14 +12,14 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from ._bulk import execute_bulk
-from ._context import EXIT_FAILED, EXIT_OK, Context
-from ._options import (
+from .bulk import execute_bulk
+from .context import EXIT_FAILED, EXIT_OK, Context
+from .options import (
     add_concurrency,
     check_directory,
     positive_int,
 )
-from ._poll_options import add_poll_options, poll_seconds
+from .poll_options import add_poll_options, poll_seconds
 
 if TYPE_CHECKING:
     from .._kinds.registry import TaskRequest
@@ -27,13 +27,13 @@ if TYPE_CHECKING:
     from .._protocol.records import TaskRecord
     from .._tasks.handle import TaskHandle
     from ..testing import TaskScript
-    from ._jobs import Job
+    from .jobs import Job
 
 # -- commands -----------------------------------------------------------------------------------
 
 
 def _show_record(ctx: Context, record: TaskRecord) -> None:
-    from ._jobs import iso, status_name
+    from .jobs import iso, status_name
 
     rows: list[tuple[str, str | None]] = [
         ("task", record.task_id),
@@ -94,7 +94,7 @@ def add_extend(parser: argparse.ArgumentParser) -> None:
     add_poll_options(parser)
 
 
-async def _extend(ctx: Context, args: argparse.Namespace) -> int:
+async def run_extend(ctx: Context, args: argparse.Namespace) -> int:
     from .._kinds.registry import ExtendRequest
 
     request = ExtendRequest(
@@ -113,11 +113,11 @@ async def _extend(ctx: Context, args: argparse.Namespace) -> int:
         return await _await_task(ctx, handle, args.timeout)
 
 
-def _submitting(
+def submitting(
     build: Callable[[argparse.Namespace], TaskRequest],
 ) -> Callable[[Context, argparse.Namespace], Awaitable[int]]:
     """The run of a command submitting the request ``build`` makes of its arguments (see
-    ``_kinds``), as :func:`_extend` does: the request is checked before anything is sent."""
+    ``_kinds``), as :func:`run_extend` does: the request is checked before anything is sent."""
 
     async def submit(ctx: Context, args: argparse.Namespace) -> int:
         request = build(args)
@@ -135,7 +135,7 @@ def add_task_id(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("task_id", metavar="TASK_ID", help="a kie.ai task id")
 
 
-async def _status(ctx: Context, args: argparse.Namespace) -> int:
+async def run_status(ctx: Context, args: argparse.Namespace) -> int:
     async with ctx.reading_client() as kie:
         record = await kie.get_task(args.task_id)
     _show_record(ctx, record)
@@ -154,7 +154,7 @@ def add_wait(parser: argparse.ArgumentParser) -> None:
     add_poll_options(parser, first=False)
 
 
-async def _wait(ctx: Context, args: argparse.Namespace) -> int:
+async def run_wait(ctx: Context, args: argparse.Namespace) -> int:
     async with ctx.reading_client() as kie:
         return await _await_task(ctx, kie.task(args.task_id), args.timeout)
 
@@ -169,9 +169,9 @@ def add_download(parser: argparse.ArgumentParser) -> None:
     add_concurrency(parser, 4, "files fetched")
 
 
-async def _download(ctx: Context, args: argparse.Namespace) -> int:
-    from ._jobs import status_name
-    from ._results import download_journal, journal_argument
+async def run_download(ctx: Context, args: argparse.Namespace) -> int:
+    from .jobs import status_name
+    from .results import download_journal, journal_argument
 
     journal = journal_argument(args.task_id)
     if journal is not None:
@@ -192,7 +192,7 @@ def add_nothing(parser: argparse.ArgumentParser) -> None:
     """A command without arguments of its own."""
 
 
-async def _credits(ctx: Context, args: argparse.Namespace) -> int:
+async def run_credits(ctx: Context, args: argparse.Namespace) -> int:
     async with ctx.reading_client() as kie:
         balance = await kie.credits()
     ctx.say(str(balance))
@@ -218,13 +218,13 @@ def add_demo(parser: argparse.ArgumentParser) -> None:
     add_concurrency(parser, 50, "jobs in flight")
 
 
-async def _demo(ctx: Context, args: argparse.Namespace) -> int:
+async def run_demo(ctx: Context, args: argparse.Namespace) -> int:
     from .._bulk.outcomes import OutcomeKind
     from .._client import KieClient
     from .._kinds.registry import ExtendRequest
     from .._policies import PollPolicy, RateLimit
     from ..testing import FakeKieServer, TaskScript
-    from ._jobs import Job
+    from .jobs import Job
 
     count: int = args.videos
     rng = random.Random(2024)

@@ -9,13 +9,13 @@ import textwrap
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._context import EXIT_OK, Context
+from .context import EXIT_OK, Context
 
 if TYPE_CHECKING:
     from .._bulk.budget import Spend
     from .._bulk.plan import RunPlan
     from .._client import KieClient
-    from ._jobs import Job
+    from .jobs import Job
 
 
 def _price(text: str) -> tuple[str, str]:

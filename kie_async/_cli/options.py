@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ._context import InputError
+from .context import InputError
 
 if TYPE_CHECKING:
     from .._policies import RateLimit
@@ -51,7 +51,7 @@ def positive_float(text: str) -> float:
     return value
 
 
-def _rate_limit(text: str) -> RateLimit:
+def rate_limit_setting(text: str) -> RateLimit:
     from .._policies import RateLimit
 
     count, slash, per = text.partition("/")

@@ -17,7 +17,7 @@ from .._errors import (
     ValidationError,
 )
 from .._text import printable
-from ._kinds import KIND_FLAGS
+from .kinds import KIND_FLAGS
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -73,7 +73,7 @@ class Context:
         options.update(self.client_options)
         options.update(settings)
         from .._policies import default_poll
-        from ._poll_options import poll_policy
+        from .poll_options import poll_policy
 
         base = options.get("poll") or default_poll()
         if (poll := poll_policy(self.args, base)) is not base:

@@ -19,34 +19,34 @@ import attrs
 
 from .._errors import ConfigurationError, DownloadError, KieError, ValidationError
 from .._text import server_name
-from ._budget import add_budget_options, budget_settings, dry_run
-from ._context import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Context, InputError
-from ._options import (
-    _rate_limit,
+from .budget import add_budget_options, budget_settings, dry_run
+from .context import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Context, InputError
+from .options import (
     add_concurrency,
     check_directory,
     positive_float,
+    rate_limit_setting,
 )
-from ._poll_options import add_poll_options, poll_seconds
+from .poll_options import add_poll_options, poll_seconds
 
 log = logging.getLogger("kie_async")
 
 #: What the first Ctrl-C says while a bulk run is going on (set by :func:`execute_bulk`).
-_bulk_running = False
+bulk_running = False
 
 if TYPE_CHECKING:
     from .._bulk.budget import Spend
     from .._bulk.outcomes import OutcomeKind, Progress
     from .._bulk.run import BulkRun
     from .._client import KieClient
-    from ._jobs import Job, Outcome, Sink
+    from .jobs import Job, Outcome, Sink
 
 # -- jobs files ---------------------------------------------------------------------------------
 
 
 def _read_jobs(ctx: Context, path: str) -> list[Job] | None:
     """The jobs of ``path``; ``None`` after reporting every bad line (or an unreadable file)."""
-    from ._jobs import parse_jobs
+    from .jobs import parse_jobs
 
     try:
         data = Path(path).read_bytes()  # decoded line by line: a bad byte is named by its line
@@ -121,9 +121,9 @@ async def execute_bulk(
     With ``preflight`` the run checks the key and the host first (the balance, printed);
     ``None`` after one ``error:`` line when that check failed: nothing was sent.
     """
-    global _bulk_running
-    from ._jobs import Job
-    from ._progress import first_estimate, open_display
+    global bulk_running
+    from .jobs import Job
+    from .progress import first_estimate, open_display
 
     by_request = {id(job.request): job for job in jobs}
     tally = Tally(total=len(jobs))
@@ -155,7 +155,7 @@ async def execute_bulk(
         preflight=preflight,
         **money,  # max_credits and prices (see _budget.budget_settings)
     )
-    _bulk_running = True
+    bulk_running = True
     try:
         async with display, run as outcomes:
             tally.spend = lambda: outcomes.spend  # read when the summary is printed
@@ -194,7 +194,7 @@ async def execute_bulk(
             )
         raise
     finally:
-        _bulk_running = False
+        bulk_running = False
     tally.elapsed = time.monotonic() - started
     print_summary(ctx, tally)
     return tally
@@ -220,7 +220,7 @@ def _problem_text(job: Job, outcome: Outcome) -> str:
 def print_summary(ctx: Context, tally: Tally) -> None:
     """The summary table (outcomes by kind) and the jobs that did not succeed, on stdout."""
     from .._bulk.outcomes import OutcomeKind
-    from ._progress import is_terminal
+    from .progress import is_terminal
 
     rows = [(_KIND_LABELS[kind], tally.kinds[kind]) for kind in OutcomeKind]
     rows.append(("total", tally.finished))
@@ -238,7 +238,7 @@ def print_summary(ctx: Context, tally: Tally) -> None:
     ctx.say(f"{tally.finished} of {tally.total} jobs in {tally.elapsed:.1f}s{rate}{journal}")
     spend = tally.spend()
     if spend is not None:
-        from ._budget import spend_lines
+        from .budget import spend_lines
 
         for line in spend_lines(spend):
             ctx.say(line)
@@ -278,7 +278,7 @@ def add_bulk(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--rate-limit",
-        type=_rate_limit,
+        type=rate_limit_setting,
         metavar="N/SECONDS",
         help="at most N creates per SECONDS (kie.ai's default: 20/10)",
     )
@@ -311,7 +311,7 @@ def add_bulk(parser: argparse.ArgumentParser) -> None:
     add_budget_options(parser)
 
 
-async def _bulk(ctx: Context, args: argparse.Namespace) -> int:
+async def run_bulk(ctx: Context, args: argparse.Namespace) -> int:
     from .._bulk.outcomes import OutcomeKind
     from .._policies import RateLimit, RedisRateLimit
 
@@ -368,7 +368,7 @@ def _bulk_sinks(
     """What to do with each outcome of a bulk run, one sink per option that asks for one.
     Files and other resources are entered on ``resources``; ``kie`` is for sinks that call
     kie.ai themselves (fetching download links, say)."""
-    from ._jobs import ResultsWriter
+    from .jobs import ResultsWriter
 
     sinks: list[Sink] = []
     if args.out is not None:

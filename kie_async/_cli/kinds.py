@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from ._poll_options import add_poll_options, poll_seconds
+from .poll_options import add_poll_options, poll_seconds
 
 # The request classes are imported where a request is built, not here: `kie-async --help` and
 # a usage error need none of them (tests/test_cli.py checks it).

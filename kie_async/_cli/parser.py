@@ -4,35 +4,31 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
 
 import attrs
 
 from .._version import __version__
-from ._bulk import _bulk, add_bulk
-from ._commands import (
-    _credits,
-    _demo,
-    _download,
-    _extend,
-    _status,
-    _submitting,
-    _wait,
+from .bulk import add_bulk, run_bulk
+from .commands import (
     add_demo,
     add_download,
     add_extend,
     add_nothing,
     add_task_id,
     add_wait,
+    run_credits,
+    run_demo,
+    run_download,
+    run_extend,
+    run_status,
+    run_wait,
+    submitting,
 )
-from ._context import Context
-from ._help import BULK_HELP
-from ._kinds import KIND_COMMANDS
-from ._options import EPILOG, add_global_options
-from ._results import _results, add_results
-
-if TYPE_CHECKING:
-    pass
+from .context import Context
+from .help import BULK_HELP
+from .kinds import KIND_COMMANDS
+from .options import EPILOG, add_global_options
+from .results import add_results, run_results
 
 
 @attrs.frozen
@@ -51,32 +47,32 @@ class Command:
 #: The subcommands, in the order ``--help`` lists them.
 COMMANDS: dict[str, Command] = {
     **{
-        name: Command(kind.help, kind.configure, _submitting(kind.build))
+        name: Command(kind.help, kind.configure, submitting(kind.build))
         for name, kind in KIND_COMMANDS.items()
     },
-    "extend": Command("extend one video; print the new task id", add_extend, _extend),
-    "status": Command("show a task's current status (one query)", add_task_id, _status),
-    "wait": Command("wait for a task to finish and show its result", add_wait, _wait),
-    "credits": Command("show the account's remaining credits", add_nothing, _credits),
+    "extend": Command("extend one video; print the new task id", add_extend, run_extend),
+    "status": Command("show a task's current status (one query)", add_task_id, run_status),
+    "wait": Command("wait for a task to finish and show its result", add_wait, run_wait),
+    "credits": Command("show the account's remaining credits", add_nothing, run_credits),
     "bulk": Command(
         "run every job (any kind, or chains) of a JSON-lines file",
         add_bulk,
-        _bulk,
+        run_bulk,
         description=BULK_HELP,
     ),
     "download": Command(
         "save a task's videos, or every result of a journal not saved yet",
         add_download,
-        _download,
+        run_download,
     ),
     "results": Command(
         "what a journal's jobs produced, and what is not saved yet",
         add_results,
-        _results,
+        run_results,
         talks_to_kie=False,
     ),
     "demo": Command(
-        "a bulk run against a local fake kie.ai (no key)", add_demo, _demo, talks_to_kie=False
+        "a bulk run against a local fake kie.ai (no key)", add_demo, run_demo, talks_to_kie=False
     ),
 }
 
