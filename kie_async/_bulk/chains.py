@@ -28,7 +28,6 @@ from .._kinds.registry import (
     VaryRequest,
 )
 from .._protocol.records import TaskRecord
-from .._protocol.wire import request_to_json
 
 __all__ = [
     "BulkItem",
@@ -291,8 +290,22 @@ def request_json(request: TaskRequest) -> dict[str, Any]:
     """A request as a journal's ``intent`` line and a results file keep it: an extension as in
     0.1.0, any other kind as its kind and its fields, spelled as a jobs file spells them."""
     if isinstance(request, ExtendRequest):
-        return request_to_json(request)
+        return _extend_json(request)
     return {"kind": request.kind.value, **_fields_json(request)}
+
+
+def _extend_json(request: ExtendRequest) -> dict[str, Any]:
+    """An extension as kie-async 0.1.0 kept it in journals and results files (its bytes must not
+    change: journals written then are still read)."""
+    return {
+        "task_id": request.task_id,
+        "index": request.index,
+        "prompt": request.prompt,
+        "mode": "manual" if request.mode is ExtendMode.MANUAL else "auto",
+        "watermark": request.watermark,
+        "callback_url": request.callback_url,
+        "key": request.key,
+    }
 
 
 class StepOutcome(Protocol):

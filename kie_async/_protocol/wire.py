@@ -34,7 +34,7 @@ import cattrs
 from cattrs.gen import make_dict_structure_fn, override
 
 from .._errors import UnexpectedResponseError
-from .._kinds.registry import ExtendMode, ExtendRequest, TaskRequest
+from .._kinds.registry import TaskRequest
 from .._text import printable
 from .records import TaskRecord
 
@@ -290,16 +290,3 @@ def still_generating(data: object) -> bool:
         return False
     flag = data.get("successFlag")
     return flag == 0 if type(flag) is int else lenient_int(flag) == 0
-
-
-def request_to_json(request: ExtendRequest) -> dict[str, Any]:
-    """``request`` as a JSON-ready dict in snake_case, for journals and results files."""
-    return {
-        "task_id": request.task_id,
-        "index": request.index,
-        "prompt": request.prompt,
-        "mode": "manual" if request.mode is ExtendMode.MANUAL else "auto",
-        "watermark": request.watermark,
-        "callback_url": request.callback_url,
-        "key": request.key,
-    }
