@@ -27,7 +27,7 @@ Every error is a :class:`KieError`; catch that to catch everything the SDK raise
         ├── TaskFailedError                 successFlag 2 or 3  (*)
         └── TaskTimeoutError (TimeoutError) the wait's deadline passed first  (*)
 
-(*) defined in ``_task_errors``: they carry a record or a request, and this module imports no
+(*) defined in ``_tasks/errors.py``: they carry a record or a request, and this module imports no
 model, so that the requests and records layers can raise the errors defined here.
 
 kie.ai reports most errors inside HTTP 200 answers; an :class:`APIError` is raised for the same

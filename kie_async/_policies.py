@@ -2,7 +2,7 @@
 :class:`RetryPolicy`, :class:`RateLimit`, :class:`RedisRateLimit` and :class:`DownloadPolicy`.
 
 Pure values: nothing here sleeps, sends or imports redis-py (the Redis limiter itself is built
-from a :class:`RedisRateLimit` in ``_transport``). Every problem is a
+from a :class:`RedisRateLimit` in ``_transport/redis_limiter.py``). Every problem is a
 :class:`~kie_async.ConfigurationError` raised when the setting is constructed, by the one
 validator below, :func:`check_number`.
 """

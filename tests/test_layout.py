@@ -330,18 +330,17 @@ def test_the_layer_check_places_folders_and_rejects_unknown_modules() -> None:
 
 
 def test_the_transport_knows_nothing_about_tasks() -> None:
-    """The transport modules (settings, HTTP helpers, the exchange) import nothing that knows a
-    task: no request kind, no record, no task error, no handle; only the foundation, the
-    protocol's envelope (``_protocol``) and ``_wire``'s loopback check."""
+    """The transport folder (settings, HTTP helpers, the exchange, the limiters) imports nothing
+    that knows a task: no request kind, no task error, no handle; only the foundation and the
+    protocol (the envelope, and the converter's loopback check)."""
     graph = import_graph(PACKAGE)
-    transport = {"_ratelimit", "_redis_limit", "_config", "_http", "_transport"}
-    allowed = transport | {"_text", "_errors", "_public", "_policies", "_retry"}
-    allowed |= {"_version", "_protocol", "_wire"}
+    allowed = {"_transport", "_protocol", *LAYERS[: LAYERS.index("_retry") + 1]}
     seen = {
         (i.importer, i.imported)
         for name, imports in graph.items()
-        if unit_of(name) in transport
+        if unit_of(name) == "_transport"
         for i in imports
         if unit_of(i.imported) not in allowed
     }
     assert seen == set()
+    assert {"kie_async._transport.exchange", "kie_async._transport.config"} <= set(graph)

@@ -5,7 +5,7 @@ costs no slot), kept when kie.ai answers with a task id or the answer is lost (u
 may be paid for), and given back only when the create is known not to have been accepted (kie
 refused it, or it never went out). A rerun starts from what the journal records as paid.
 
-A price marked ``"learn"`` is learned by the first create that needs it (``_learning``, whose
+A price marked ``"learn"`` is learned by the first create that needs it (``learning``, whose
 ``hold`` reserves every create of a budgeted run): no other create of the run is on the wire
 meanwhile.
 """

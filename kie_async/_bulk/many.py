@@ -1,6 +1,6 @@
 """``run_many``: a bulk run of any mix of request kinds and chains.
 
-The runner is ``_bulk``'s; :class:`_ChainRun` adds chains to it. A chain runs in a task of its
+The runner is ``run``'s; :class:`_ChainRun` adds chains to it. A chain runs in a task of its
 own (stopped like a worker, so a step's create on the wire is let finish), its steps one after
 another through the run's own ``process`` (so each is journaled, rate limited and awaited as a
 request of its own), and a step's outcome goes to its chain instead of to the consumer.

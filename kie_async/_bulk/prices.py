@@ -10,7 +10,7 @@ The defaults (:data:`DEFAULT_PRICES`) are only the figures some source has put i
 each with its source in :data:`PRICE_SOURCES`; a kind no source prices has none, and a
 budgeted run refuses to start without one rather than guess, unless the user marks it
 ``"learn"`` (or ``"learn:CEILING"``): then the run learns it from the balance before and after
-one create (``_learning``), and keeps it in :attr:`PriceTable.learned`.
+one create (``learning``), and keeps it in :attr:`PriceTable.learned`.
 """
 
 from __future__ import annotations

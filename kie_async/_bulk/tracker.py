@@ -1,5 +1,5 @@
 """One bulk run's state, and each request's way through it: the journal, the create, the wait
-and the outcome (the runner, in ``_bulk``, feeds it requests from its workers)."""
+and the outcome (the runner, in ``run``, feeds it requests from its workers)."""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ run in a worker thread, so a slow disk never stalls the event loop. Redirects ar
 hop by hop, so each one is checked: never from https to plain http, never to another scheme.
 
 This module is the network loop; the pure decisions (the policy, file names, redirects, what is
-worth a retry) live in ``_download_core`` and the temporary file in ``_part_file``.
+worth a retry) live in ``rules`` and the temporary file in ``part_file``.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """What every request kind shares: the kind enum, the checks, the wire body, the protocol.
 
-Pure: no I/O happens here. The kinds themselves live in ``_generate`` (GenerateRequest) and
-``_requests`` (the others, and the registry of kinds).
+Pure: no I/O happens here. The kinds themselves live in ``generate`` (GenerateRequest) and
+``registry`` (the others, and the registry of kinds).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """GenerateRequest: a Midjourney generation (images from text or images, a video from an image).
 
 Pure: no I/O happens here. Every rule of ``POST /api/v1/mj/generate`` that kie.ai documents is
-checked when the request is constructed (the rules themselves are in ``_generate_rules``).
+checked when the request is constructed (the rules themselves are in ``generate_rules``).
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@ Each kind knows three things and nothing else (no I/O happens here):
 * its **validation**: every documented rule is checked when the request is constructed, so a
   bad request raises :class:`ValidationError` before anything is sent.
 
-The kinds share one small protocol (:class:`RequestProtocol`, in ``_request_core``), which is
-all a submitter needs. :class:`GenerateRequest` lives in ``_generate``; upscale, vary and extend
+The kinds share one small protocol (:class:`RequestProtocol`, in ``common``), which is
+all a submitter needs. :class:`GenerateRequest` lives in ``generate``; upscale, vary and extend
 live here, with the registry of kinds at the bottom. Adding a kind means a class here (its
 endpoint, fields, rules and ``task_types``), its name in :data:`TaskRequest` and a
 :class:`TaskKind` member; the client, the handle and record reading need no change.

@@ -2,7 +2,7 @@
 
 The requests a user sends live with the request kinds (one class per kind). Field names are
 snake_case; the wire names live in each field's
-``metadata["wire"]`` and are applied by the converter in ``_wire``.
+``metadata["wire"]`` and are applied by the converter in ``wire``.
 """
 
 from __future__ import annotations

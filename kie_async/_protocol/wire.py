@@ -1,6 +1,6 @@
 """The one cattrs converter: kie's camelCase on the wire, and every quirk of its payloads.
 
-Request bodies are built by the request kinds themselves (``_requests``, from the same
+Request bodies are built by the request kinds themselves (``_kinds``, from the same
 ``metadata["wire"]`` names: a flat dict needs no converter, and the requests layer stays free of
 it); this module reads what kie.ai answers.
 
