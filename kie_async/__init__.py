@@ -50,14 +50,10 @@ if TYPE_CHECKING:
         UnprocessableError,
         ValidationError,
     )
-    from ._kinds.registry import (
-        ExtendMode,
-        ExtendRequest,
-        GenerateRequest,
-        TaskKind,
-        UpscaleRequest,
-        VaryRequest,
-    )
+    from ._kinds.common import TaskKind
+    from ._kinds.extend import ExtendMode, ExtendRequest
+    from ._kinds.generate import GenerateRequest
+    from ._kinds.image_actions import UpscaleRequest, VaryRequest
     from ._policies import (
         DownloadPolicy,
         PollPolicy,
@@ -149,9 +145,9 @@ _WHERE = {
     "ConfigurationError": "_errors",
     "DownloadError": "_errors",
     "DownloadPolicy": "_policies",
-    "ExtendMode": "_kinds.registry",
+    "ExtendMode": "_kinds.extend",
     "ExtendOutcome": "_bulk.outcomes",
-    "ExtendRequest": "_kinds.registry",
+    "ExtendRequest": "_kinds.extend",
     "ExtendStep": "_bulk.chains",
     "FeatureDisabledError": "_errors",
     "GenerateRequest": "_kinds.generate",
@@ -187,10 +183,10 @@ _WHERE = {
     "TransportError": "_errors",
     "UnexpectedResponseError": "_errors",
     "UnprocessableError": "_errors",
-    "UpscaleRequest": "_kinds.registry",
+    "UpscaleRequest": "_kinds.image_actions",
     "UpscaleStep": "_bulk.chains",
     "ValidationError": "_errors",
-    "VaryRequest": "_kinds.registry",
+    "VaryRequest": "_kinds.image_actions",
     "VaryStep": "_bulk.chains",
     "read_results": "_bulk.results",
 }

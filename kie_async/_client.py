@@ -16,15 +16,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ._errors import ValidationError
-from ._kinds.registry import (
-    ExtendMode,
-    ExtendRequest,
-    GenerateRequest,
-    TaskRequest,
-    UpscaleRequest,
-    VaryRequest,
-    image_action,
-)
+from ._kinds.extend import ExtendMode, ExtendRequest
+from ._kinds.generate import GenerateRequest
+from ._kinds.image_actions import UpscaleRequest, VaryRequest, image_action
+from ._kinds.registry import TaskRequest
 from ._policies import PollPolicy
 from ._protocol.records import TaskRecord
 from ._tasks.handle import TaskHandle
@@ -46,7 +41,7 @@ import aiohttp
 import attrs
 
 from ._errors import ConfigurationError
-from ._kinds.registry import check_http_url, check_task_id
+from ._kinds.common import check_http_url, check_task_id
 from ._policies import (
     DownloadPolicy,
     RateLimit,

@@ -9,7 +9,7 @@ import attrs
 import pytest
 
 from kie_async import ExtendMode, ExtendRequest, TaskRecord, TaskStatus, ValidationError
-from kie_async._kinds.registry import MAX_PROMPT_LENGTH
+from kie_async._kinds.common import MAX_PROMPT_LENGTH
 from kie_async._protocol.records import parse_time
 
 

@@ -18,15 +18,10 @@ from typing import Any, ClassVar, Literal, Protocol, TypeVar, Union
 import attrs
 
 from .._kinds.common import digest, invalid
+from .._kinds.extend import ExtendMode, ExtendRequest
 from .._kinds.generate import GenerateRequest
-from .._kinds.registry import (
-    REQUEST_TYPES,
-    ExtendMode,
-    ExtendRequest,
-    TaskRequest,
-    UpscaleRequest,
-    VaryRequest,
-)
+from .._kinds.image_actions import UpscaleRequest, VaryRequest
+from .._kinds.registry import REQUEST_TYPES, TaskRequest
 from .._protocol.records import TaskRecord
 
 __all__ = [

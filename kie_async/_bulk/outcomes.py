@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Generic
 
 import attrs
 
-from .._kinds.registry import ExtendRequest, TaskRequest
+from .._kinds.extend import ExtendRequest
+from .._kinds.registry import TaskRequest
 from .._protocol.records import TaskRecord
 from .chains import BulkItem
 

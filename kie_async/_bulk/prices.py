@@ -24,8 +24,10 @@ from typing import Any
 import attrs
 
 from .._errors import ConfigurationError
+from .._kinds.extend import ExtendMode, ExtendRequest
+from .._kinds.generate import GenerateRequest
 from .._kinds.generate_rules import GENERATE_TYPES, VIDEO_TYPES
-from .._kinds.registry import ExtendMode, ExtendRequest, GenerateRequest, TaskRequest
+from .._kinds.registry import TaskRequest
 
 __all__ = [
     "DEFAULT_PRICES",

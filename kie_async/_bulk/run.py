@@ -27,7 +27,7 @@ from typing import Any, Protocol
 import attrs
 
 from .._download.fetch import FileSource
-from .._kinds.registry import ExtendRequest
+from .._kinds.extend import ExtendRequest
 from .._policies import PollPolicy
 from .budget import Budget, Spend, check_max_credits
 from .chains import BulkItem, journal_key

@@ -95,7 +95,7 @@ def add_extend(parser: argparse.ArgumentParser) -> None:
 
 
 async def run_extend(ctx: Context, args: argparse.Namespace) -> int:
-    from .._kinds.registry import ExtendRequest
+    from .._kinds.extend import ExtendRequest
 
     request = ExtendRequest(
         args.task_id,
@@ -221,7 +221,7 @@ def add_demo(parser: argparse.ArgumentParser) -> None:
 async def run_demo(ctx: Context, args: argparse.Namespace) -> int:
     from .._bulk.outcomes import OutcomeKind
     from .._client import KieClient
-    from .._kinds.registry import ExtendRequest
+    from .._kinds.extend import ExtendRequest
     from .._policies import PollPolicy, RateLimit
     from ..testing import FakeKieServer, TaskScript
     from .jobs import Job

@@ -22,7 +22,9 @@ from .._bulk.chains import (
 )
 from .._bulk.outcomes import ExtendOutcome
 from .._errors import ValidationError, exception_fields
-from .._kinds.registry import ExtendRequest, GenerateRequest, UpscaleRequest, VaryRequest
+from .._kinds.extend import ExtendRequest
+from .._kinds.generate import GenerateRequest
+from .._kinds.image_actions import UpscaleRequest, VaryRequest
 from .._protocol.records import TaskRecord
 
 #: A bulk run's outcome as the command handles it: of any kind, or of a chain.

@@ -19,7 +19,8 @@ from .poll_options import add_poll_options, poll_seconds
 # a usage error need none of them (tests/test_cli.py checks it).
 if TYPE_CHECKING:
     from .._kinds.generate import GenerateRequest
-    from .._kinds.registry import TaskRequest, UpscaleRequest, VaryRequest
+    from .._kinds.image_actions import UpscaleRequest, VaryRequest
+    from .._kinds.registry import TaskRequest
 
 __all__ = ["KIND_COMMANDS", "KIND_FLAGS", "KindCommand"]
 
@@ -124,7 +125,7 @@ def _add_image_action(parser: argparse.ArgumentParser) -> None:
 
 
 def _upscale(args: argparse.Namespace) -> UpscaleRequest:
-    from .._kinds.registry import UpscaleRequest
+    from .._kinds.image_actions import UpscaleRequest
 
     return UpscaleRequest(
         args.task_id, args.index, watermark=args.watermark, callback_url=args.callback_url
@@ -132,7 +133,7 @@ def _upscale(args: argparse.Namespace) -> UpscaleRequest:
 
 
 def _vary(args: argparse.Namespace) -> VaryRequest:
-    from .._kinds.registry import VaryRequest
+    from .._kinds.image_actions import VaryRequest
 
     return VaryRequest(
         args.task_id, args.index, watermark=args.watermark, callback_url=args.callback_url

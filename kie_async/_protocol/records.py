@@ -16,7 +16,8 @@ from typing import Any, Literal
 
 import attrs
 
-from .._kinds.registry import TaskKind, kind_of, media_of
+from .._kinds.common import TaskKind
+from .._kinds.registry import kind_of, media_of
 
 __all__ = [
     "TaskRecord",
