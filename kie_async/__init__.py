@@ -16,123 +16,70 @@ from typing import TYPE_CHECKING
 
 from ._public import publish as _publish
 from ._text import configure_from_env as _configure_logging
-from ._version import __version__
+from ._version import __version__ as __version__
 
 if TYPE_CHECKING:
-    from ._bulk.budget import Spend
-    from ._bulk.chains import Chain, ExtendStep, UpscaleStep, VaryStep
-    from ._bulk.outcomes import ExtendOutcome, OutcomeKind, Progress
-    from ._bulk.plan import RunPlan
-    from ._bulk.prices import DEFAULT_PRICES
-    from ._bulk.results import JournalResults, ResultFile, read_results
-    from ._bulk.results_download import JournalDownload
-    from ._bulk.run import BulkRun
-    from ._client import KieClient
-    from ._errors import (
-        APIError,
-        AuthenticationError,
-        BadRequestError,
-        BudgetExceededError,
-        ClientClosedError,
-        ConfigurationError,
-        DownloadError,
-        FeatureDisabledError,
-        GenerationFailedError,
-        InsufficientCreditsError,
-        KieError,
-        NotFoundError,
-        RateLimitError,
-        ServerError,
-        ServiceUnavailableError,
-        TaskNotFoundError,
-        TransportError,
-        UnexpectedResponseError,
-        UnprocessableError,
-        ValidationError,
-    )
-    from ._kinds.common import TaskKind
-    from ._kinds.extend import ExtendMode, ExtendRequest
-    from ._kinds.generate import GenerateRequest
-    from ._kinds.image_actions import UpscaleRequest, VaryRequest
-    from ._policies import (
-        DownloadPolicy,
-        PollPolicy,
-        RateLimit,
-        RedisRateLimit,
-        RetryPolicy,
-        Timeout,
-    )
-    from ._protocol.records import TaskRecord, TaskStatus
-    from ._tasks.errors import (
-        SubmissionUncertainError,
-        TaskError,
-        TaskFailedError,
-        TaskTimeoutError,
-    )
-    from ._tasks.handle import TaskHandle
+    from ._bulk.budget import Spend as Spend
+    from ._bulk.chains import Chain as Chain
+    from ._bulk.chains import ExtendStep as ExtendStep
+    from ._bulk.chains import UpscaleStep as UpscaleStep
+    from ._bulk.chains import VaryStep as VaryStep
+    from ._bulk.outcomes import ExtendOutcome as ExtendOutcome
+    from ._bulk.outcomes import OutcomeKind as OutcomeKind
+    from ._bulk.outcomes import Progress as Progress
+    from ._bulk.plan import RunPlan as RunPlan
+    from ._bulk.prices import DEFAULT_PRICES as DEFAULT_PRICES
+    from ._bulk.results import JournalResults as JournalResults
+    from ._bulk.results import ResultFile as ResultFile
+    from ._bulk.results import read_results as read_results
+    from ._bulk.results_download import JournalDownload as JournalDownload
+    from ._bulk.run import BulkRun as BulkRun
+    from ._client import KieClient as KieClient
+    from ._errors import APIError as APIError
+    from ._errors import AuthenticationError as AuthenticationError
+    from ._errors import BadRequestError as BadRequestError
+    from ._errors import BudgetExceededError as BudgetExceededError
+    from ._errors import ClientClosedError as ClientClosedError
+    from ._errors import ConfigurationError as ConfigurationError
+    from ._errors import DownloadError as DownloadError
+    from ._errors import FeatureDisabledError as FeatureDisabledError
+    from ._errors import GenerationFailedError as GenerationFailedError
+    from ._errors import InsufficientCreditsError as InsufficientCreditsError
+    from ._errors import KieError as KieError
+    from ._errors import NotFoundError as NotFoundError
+    from ._errors import RateLimitError as RateLimitError
+    from ._errors import ServerError as ServerError
+    from ._errors import ServiceUnavailableError as ServiceUnavailableError
+    from ._errors import TaskNotFoundError as TaskNotFoundError
+    from ._errors import TransportError as TransportError
+    from ._errors import UnexpectedResponseError as UnexpectedResponseError
+    from ._errors import UnprocessableError as UnprocessableError
+    from ._errors import ValidationError as ValidationError
+    from ._kinds.common import TaskKind as TaskKind
+    from ._kinds.extend import ExtendMode as ExtendMode
+    from ._kinds.extend import ExtendRequest as ExtendRequest
+    from ._kinds.generate import GenerateRequest as GenerateRequest
+    from ._kinds.image_actions import UpscaleRequest as UpscaleRequest
+    from ._kinds.image_actions import VaryRequest as VaryRequest
+    from ._policies import DownloadPolicy as DownloadPolicy
+    from ._policies import PollPolicy as PollPolicy
+    from ._policies import RateLimit as RateLimit
+    from ._policies import RedisRateLimit as RedisRateLimit
+    from ._policies import RetryPolicy as RetryPolicy
+    from ._policies import Timeout as Timeout
+    from ._protocol.records import TaskRecord as TaskRecord
+    from ._protocol.records import TaskStatus as TaskStatus
+    from ._tasks.errors import SubmissionUncertainError as SubmissionUncertainError
+    from ._tasks.errors import TaskError as TaskError
+    from ._tasks.errors import TaskFailedError as TaskFailedError
+    from ._tasks.errors import TaskTimeoutError as TaskTimeoutError
+    from ._tasks.handle import TaskHandle as TaskHandle
 
-__all__ = [
-    "APIError",
-    "AuthenticationError",
-    "BadRequestError",
-    "BudgetExceededError",
-    "BulkRun",
-    "Chain",
-    "ClientClosedError",
-    "ConfigurationError",
-    "DEFAULT_PRICES",
-    "DownloadError",
-    "DownloadPolicy",
-    "ExtendMode",
-    "ExtendOutcome",
-    "ExtendRequest",
-    "ExtendStep",
-    "FeatureDisabledError",
-    "GenerateRequest",
-    "GenerationFailedError",
-    "InsufficientCreditsError",
-    "JournalDownload",
-    "JournalResults",
-    "KieClient",
-    "KieError",
-    "NotFoundError",
-    "OutcomeKind",
-    "PollPolicy",
-    "Progress",
-    "RateLimit",
-    "RateLimitError",
-    "RedisRateLimit",
-    "ResultFile",
-    "RetryPolicy",
-    "RunPlan",
-    "ServerError",
-    "ServiceUnavailableError",
-    "Spend",
-    "SubmissionUncertainError",
-    "TaskError",
-    "TaskFailedError",
-    "TaskHandle",
-    "TaskKind",
-    "TaskNotFoundError",
-    "TaskRecord",
-    "TaskStatus",
-    "TaskTimeoutError",
-    "Timeout",
-    "TransportError",
-    "UnexpectedResponseError",
-    "UnprocessableError",
-    "UpscaleRequest",
-    "UpscaleStep",
-    "ValidationError",
-    "VaryRequest",
-    "VaryStep",
-    "__version__",
-    "read_results",
-]
 
-# Each public name is imported from its module when first used: ``import kie_async`` (and the
-# ``kie-async`` command's ``--help``) then costs no aiohttp, whose import takes most of a second.
-# Type checkers read the imports above; ``tests/test_exports.py`` checks every name resolves.
+# The public names, once: each with the module that defines it. Each is imported from there when
+# first used: ``import kie_async`` (and the ``kie-async`` command's ``--help``) then costs no
+# aiohttp, whose import takes most of a second. Type checkers read the imports above instead;
+# ``tests/test_layout.py`` checks that they name the same names and modules.
 _WHERE = {
     "DEFAULT_PRICES": "_bulk.prices",
     "APIError": "_errors",
@@ -190,6 +137,8 @@ _WHERE = {
     "VaryStep": "_bulk.chains",
     "read_results": "_bulk.results",
 }
+
+__all__ = sorted(["__version__", *_WHERE])
 
 
 class _Package(_types.ModuleType):

@@ -344,3 +344,20 @@ def test_the_transport_knows_nothing_about_tasks() -> None:
     }
     assert seen == set()
     assert {"kie_async._transport.exchange", "kie_async._transport.config"} <= set(graph)
+
+
+def test_the_public_names_are_listed_once() -> None:
+    """kie_async's public names live in one table (``_WHERE``: name and defining module), from
+    which ``__all__`` derives; the imports type checkers read name the same names from the same
+    modules, so the two views cannot drift."""
+    import kie_async
+
+    tree = ast.parse((PACKAGE / "__init__.py").read_text(encoding="utf-8"))
+    for_checkers = {
+        alias.asname or alias.name: (node.module or "")
+        for node, how in _import_nodes(tree)
+        if how == "type" and isinstance(node, ast.ImportFrom)
+        for alias in node.names
+    }
+    assert for_checkers == kie_async._WHERE
+    assert kie_async.__all__ == sorted(["__version__", *kie_async._WHERE])
