@@ -771,20 +771,18 @@ class KieClient:
                 async for outcome in run:
                     print(outcome.request.task_id, outcome.kind.value)
         """
-        from ._bulk.run import extend_many
+        from ._bulk.run import RunOptions, extend_many, make_budget
 
-        return extend_many(
-            self,
-            requests,
+        options = RunOptions(
             concurrency=concurrency,
             journal=_path("journal", journal) if journal is not None else None,
             poll=poll,
             on_progress=on_progress,
             resubmit_uncertain=resubmit_uncertain,
-            max_credits=max_credits,
-            prices=prices,
+            budget=make_budget(max_credits, prices),
             preflight=preflight,
         )
+        return extend_many(self, requests, options)
 
     def run_many(
         self,
@@ -824,19 +822,18 @@ class KieClient:
                     print(outcome.request.describe(), outcome.kind.value, outcome.task_id)
         """
         from ._bulk.many import run_many
+        from ._bulk.run import RunOptions, make_budget
 
-        return run_many(
-            self,
-            requests,
+        options = RunOptions(
             concurrency=concurrency,
             journal=_path("journal", journal) if journal is not None else None,
             poll=poll,
             on_progress=on_progress,
             resubmit_uncertain=resubmit_uncertain,
-            max_credits=max_credits,
-            prices=prices,
+            budget=make_budget(max_credits, prices),
             preflight=preflight,
         )
+        return run_many(self, requests, options)
 
     async def plan(
         self,

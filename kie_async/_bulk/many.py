@@ -10,19 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from collections.abc import AsyncIterable, Callable, Iterable, Mapping, Sequence
-from decimal import Decimal
-from pathlib import Path
+from collections.abc import AsyncIterable, Iterable, Sequence
 from typing import Any
 
 import attrs
 
 from .._kinds.registry import REQUEST_TYPES, TaskRequest
-from .._policies import PollPolicy
 from .chains import BulkItem, Chain, run_chain
 from .journal import Journal
-from .outcomes import Outcome, Progress
-from .run import BulkClient, BulkRun, RunInfo, make_budget, outcome_stream
+from .outcomes import Outcome
+from .run import BulkClient, BulkRun, RunInfo, RunOptions, outcome_stream
 from .tracker import Run
 
 __all__ = ["run_many"]
@@ -92,38 +89,24 @@ class _ChainRun(Run):
 def run_many(
     client: BulkClient,
     requests: Iterable[BulkItem] | AsyncIterable[BulkItem],
-    *,
-    concurrency: int = 50,
-    journal: Path | None = None,
-    poll: PollPolicy | None = None,
-    on_progress: Callable[[Progress], None] | None = None,
-    resubmit_uncertain: bool = False,
-    max_credits: int | Decimal | None = None,
-    prices: Mapping[str, int | Decimal | str] | None = None,
-    preflight: bool = True,
+    options: RunOptions,
 ) -> BulkRun[BulkItem]:
     """The :class:`BulkRun` of :meth:`KieClient.run_many` (documented there)."""
-    budget = make_budget(max_credits, prices)
     info = RunInfo()
-    book = Journal(journal) if journal is not None else None
+    book = Journal(options.journal) if options.journal is not None else None
     return BulkRun(
         outcome_stream(
             client,
             requests,
-            concurrency=concurrency,
+            options,
             journal=book,
-            poll=poll,
-            on_progress=on_progress,
-            resubmit_uncertain=resubmit_uncertain,
-            preflight=preflight,
             info=info,
             accept=(*REQUEST_TYPES, Chain),
             caller="run_many",
             run_type=_ChainRun,
-            budget=budget,
         ),
         info,
-        budget,
+        options.budget,
         files=client,
         journal=book,
     )

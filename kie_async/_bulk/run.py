@@ -37,7 +37,7 @@ from .preflight import check_account
 from .prices import PriceTable
 from .tracker import Run, Submitter
 
-__all__ = ["BulkClient", "BulkRun", "extend_many"]
+__all__ = ["BulkClient", "BulkRun", "RunOptions", "extend_many"]
 
 
 class BulkClient(Submitter, FileSource, Protocol):
@@ -249,38 +249,54 @@ class BulkRun(AsyncIterator[ExtendOutcome[R]]):
 def extend_many(
     client: BulkClient,
     requests: Iterable[ExtendRequest] | AsyncIterable[ExtendRequest],
-    *,
-    concurrency: int = 50,
-    journal: Path | None = None,
-    poll: PollPolicy | None = None,
-    on_progress: Callable[[Progress], None] | None = None,
-    resubmit_uncertain: bool = False,
-    max_credits: int | Decimal | None = None,
-    prices: Mapping[str, int | Decimal | str] | None = None,
-    preflight: bool = True,
+    options: RunOptions,
 ) -> BulkRun:
     """The :class:`BulkRun` of :meth:`KieClient.extend_many` (documented there)."""
-    budget = make_budget(max_credits, prices)
     info = RunInfo()
-    book = Journal(journal) if journal is not None else None
+    book = Journal(options.journal) if options.journal is not None else None
     return BulkRun(
         outcome_stream(  # type: ignore[arg-type]  # only ExtendRequest items are accepted
-            client,
-            requests,
-            concurrency=concurrency,
-            journal=book,
-            poll=poll,
-            on_progress=on_progress,
-            resubmit_uncertain=resubmit_uncertain,
-            budget=budget,
-            preflight=preflight,
-            info=info,
+            client, requests, options, journal=book, info=info
         ),
         info,
-        budget,
+        options.budget,
         files=client,
         journal=book,
     )
+
+
+@attrs.frozen
+class RunOptions:
+    """The options of one bulk run, as :meth:`KieClient.extend_many` and
+    :meth:`KieClient.run_many` take them: one value through the layers, not seven keywords
+    through four signatures. The call builds it (its budget checked then); :meth:`check` runs
+    as the run starts, so the other mistakes are raised from the iteration, as documented."""
+
+    concurrency: int = 50
+    journal: Path | None = None
+    poll: PollPolicy | None = None
+    on_progress: Callable[[Progress], None] | None = None
+    resubmit_uncertain: bool = False
+    budget: Budget | None = None
+    preflight: bool = True
+
+    def check(self) -> None:
+        """Raises ValidationError naming the first option that is not what it must be."""
+        from .._errors import ValidationError
+
+        concurrency, poll, on_progress = self.concurrency, self.poll, self.on_progress
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise ValidationError("concurrency", f"must be an int >= 1, got {concurrency!r}")
+        if poll is not None and not isinstance(poll, PollPolicy):
+            raise ValidationError(
+                "poll", f"must be a PollPolicy or None, got {type(poll).__name__}"
+            )
+        if on_progress is not None and not callable(on_progress):
+            raise ValidationError(
+                "on_progress", f"must be a callable or None, got {type(on_progress).__name__}"
+            )
+        if not isinstance(self.preflight, bool):
+            raise ValidationError("preflight", f"must be True or False, got {self.preflight!r}")
 
 
 def make_budget(
@@ -300,35 +316,20 @@ def make_budget(
 async def outcome_stream(
     client: Submitter,
     requests: Iterable[BulkItem] | AsyncIterable[BulkItem],
+    options: RunOptions,
     *,
-    concurrency: int,
     journal: Journal | None,
-    poll: PollPolicy | None,
-    on_progress: Callable[[Progress], None] | None,
-    resubmit_uncertain: bool,
-    preflight: bool = True,
     info: RunInfo | None = None,
     accept: tuple[type, ...] = (ExtendRequest,),
     caller: str = "extend_many",
     run_type: type[Run] = Run,
-    budget: Budget | None = None,
 ) -> AsyncGenerator[Outcome, None]:
     """The run itself, as an async generator; see :meth:`KieClient.extend_many`."""
-    from .._errors import ValidationError
-
-    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-        raise ValidationError("concurrency", f"must be an int >= 1, got {concurrency!r}")
-    if poll is not None and not isinstance(poll, PollPolicy):
-        raise ValidationError("poll", f"must be a PollPolicy or None, got {type(poll).__name__}")
-    if on_progress is not None and not callable(on_progress):
-        raise ValidationError(
-            "on_progress", f"must be a callable or None, got {type(on_progress).__name__}"
-        )
-    if not isinstance(preflight, bool):
-        raise ValidationError("preflight", f"must be True or False, got {preflight!r}")
+    options.check()
+    concurrency, budget, preflight = options.concurrency, options.budget, options.preflight
     book = journal
-    counts = Counts(callback=on_progress)
-    run = run_type(client, book, poll, counts, resubmit_uncertain, concurrency)
+    counts = Counts(callback=options.on_progress)
+    run = run_type(client, book, options.poll, counts, options.resubmit_uncertain, concurrency)
     run.budget = budget
     source = _Source(requests, keyed=book is not None, accept=accept, caller=caller)
     if budget is not None and isinstance(requests, Sequence):
