@@ -18,8 +18,8 @@ from .._errors import ConfigurationError
 from .._policies import RateLimit, RedisRateLimit, Timeout, check_number
 from .._protocol.wire import is_loopback
 from .._text import printable, redact, redact_bytes
-from .limiter import Limiter
-from .redis_limiter import RedisLimiter, redis_limiter
+from .limiter import CreateLimiter, Limiter
+from .redis_limiter import redis_limiter
 
 _DEFAULT_RATE_LIMIT = RateLimit()
 
@@ -177,7 +177,7 @@ def _seconds(name: str, value: object) -> float:
     return float(check_number(name, value, above=True))
 
 
-def limiter_for(rate_limit: object, api_key: Secret) -> Limiter | RedisLimiter:
+def limiter_for(rate_limit: object, api_key: Secret) -> CreateLimiter:
     """The limiter of creates for the ``rate_limit`` setting (unset: ``KIE_RATE_LIMIT_REDIS``,
     else kie's 20 per 10 s)."""
     if rate_limit is UNSET:

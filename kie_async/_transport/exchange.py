@@ -35,8 +35,7 @@ from .http import (
     file_transport_error,
     read_capped,
 )
-from .limiter import Limiter
-from .redis_limiter import RedisLimiter
+from .limiter import CreateLimiter
 
 __all__ = ["SendWatch", "Transport"]
 
@@ -73,7 +72,7 @@ class Transport:
         max_connections: int,
         user_agent: str | None,
         retry_policy: RetryPolicy,
-        limiter: Limiter | RedisLimiter,
+        limiter: CreateLimiter,
     ) -> None:
         self._api_key = api_key
         self.base_url = base_url
@@ -103,18 +102,16 @@ class Transport:
         """Open the session; connect a shared (Redis) limiter, so an unreachable Redis is an
         error now, not mid-run."""
         self.ensure_session()
-        if isinstance(self.limiter, RedisLimiter):
-            try:
-                await self.limiter.start()
-            except BaseException:
-                await self.aclose()
-                raise
+        try:
+            await self.limiter.start()
+        except BaseException:
+            await self.aclose()
+            raise
 
     async def aclose(self) -> None:
         """Close the session if this transport created it. Safe to call more than once."""
         self._closed = True
-        if isinstance(self.limiter, RedisLimiter):
-            await self.limiter.aclose()
+        await self.limiter.aclose()
         session, self._session = self._session, None
         if session is not None and self._owns_session and not session.closed:
             await session.close()

@@ -12,12 +12,36 @@ import asyncio
 import collections
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Protocol
 
 from .._errors import TransportError
-from .._policies import RateLimit
+from .._policies import RateLimit, RedisRateLimit
 
-__all__ = ["Limiter"]
+__all__ = ["CreateLimiter", "Limiter"]
+
+
+class CreateLimiter(Protocol):
+    """What the transport needs of a limiter of creates: this module's in-process
+    :class:`Limiter`, or the one shared through Redis (``redis_limiter.RedisLimiter``)."""
+
+    @property
+    def limit(self) -> RateLimit | RedisRateLimit | None: ...
+
+    async def start(self) -> None:
+        """Connect what the limiter needs, so a failure shows when the client starts."""
+
+    async def aclose(self) -> None:
+        """Let go of what :meth:`start` connected."""
+
+    def open(self) -> bool:
+        """True when a create may go at once without a slot: no limit and no pause."""
+
+    def pause(self, seconds: float) -> None:
+        """Hold every create back for ``seconds`` (after kie.ai refused one with 429)."""
+
+    def slot(self) -> AbstractAsyncContextManager[None]:
+        """Hold one slot of the window for the duration of one create request."""
 
 
 class Limiter:
@@ -30,6 +54,12 @@ class Limiter:
         self._paused_until = 0.0
         self._lock = asyncio.Lock()
         self._released = asyncio.Event()
+
+    async def start(self) -> None:
+        """Nothing to connect: the window lives in this process."""
+
+    async def aclose(self) -> None:
+        """Nothing to let go of."""
 
     def open(self) -> bool:
         """True when a create may go at once without a slot: no limit and no pause."""
