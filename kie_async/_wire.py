@@ -61,6 +61,8 @@ def wire_name(field: attrs.Attribute[Any]) -> str | None:
 
 def nullable_str(value: object) -> str | None:
     """kie's empty values (``None``, ``""``, ``"null"``) as ``None``; numbers as text."""
+    if type(value) is str:  # the usual case, first: every text field of every record
+        return None if value.strip().lower() in _NULLISH else value
     if value is None or isinstance(value, bool):
         return None if value is None else str(value).lower()
     if isinstance(value, str):
@@ -88,6 +90,8 @@ def lenient_int(value: object) -> int | None:
 
 def maybe_json(value: object) -> object:
     """Decode ``value`` if it is a string holding JSON, else return it unchanged."""
+    if type(value) is dict:  # kie's usual resultInfoJson; the checks below would say the same
+        return value
     if isinstance(value, str) and value.strip()[:1] in ("{", "["):
         try:
             return json.loads(value)
@@ -154,7 +158,7 @@ def result_urls(value: object) -> tuple[str, ...]:
     with a warning (it stays in the record's raw ``data``).
     """
     value = maybe_json(value)
-    if isinstance(value, Mapping):
+    if type(value) is dict or isinstance(value, Mapping):  # ``type``: skips the ABC machinery
         value = maybe_json(value.get("resultUrls", value.get("result_urls")))
     if isinstance(value, str):
         # Still a string after maybe_json: either one bare URL, or JSON too broken to decode
@@ -164,7 +168,7 @@ def result_urls(value: object) -> tuple[str, ...]:
         return ()
     urls: list[str] = []
     for item in value:
-        if isinstance(item, Mapping):
+        if type(item) is dict or isinstance(item, Mapping):
             item = item.get("resultUrl", item.get("url"))
         if isinstance(item, str) and nullable_str(item) and _kept_url(item):
             urls.append(item)
@@ -174,7 +178,7 @@ def result_urls(value: object) -> tuple[str, ...]:
 def json_object(value: object) -> Mapping[str, Any] | None:
     """A JSON object from an object or a JSON string; ``None`` for anything else."""
     value = maybe_json(value)
-    return value if isinstance(value, Mapping) else None
+    return value if type(value) is dict or isinstance(value, Mapping) else None
 
 
 def _required_str(value: object, _: object) -> str:
@@ -211,6 +215,11 @@ def _make_converter() -> cattrs.Converter:
 
 
 _converter = _make_converter()
+#: TaskRecord's structure function, looked up once: ``_converter.structure`` would find it
+#: again by type on every record.
+_structure_record: Callable[[Mapping[str, Any], type[TaskRecord]], TaskRecord] = (
+    _converter.get_structure_hook(TaskRecord)
+)
 
 
 def request_body(request: TaskRequest) -> dict[str, Any]:
@@ -228,20 +237,20 @@ def parse_record(data: object, *, task_id: str = "", endpoint: str = "") -> Task
     Raises:
         UnexpectedResponseError: ``data`` is not an object, or has no usable task id.
     """
-    if not isinstance(data, Mapping):
+    if type(data) is not dict and not isinstance(data, Mapping):
         raise UnexpectedResponseError(
             message=f"record data is {type(data).__name__}, not an object",
             endpoint=endpoint,
             body_excerpt=repr(data)[:300],
         )
-    payload = dict(data)
-    given = payload.get("taskId")
+    payload: Mapping[str, Any] = data  # only read: copied only if its task id is replaced
+    given = data.get("taskId")
     usable = isinstance(given, str | int) and not isinstance(given, bool)
     if task_id and (not usable or nullable_str(given) is None):
         # The id that was asked about is the truth when the answer's own is missing or garbled.
-        payload["taskId"] = task_id
+        payload = {**data, "taskId": task_id}
     try:
-        record: TaskRecord = _converter.structure(payload, TaskRecord)
+        record = _structure_record(payload, TaskRecord)
     except cattrs.BaseValidationError as exc:
         raise UnexpectedResponseError(
             message="record data cannot be read: " + "; ".join(cattrs.transform_error(exc)),
