@@ -179,6 +179,24 @@ def test_parse_record_without_task_id_uses_the_asked_id() -> None:
         parse_record({"successFlag": 0})
 
 
+@pytest.mark.parametrize(
+    ("given", "reason"),
+    [
+        (None, "taskId is missing"),
+        ("", "taskId is empty"),
+        ("null", "taskId is empty"),
+        (["sk-secret"], "taskId is a list, not a string"),
+        (True, "taskId is a bool, not a string"),
+        (1.5, "taskId is a float, not a string"),
+    ],
+)
+def test_parse_record_names_what_is_wrong_with_the_task_id(given: object, reason: str) -> None:
+    """An unusable taskId, with no id asked about, is refused naming the field, not its value."""
+    with pytest.raises(UnexpectedResponseError) as caught:
+        parse_record({"taskId": given, "successFlag": 1})
+    assert caught.value.message == f"record data cannot be read: {reason}"
+
+
 # -- records from independent samples, over HTTP --------------------------------------------------
 
 

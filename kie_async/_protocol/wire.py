@@ -59,8 +59,10 @@ def wire_name(field: attrs.Attribute[Any]) -> str | None:
     return _camel(field.name)
 
 
-def nullable_str(value: object) -> str | None:
+def nullable_str(value: object, _: object = None) -> str | None:
     """kie's empty values (``None``, ``""``, ``"null"``) as ``None``; numbers as text."""
+    if type(value) is str:  # the usual case, first: every text field of every record
+        return None if value.strip().lower() in _NULLISH else value
     if value is None or isinstance(value, bool):
         return None if value is None else str(value).lower()
     if isinstance(value, str):
@@ -70,7 +72,7 @@ def nullable_str(value: object) -> str | None:
     return json.dumps(value, ensure_ascii=False, default=str)
 
 
-def lenient_int(value: object) -> int | None:
+def lenient_int(value: object, _: object = None) -> int | None:
     """An int from an int or numeric string; ``None`` for anything else."""
     if isinstance(value, bool):
         return None
@@ -88,6 +90,8 @@ def lenient_int(value: object) -> int | None:
 
 def maybe_json(value: object) -> object:
     """Decode ``value`` if it is a string holding JSON, else return it unchanged."""
+    if type(value) is dict:  # kie's usual resultInfoJson; the checks below would say the same
+        return value
     if isinstance(value, str) and value.strip()[:1] in ("{", "["):
         try:
             return json.loads(value)
@@ -147,14 +151,14 @@ def _kept_url(value: str) -> bool:
     return False
 
 
-def result_urls(value: object) -> tuple[str, ...]:
+def result_urls(value: object, _: object = None) -> tuple[str, ...]:
     """Every result URL in any of the shapes kie.ai uses, as plain strings, in order.
 
     Only URLs that pass :func:`is_web_url` are kept; any other non-empty string is left out
     with a warning (it stays in the record's raw ``data``).
     """
     value = maybe_json(value)
-    if isinstance(value, Mapping):
+    if type(value) is dict or isinstance(value, Mapping):  # ``type``: skips the ABC machinery
         value = maybe_json(value.get("resultUrls", value.get("result_urls")))
     if isinstance(value, str):
         # Still a string after maybe_json: either one bare URL, or JSON too broken to decode
@@ -164,17 +168,17 @@ def result_urls(value: object) -> tuple[str, ...]:
         return ()
     urls: list[str] = []
     for item in value:
-        if isinstance(item, Mapping):
+        if type(item) is dict or isinstance(item, Mapping):
             item = item.get("resultUrl", item.get("url"))
         if isinstance(item, str) and nullable_str(item) and _kept_url(item):
             urls.append(item)
     return tuple(urls)
 
 
-def json_object(value: object) -> Mapping[str, Any] | None:
+def json_object(value: object, _: object = None) -> Mapping[str, Any] | None:
     """A JSON object from an object or a JSON string; ``None`` for anything else."""
     value = maybe_json(value)
-    return value if isinstance(value, Mapping) else None
+    return value if type(value) is dict or isinstance(value, Mapping) else None
 
 
 def _required_str(value: object, _: object) -> str:
@@ -192,18 +196,25 @@ def _structure_with_wire_names(cls: type[Any], conv: cattrs.Converter) -> Callab
             continue
         name = wire_name(f)
         overrides[f.name] = override(omit=True) if name is None else override(rename=name)
-    return make_dict_structure_fn(cls, conv, **overrides)  # type: ignore[arg-type]
+    # Without detailed validation: the generated function calls each field's hook without
+    # collecting errors field by field; parse_record checks the one field that can fail first.
+    return make_dict_structure_fn(
+        cls,
+        conv,
+        _cattrs_detailed_validation=False,
+        **overrides,  # type: ignore[arg-type]
+    )
 
 
 def _make_converter() -> cattrs.Converter:
     conv = cattrs.Converter(forbid_extra_keys=False)
     conv.register_structure_hook(str, _required_str)
-    conv.register_structure_hook(str | None, lambda v, _: nullable_str(v))
-    conv.register_structure_hook(int | None, lambda v, _: lenient_int(v))
-    conv.register_structure_hook_func(lambda t: t == tuple[str, ...], lambda v, _: result_urls(v))
-    conv.register_structure_hook_func(
-        lambda t: t == Mapping[str, Any] | None, lambda v, _: json_object(v)
-    )
+    # The readers themselves are the hooks (their second argument takes the type cattrs passes
+    # and ignores it): no wrapper call per field.
+    conv.register_structure_hook(str | None, nullable_str)
+    conv.register_structure_hook(int | None, lenient_int)
+    conv.register_structure_hook_func(lambda t: t == tuple[str, ...], result_urls)
+    conv.register_structure_hook_func(lambda t: t == Mapping[str, Any] | None, json_object)
     conv.register_structure_hook_factory(
         lambda t: t is TaskRecord, lambda t: _structure_with_wire_names(t, conv)
     )
@@ -211,6 +222,11 @@ def _make_converter() -> cattrs.Converter:
 
 
 _converter = _make_converter()
+#: TaskRecord's structure function, looked up once: ``_converter.structure`` would find it
+#: again by type on every record.
+_structure_record: Callable[[Mapping[str, Any], type[TaskRecord]], TaskRecord] = (
+    _converter.get_structure_hook(TaskRecord)
+)
 
 
 def request_body(request: TaskRequest) -> dict[str, Any]:
@@ -228,27 +244,36 @@ def parse_record(data: object, *, task_id: str = "", endpoint: str = "") -> Task
     Raises:
         UnexpectedResponseError: ``data`` is not an object, or has no usable task id.
     """
-    if not isinstance(data, Mapping):
+    if type(data) is not dict and not isinstance(data, Mapping):
         raise UnexpectedResponseError(
             message=f"record data is {type(data).__name__}, not an object",
             endpoint=endpoint,
             body_excerpt=repr(data)[:300],
         )
-    payload = dict(data)
-    given = payload.get("taskId")
+    payload: Mapping[str, Any] = data  # only read: copied only if its task id is replaced
+    given = data.get("taskId")
     usable = isinstance(given, str | int) and not isinstance(given, bool)
-    if task_id and (not usable or nullable_str(given) is None):
+    if not usable or nullable_str(given) is None:
+        # The task id is the one field that can make a record unreadable, so it is checked here,
+        # where the message can name it (the converter's hooks run without cattrs' per-field
+        # error reports).
+        if not task_id:
+            if given is None:
+                what = "missing"
+            elif isinstance(given, str):
+                what = "empty"  # or kie's "null": nullable_str's reading
+            else:
+                what = f"a {type(given).__name__}, not a string"
+            raise UnexpectedResponseError(
+                message=f"record data cannot be read: taskId is {what}",
+                endpoint=endpoint,
+                body_excerpt=repr(data)[:300],
+            )
         # The id that was asked about is the truth when the answer's own is missing or garbled.
-        payload["taskId"] = task_id
+        payload = {**data, "taskId": task_id}
     try:
-        record: TaskRecord = _converter.structure(payload, TaskRecord)
-    except cattrs.BaseValidationError as exc:
-        raise UnexpectedResponseError(
-            message="record data cannot be read: " + "; ".join(cattrs.transform_error(exc)),
-            endpoint=endpoint,
-            body_excerpt=repr(data)[:300],
-        ) from exc
-    except (ValueError, TypeError, KeyError) as exc:
+        record = _structure_record(payload, TaskRecord)
+    except (ValueError, TypeError, KeyError) as exc:  # whatever a hook or attrs may still raise
         raise UnexpectedResponseError(
             message=f"record data cannot be read: {exc}",
             endpoint=endpoint,

@@ -161,18 +161,21 @@ class RedisReplayStore:
             except Exception as exc:  # redis-py's, whatever it is (AttributeError included)
                 raise self._unreachable(exc) from None
             try:
-                await client.ping()
+                pong = await client.ping()
             except Exception as exc:  # redis-py 8 raises AttributeError on a bad HELLO answer
                 await client.aclose()
                 raise self._unreachable(exc) from None
+            if pong is not True:  # redis-py 5-7 read any answer to PING as False but "PONG"
+                await client.aclose()
+                raise self._unreachable(f"PING was answered {pong!r}, not PONG")
             self._redis = client
             return client
 
-    def _unreachable(self, exc: BaseException) -> ConfigurationError:
+    def _unreachable(self, exc: BaseException | str) -> ConfigurationError:
+        why = f"{type(exc).__name__}: {exc}" if isinstance(exc, BaseException) else exc
         return ConfigurationError(
             "replays",
-            f"cannot use the replay store's Redis at {redacted(self.url)}: "
-            f"{type(exc).__name__}: {printable(exc)}",
+            f"cannot use the replay store's Redis at {redacted(self.url)}: {printable(why)}",
         )
 
     def _failed(self, exc: BaseException) -> TransportError:
