@@ -368,6 +368,28 @@ class Journal:
         if self._flush_soon is None:
             self._flush_soon = asyncio.get_running_loop().call_later(FLUSH_DELAY, self._flush)
 
+    def record_intent(self, key: str, request: Mapping[str, Any]) -> None:
+        """Record that ``key``'s create is going on the wire: ``request`` is the request as a
+        jobs file spells it. Until an answer is recorded, a rerun takes it as uncertain."""
+        self.record("intent", key, request=request)
+
+    def record_not_sent(self, key: str) -> None:
+        """Record that ``key``'s create, whose intent was recorded, never went out."""
+        self.record("not_sent", key)
+
+    def record_submitted(self, key: str, task_id: str) -> None:
+        """Record that kie.ai answered ``key``'s create with ``task_id``."""
+        self.record("submitted", key, task_id=task_id)
+
+    def record_uncertain(self, key: str, reason: str) -> None:
+        """Record that ``key``'s create may have reached kie.ai, its answer lost (``reason``)."""
+        self.record("uncertain", key, reason=reason)
+
+    def record_refused(self, key: str, error: BaseException) -> None:
+        """Record that ``key``'s create was refused, or never reached kie.ai: nothing was
+        created, so a rerun sends it again."""
+        self.record("refused", key, error=capped(exception_fields(error)))
+
     def record_done(
         self, key: str, task_id: str, record: TaskRecord, error: BaseException | None = None
     ) -> None:

@@ -14,7 +14,6 @@ from .._errors import (
     InsufficientCreditsError,
     KieError,
     TransportError,
-    exception_fields,
 )
 from .._kinds.registry import REQUEST_TYPES, TaskRequest
 from .._policies import PollPolicy
@@ -26,7 +25,7 @@ from .._tasks.handle import CallbackSource, TaskHandle
 from .._text import server_name
 from .budget import Budget, Hold
 from .chains import BulkItem, request_json
-from .journal import Journal, capped
+from .journal import Journal
 from .learning import Learner
 from .learning import hold as hold_price
 from .outcomes import Counts, ExtendOutcome, Outcome, OutcomeKind
@@ -108,7 +107,8 @@ class _Send:
         if run.fatal is not None or run.closing:
             raise _StoppedError
         if not self.intent:
-            run._record("intent", self.key, request=request_json(self.request))
+            if run.journal is not None:
+                run.journal.record_intent(self.key, request_json(self.request))
             self.intent = True
             await run._sync()
             if run.fatal is not None or run.closing:
@@ -239,10 +239,6 @@ class Run:
             where = server_name(getattr(exc, "url", ""))
             log.error("stopping new submissions, %s cannot be reached: %s", where, exc)
 
-    def _record(self, event: str, key: str, **fields: Any) -> None:
-        if self.journal is not None:
-            self.journal.record(event, key, **fields)
-
     def flush(self) -> None:
         """Write the journal's pending lines to its file."""
         if self.journal is not None:
@@ -268,7 +264,8 @@ class Run:
         if entry is not None and entry.state in ("intent", "uncertain"):
             reason = entry.reason or "the run stopped after sending it, before the reply was saved"
             if entry.state == "intent":
-                self._record("uncertain", key, reason=reason)
+                if self.journal is not None:
+                    self.journal.record_uncertain(key, reason)
                 await self._sync()
             if not self.resubmit_uncertain:
                 self.counts.change(queued=-1, uncertain=1)
@@ -295,17 +292,18 @@ class Run:
         except asyncio.CancelledError:
             # Stopped while waiting for the limiter, a connection or a retry: nothing of this
             # request went out (a create cut off on the wire keeps its intent: uncertain).
-            if send.intent and not send.maybe_sent:
-                self._record("not_sent", key)
+            if send.intent and not send.maybe_sent and self.journal is not None:
+                self.journal.record_not_sent(key)
             raise
         except _StoppedError:
-            if send.intent:
-                self._record("not_sent", key)
+            if send.intent and self.journal is not None:
+                self.journal.record_not_sent(key)
             self.counts.change(queued=-1, failed=1)
             return ExtendOutcome(request, OutcomeKind.NOT_SUBMITTED, error=self.fatal)
         except SubmissionUncertainError as exc:
             paid = True
-            self._record("uncertain", key, reason=exc.reason)
+            if self.journal is not None:
+                self.journal.record_uncertain(key, exc.reason)
             self.counts.change(queued=-1, uncertain=1)
             await self._sync()
             return ExtendOutcome(request, OutcomeKind.UNCERTAIN, error=exc)
@@ -313,14 +311,16 @@ class Run:
             paid = False  # kie.ai refused it, or it never reached kie.ai: nothing was created
             self._note_unreachable(exc)
             self._note_fatal(exc)
-            self._record("refused", key, error=capped(exception_fields(exc)))
+            if self.journal is not None:
+                self.journal.record_refused(key, exc)
             self.counts.change(queued=-1, failed=1)
             return ExtendOutcome(request, OutcomeKind.FAILED, error=exc)
         finally:
             if isinstance(hold, Hold):  # paid None: as far as the create went
                 hold.settle(send.maybe_sent if paid is None else paid, answered)
         self.unreachable = 0
-        self._record("submitted", key, task_id=handle.task_id)
+        if self.journal is not None:
+            self.journal.record_submitted(key, handle.task_id)
         self.counts.change(queued=-1, submitted=1, running=1)
         # In the file before the task's first poll (the poller flushes the journal), on disk
         # with the next fsync: nothing waits for the disk here.
