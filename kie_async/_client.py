@@ -354,7 +354,7 @@ class KieClient:
 
     async def fetch_record_data(self, task_id: str) -> object:
         """:meth:`fetch_record`'s answer, not parsed yet: a waiting loop parses only what it
-        needs (``_wire.still_generating``), then the rest with :meth:`_record_of`."""
+        needs (``_protocol.wire.still_generating``), then the rest with :meth:`_record_of`."""
         return await self._transport.call("GET", proto.RECORD_PATH, params={"taskId": task_id})
 
     _record_of = staticmethod(record_of)

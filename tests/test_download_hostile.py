@@ -28,7 +28,7 @@ from kie_async import (
     TaskRecord,
     TransportError,
 )
-from kie_async._download.fetch import SpeedCheck, file_name, redirect_target
+from kie_async._download.rules import SpeedCheck, file_name, redirect_target
 from kie_async._protocol.wire import parse_record
 from kie_async.testing import FakeKieServer, TaskScript, fast_client
 

@@ -83,7 +83,7 @@ class Entry:
     record: Mapping[str, Any] | None = None
     error: Mapping[str, Any] | None = None
     reason: str | None = None
-    #: The request of the last ``intent`` line (as ``_chains.request_json`` spells it).
+    #: The request of the last ``intent`` line (as ``chains.request_json`` spells it).
     request: Mapping[str, Any] | None = None
     #: Creates of this key that may have cost credits: sent (an intent not followed by
     #: ``not_sent`` or ``refused``), answered or uncertain. Read by a budget and a dry run.

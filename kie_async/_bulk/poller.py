@@ -16,8 +16,9 @@ from .._kinds.registry import TaskRequest
 from .._policies import PollPolicy
 from .._protocol.records import TaskRecord
 from .._retry import grown, next_delay, poll_schedule, rng
+from .._tasks.callback_race import finished
 from .._tasks.errors import TaskTimeoutError
-from .._tasks.handle import TaskHandle, finished
+from .._tasks.handle import TaskHandle
 from .chains import BulkItem
 
 if TYPE_CHECKING:
@@ -33,7 +34,7 @@ class _TimeoutSource(Protocol):
 
 
 class PolledRun(Protocol):
-    """What the poller needs of its bulk run (``_bulk_run._Run`` is one): the client's timeouts,
+    """What the poller needs of its bulk run (``tracker.Run`` is one): the client's timeouts,
     the journal's flush, and the run's outcome calls."""
 
     @property

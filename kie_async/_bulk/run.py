@@ -1,7 +1,7 @@
 """Bulk extension: many requests submitted and awaited concurrently, every one accounted for.
 
 The runner: workers read the requests (``_Source``) and hand each to the run
-(``_bulk_run.Run``), which submits it, journals it and has it awaited (``poller``); the
+(``tracker.Run``), which submits it, journals it and has it awaited (``poller``); the
 outcomes (``outcome_stream``) come out of :class:`BulkRun`.
 """
 

@@ -20,8 +20,9 @@ from .._policies import PollPolicy
 from .._protocol.records import TaskRecord
 from .._protocol.wire import parse_record
 from .._retry import CreateFailure, create_failure, unreachable
+from .._tasks.callback_race import CallbackSource
 from .._tasks.errors import SubmissionUncertainError, TaskFailedError, TaskTimeoutError
-from .._tasks.handle import CallbackSource, TaskHandle
+from .._tasks.handle import TaskHandle
 from .._text import server_name
 from .budget import Budget, Hold
 from .chains import BulkItem, request_json
@@ -276,7 +277,7 @@ class Run:
     async def _submit(self, key: str, request: TaskRequest) -> Outcome | None:
         hold = None
         if self.budget is not None and not self.fatal:
-            # May wait while a price is being learned (see _learning).
+            # May wait while a price is being learned (see ``learning``).
             hold = await hold_price(self.budget, request, self.client)
             if isinstance(hold, Hold) and self.fatal:  # set while it waited
                 hold.settle(False)

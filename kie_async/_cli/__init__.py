@@ -1,7 +1,7 @@
 """The ``kie-async`` command: generate, upscale, vary or extend, check tasks, run a jobs file
 in bulk, or a demo.
 
-Each subcommand is one entry of :data:`COMMANDS`: a function adding its arguments and an async
+Each subcommand is one entry of ``parser.COMMANDS``: a function adding its arguments and an async
 function running it, returning the exit status. :func:`run` is the whole command as a coroutine
 (tests await it); :func:`main` runs it with ``asyncio.run`` and turns Ctrl-C into exit status 130.
 
@@ -14,12 +14,12 @@ the package and this command work without it.
 
 The package holds one module per concern: ``context`` (what every command gets, the API key,
 errors in command-line words), ``options`` and ``poll_options`` (option types and the shared
-options), ``parser`` (:data:`COMMANDS` and the parser), ``commands`` (the one-task commands and
+options), ``parser`` (``COMMANDS`` and the parser), ``commands`` (the one-task commands and
 the demo), ``kinds`` (the request-kind commands), ``bulk`` (the bulk command and run), ``budget``
 (its budget and dry-run options), ``results`` (the results command), ``jobs`` (jobs files,
 results lines), ``progress`` (the progress display), ``output`` (failure-proof stdout and
 stderr) and ``help`` (long help texts). This module runs the command: logging, signals, exit
-statuses. A new command is one entry of :data:`COMMANDS`; its SDK imports stay inside its
+statuses. A new command is one entry of ``COMMANDS``; its SDK imports stay inside its
 functions, so ``kie-async --help`` imports no aiohttp.
 """
 
@@ -46,13 +46,13 @@ from .context import (
     in_cli_words,
 )
 from .output import EXIT_OUTPUT_CLOSED, Outputs, installed, tell
-from .parser import COMMANDS, build_parser
+from .parser import build_parser
 
 # The rest of the SDK is imported where it is used: `kie-async --help` and a usage error answer
 # without aiohttp (its import alone takes most of a second) or the bulk runner.
 # tests/test_cli.py checks it.
 
-__all__ = ["COMMANDS", "main", "run"]
+__all__ = ["main", "run"]
 
 
 # -- running ------------------------------------------------------------------------------------

@@ -42,9 +42,7 @@ from .rules import (
     transient,
 )
 
-# DownloadPolicy, file_name, redirect_target and SpeedCheck were defined here before the pure
-# decisions moved to _download_core; they stay importable from here.
-__all__ = ["DownloadPolicy", "SpeedCheck", "download_records", "file_name", "redirect_target"]
+__all__ = ["FileSource", "download_records", "make_dir", "save_file"]
 
 log = logging.getLogger("kie_async")
 

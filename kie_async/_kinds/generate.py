@@ -25,8 +25,7 @@ from .generate_rules import (
     version_of,
 )
 
-# VIDEO_TYPES is imported from here by _requests.
-__all__ = ["VIDEO_TYPES", "GenerateRequest"]
+__all__ = ["GenerateRequest"]
 
 
 @attrs.frozen(init=False)

@@ -24,7 +24,8 @@ from .common import (
     TaskKind,
 )
 from .extend import ExtendRequest
-from .generate import VIDEO_TYPES, GenerateRequest
+from .generate import GenerateRequest
+from .generate_rules import VIDEO_TYPES
 from .image_actions import UpscaleRequest, VaryRequest
 
 __all__ = ["REQUEST_TYPES", "TaskRequest", "kind_of", "media_of"]

@@ -27,7 +27,7 @@ from .errors import TaskFailedError, TaskTimeoutError
 if TYPE_CHECKING:
     from .._kinds.registry import TaskRequest
 
-__all__ = ["CallbackSource", "RecordSource", "TaskHandle", "finished"]
+__all__ = ["RecordSource", "TaskHandle"]
 
 log = logging.getLogger("kie_async")
 

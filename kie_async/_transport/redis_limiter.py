@@ -40,7 +40,7 @@ from .._policies import RedisRateLimit
 from .._retry import within
 from .._text import printable, redacted
 
-__all__ = ["RedisRateLimit"]
+__all__ = ["RedisLimiter", "redis_limiter"]
 
 log = logging.getLogger("kie_async")
 
