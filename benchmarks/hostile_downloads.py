@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from kie_async import DownloadError, RetryPolicy
-from kie_async._wire import parse_record
+from kie_async._protocol.wire import parse_record
 from kie_async.testing import FakeKieServer, TaskScript, fast_client
 
 

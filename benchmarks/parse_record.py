@@ -24,7 +24,10 @@ REPO = Path(__file__).resolve().parent.parent
 TIMER = """
 import json, sys, timeit
 from datetime import datetime, timedelta, timezone
-from kie_async import _wire
+try:
+    from kie_async._protocol import wire as _wire
+except ImportError:  # a commit from before the folders
+    from kie_async import _wire
 
 base, name = sys.argv[1], sys.argv[2]
 now = datetime(2026, 12, 7, 16, 0, tzinfo=timezone.utc)

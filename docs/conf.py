@@ -68,7 +68,7 @@ html_static_path: list[str] = []
 
 
 def _public_alias(app: Any, env: Any, node: Any, contnode: Any) -> Any:
-    """Resolve references to private module paths (``kie_async._models.TaskRecord``, or
+    """Resolve references to private module paths (``kie_async._protocol.records.TaskRecord``, or
     ``kie_async.testing._scripts.TaskScript``, as type hints name them) to the public name
     (``kie_async.TaskRecord``, ``kie_async.testing.TaskScript``) the reference documents."""
     target = node.get("reftarget", "")

@@ -27,7 +27,7 @@ Every error is a :class:`KieError`; catch that to catch everything the SDK raise
         ├── TaskFailedError                 successFlag 2 or 3  (*)
         └── TaskTimeoutError (TimeoutError) the wait's deadline passed first  (*)
 
-(*) defined in ``_task_errors``: they carry a record or a request, and this module imports no
+(*) defined in ``_tasks/errors.py``: they carry a record or a request, and this module imports no
 model, so that the requests and records layers can raise the errors defined here.
 
 kie.ai reports most errors inside HTTP 200 answers; an :class:`APIError` is raised for the same
@@ -322,7 +322,7 @@ class BudgetExceededError(KieError):
         )
 
 
-def _exception_fields(exc: BaseException) -> dict[str, Any]:
+def exception_fields(exc: BaseException) -> dict[str, Any]:
     """The structured fields of a kie_async error, for journals and JSON output."""
     out: dict[str, Any] = {"type": type(exc).__name__, "message": str(exc)}
     cls = type(exc)

@@ -9,11 +9,44 @@ retry and every wait would fail there (docs/reliability.md says more).
 
 Retries are logged here: at DEBUG, and the first retry after a connection failure also as a WARNING
 that says what failed and when the next try is.
+
+:func:`create_failure`, :func:`poll_is_transient` and :func:`unreachable` are the only place that
+decides which failures are retried; ``docs/reliability.md`` explains each line of this table.
+
+Which failures are retried
+==========================
+
+=========================================  ==================  ================================
+failure                                    poll (read-only)    create (costs credits)
+=========================================  ==================  ================================
+429 rate limited (body, HTTP, or page)     retry               retry, and pause all creates
+455 maintenance                            retry               retry
+500 JSON envelope from kie                 retry               raise ``ServerError``
+other 5xx JSON envelope (502, 503, ...)    retry               raise ``ServerError``
+501 generation failed, 505 disabled        raise               raise
+non-JSON / truncated / envelope-less 5xx   retry               raise ``SubmissionUncertainError``
+answer over the size cap, malformed HTTP   retry               raise ``SubmissionUncertainError``
+record-info answer for another task        retry               (not a create)
+connection refused / connect timeout       retry, at most      retry, at most
+                                           ``max_connect_``    ``max_connect_retries`` times
+                                           ``retries`` times   (nothing was sent)
+TLS failure, invalid URL (``permanent``)   raise               raise (nothing was sent)
+connection dropped / read or total timeout retry               raise ``SubmissionUncertainError``
+any other kie code (400, 401, 402, 422)    raise               raise
+=========================================  ==================  ================================
+
+A create is retried only when it certainly created nothing: kie.ai has no idempotency key, so a
+second create after a lost reply may pay twice. A JSON ``500`` envelope is an answer from kie
+itself (it uses 500 for validation, "This field is required"), so as far as we can know nothing
+was created and it is raised, not retried: resending a request kie.ai judged invalid would only
+fail again. A ``5xx`` page that is not kie's JSON comes from a proxy in front of kie, which may
+have forwarded the request before failing: its fate is unknown, so it is uncertain.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import itertools
 import logging
 import random
@@ -23,14 +56,105 @@ from typing import TypeVar
 import attrs
 import backoff as _bo
 
-from ._errors import KieError, TransportError
-from ._polling import PollPolicy, unreachable
+from ._errors import (
+    APIError,
+    FeatureDisabledError,
+    GenerationFailedError,
+    KieError,
+    RateLimitError,
+    ServerError,
+    ServiceUnavailableError,
+    TransportError,
+    UnexpectedResponseError,
+)
+from ._policies import PollPolicy
 from ._text import server_name
 
 T = TypeVar("T")
 R = TypeVar("R")
 
 log = logging.getLogger("kie_async")
+
+
+class CreateFailure(enum.Enum):
+    """What a failed create means for the money: retry it, give up, or report it as uncertain."""
+
+    RETRY = "retry"
+    RAISE = "raise"
+    UNCERTAIN = "uncertain"
+
+
+def create_failure(exc: KieError) -> CreateFailure:
+    """Decide a failed create: retry only what certainly created nothing.
+
+    * ``RETRY``: 429 and 455 (kie.ai refused the request), or no connection was made.
+    * ``UNCERTAIN``: the request may have reached kie.ai but its answer was lost or unreadable
+      (dropped connection, read or total timeout, an HTML, truncated, oversized or malformed
+      answer).
+    * ``RAISE``: kie.ai answered with an error (including a JSON 500): nothing was created; or
+      the failure is permanent (TLS, an invalid URL): nothing was sent, and nothing would be.
+
+    Example::
+
+        >>> from kie_async import RateLimitError, TransportError
+        >>> create_failure(RateLimitError(code=429, message="slow down", http_status=200))
+        <CreateFailure.RETRY: 'retry'>
+        >>> create_failure(TransportError(message="reset", sent=True))
+        <CreateFailure.UNCERTAIN: 'uncertain'>
+    """
+    if isinstance(exc, RateLimitError | ServiceUnavailableError):
+        return CreateFailure.RETRY
+    if isinstance(exc, TransportError):
+        if exc.sent:
+            return CreateFailure.UNCERTAIN
+        return CreateFailure.RAISE if exc.permanent else CreateFailure.RETRY
+    if isinstance(exc, UnexpectedResponseError):
+        return CreateFailure.UNCERTAIN
+    return CreateFailure.RAISE
+
+
+def poll_is_transient(exc: BaseException) -> bool:
+    """Whether a failed read-only call (a poll, a balance check) is worth retrying.
+
+    Every failure that may pass is: 429, 455, 5xx answers (JSON or not), unreadable answers,
+    dropped connections and timeouts. kie's own verdicts are not: 4xx codes, and 501
+    (generation failed) and 505 (feature disabled), which no retry changes; nor are permanent
+    transport failures (TLS, an invalid URL).
+
+    Example::
+
+        >>> from kie_async import ServerError, AuthenticationError
+        >>> poll_is_transient(ServerError(code=502, message="bad gateway", http_status=502))
+        True
+        >>> poll_is_transient(AuthenticationError(code=401, message="bad key", http_status=200))
+        False
+    """
+    if isinstance(exc, GenerationFailedError | FeatureDisabledError):
+        return False
+    if isinstance(exc, RateLimitError | ServiceUnavailableError | ServerError):
+        return True
+    if isinstance(exc, APIError):
+        return exc.code >= 500
+    if isinstance(exc, TransportError):
+        return not exc.permanent
+    return isinstance(exc, UnexpectedResponseError)
+
+
+def unreachable(exc: BaseException) -> bool:
+    """Whether a failure means kie.ai could not be reached at all: no connection was made
+    (refused, connect timeout, no DNS answer) and trying again might help. Such failures are
+    retried only ``RetryPolicy.max_connect_retries`` times, and a bulk run stops submitting
+    after a few in a row.
+
+    Example::
+
+        >>> from kie_async import TransportError
+        >>> unreachable(TransportError(message="refused", sent=False))
+        True
+        >>> unreachable(TransportError(message="TLS", sent=False, permanent=True))
+        False
+    """
+    return isinstance(exc, TransportError) and not exc.sent and not exc.permanent
 
 
 @attrs.frozen

@@ -3,17 +3,30 @@
 A server (or anything between it and us) decides what its ``msg``, task ids and URLs contain.
 Printed raw, an ``ESC [`` sequence recolours or rewrites the user's terminal, and a newline in
 a task id forges a log line. Everything the SDK shows of a server's text goes through
-:func:`printable` first: in exception messages, log lines and the command-line tool.
+:func:`printable` first: in exception messages, log lines and the command-line tool. The
+library's own log lines get it by a filter on its logger; the library installs no handlers,
+unless the user asks with ``KIE_LOG`` (:func:`configure_from_env`).
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import logging
+import os
 import re
-from urllib.parse import urlsplit
+import sys
+from collections.abc import Mapping
+from urllib.parse import urlsplit, urlunsplit
 
-__all__ = ["printable", "redact", "redact_bytes", "server_name"]
+__all__ = [
+    "configure_from_env",
+    "printable",
+    "redact",
+    "redact_bytes",
+    "redacted",
+    "server_name",
+]
 
 #: C0 and C1 controls, DEL, the Unicode line and paragraph separators, and the bidirectional
 #: overrides and isolates (which reorder what a terminal shows: "Trojan Source").
@@ -114,3 +127,85 @@ def server_name(url: str) -> str:
     except ValueError:
         host = ""
     return printable(host) if host else "the server"
+
+
+def redacted(url: str) -> str:
+    """``url`` with any password replaced by ``***``, for messages and reprs."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable URL>"
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
+
+
+LOGGER_NAME = "kie_async"
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}
+
+
+class _Printable(logging.Filter):
+    """Escapes control characters in every string argument of the library's log records.
+
+    Task ids, URLs and messages in log lines often come from a server (or from an unsigned
+    callback): a newline in one must not forge a log line, nor an escape sequence recolour a
+    terminal. One filter on the logger covers every call, so no call site can forget; it runs
+    only for records that are emitted (the level check comes first)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple):
+            record.args = tuple(printable(a) if isinstance(a, str) else a for a in args)
+        elif isinstance(args, Mapping):
+            record.args = {k: printable(v) if isinstance(v, str) else v for k, v in args.items()}
+        return True
+
+
+class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at the time (a progress bar, or the command's
+    failure-proof stream, may have replaced it), and is silent when that write fails: a
+    closed or full stderr must not answer every log line with a traceback of its own (which
+    logging would try to print to the same stderr)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        # Not setStream: it flushes the stream replaced, outside emit's error handling.
+        self.stream = sys.stderr
+        super().emit(record)
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+        if not isinstance(sys.exc_info()[1], OSError | ValueError):
+            super().handleError(record)
+
+
+def _install_filter(logger: logging.Logger) -> None:
+    if not any(isinstance(f, _Printable) for f in logger.filters):
+        logger.addFilter(_Printable())
+
+
+_install_filter(logging.getLogger(LOGGER_NAME))
+
+
+def configure_from_env() -> None:
+    """Attach a readable stderr handler when ``KIE_LOG`` is ``debug``, ``info`` or ``warning``.
+
+    Without ``KIE_LOG`` only a ``NullHandler`` is attached, so applications stay in charge of
+    their logging. The API key never reaches a log line at any level.
+    """
+    logger = logging.getLogger(LOGGER_NAME)
+    _install_filter(logger)
+    if not any(isinstance(h, logging.NullHandler) for h in logger.handlers):
+        logger.addHandler(logging.NullHandler())
+    level = _LEVELS.get(os.environ.get("KIE_LOG", "").strip().lower())
+    if level is None or any(getattr(h, "_kie_log", False) for h in logger.handlers):
+        return
+    handler = StderrHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    handler._kie_log = True  # type: ignore[attr-defined]
+    logger.addHandler(handler)
+    logger.setLevel(level)

@@ -18,8 +18,8 @@ from helpers import child_env
 
 from kie_async import PollPolicy, Progress, RetryPolicy
 from kie_async._cli import Context, build_parser, main, run
-from kie_async._cli._jobs import parse_jobs
-from kie_async._cli._progress import INSTALL_HINT, first_estimate, progress_line
+from kie_async._cli.jobs import parse_jobs
+from kie_async._cli.progress import INSTALL_HINT, first_estimate, progress_line
 from kie_async.testing import FakeKieServer, TaskScript
 
 KEY = "kie-sk-7f3c9a1e-DISTINCTIVE-0042"
@@ -723,9 +723,10 @@ try:
     runpy.run_module("kie_async", run_name="__main__")
 except SystemExit as exc:
     status = exc.code
-heavy = ("aiohttp", "cattrs", "kie_async._client", "kie_async._bulk", "kie_async._wire")
-heavy += ("kie_async._requests", "kie_async._generate", "kie_async._models")
-heavy += ("kie_async._task_errors",)
+heavy = ("aiohttp", "cattrs", "kie_async._client", "kie_async._bulk.run")
+heavy += ("kie_async._protocol.wire",)
+heavy += ("kie_async._kinds.registry", "kie_async._kinds.generate", "kie_async._protocol.records")
+heavy += ("kie_async._tasks.errors",)
 loaded = [m for m in sys.modules if m in heavy or m.split(".")[0] in heavy]
 print(json.dumps({"status": status, "loaded": sorted(loaded)}), file=sys.stderr)
 """

@@ -21,7 +21,7 @@ from kie_async import (
     VaryRequest,
 )
 from kie_async._cli import run
-from kie_async._cli._jobs import parse_jobs
+from kie_async._cli.jobs import parse_jobs
 from kie_async.testing import FakeKieServer
 
 KEY = "kie-sk-kinds-DISTINCTIVE-0042"

@@ -24,7 +24,7 @@ from kie_async import (
     TransportError,
     ValidationError,
 )
-from kie_async._errors import _exception_fields
+from kie_async._errors import exception_fields
 from kie_async.testing import FakeKieServer, TaskScript, fast_client
 
 SECRET = "sk-live-7Q9xZr4TmW2pLk8vNb3cYd6F"
@@ -336,7 +336,7 @@ async def test_api_key_never_shows(caplog: pytest.LogCaptureFixture) -> None:
         assert SECRET not in repr(thing)
         assert SECRET not in str(thing)
         if isinstance(thing, BaseException):
-            assert SECRET not in repr(_exception_fields(thing))
+            assert SECRET not in repr(exception_fields(thing))
     debug_lines = [r for r in caplog.records if r.levelno == logging.DEBUG]
     assert any("Bearer ***" in r.getMessage() for r in debug_lines)
     for entry in caplog.records:

@@ -20,8 +20,8 @@ from kie_async import (
     ValidationError,
 )
 from kie_async._cli import run
-from kie_async._download import file_name
-from kie_async._wire import parse_record
+from kie_async._download.rules import file_name
+from kie_async._protocol.wire import parse_record
 from kie_async.testing import FakeKieServer, Faults, TaskScript, fast_client
 
 

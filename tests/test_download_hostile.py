@@ -28,8 +28,8 @@ from kie_async import (
     TaskRecord,
     TransportError,
 )
-from kie_async._download import SpeedCheck, file_name, redirect_target
-from kie_async._wire import parse_record
+from kie_async._download.rules import SpeedCheck, file_name, redirect_target
+from kie_async._protocol.wire import parse_record
 from kie_async.testing import FakeKieServer, TaskScript, fast_client
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]

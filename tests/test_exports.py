@@ -219,14 +219,14 @@ def test_names_are_public_however_their_modules_were_first_imported() -> None:
     converter (which reads TaskRecord's type hints) still parses a record."""
     code = (
         "import traceback\n"
-        "import kie_async._client, kie_async._bulk, kie_async._errors as e\n"
-        "from kie_async._wire import parse_record\n"
+        "import kie_async._client, kie_async._bulk.run, kie_async._errors as e\n"
+        "from kie_async._protocol.wire import parse_record\n"
         "assert parse_record({'taskId': 't', 'successFlag': 1}).success_flag == 1\n"
         "try:\n"
         "    raise e.TaskNotFoundError(code=422, message='recordInfo is null', http_status=200)\n"
         "except e.KieError:\n"
         "    print(traceback.format_exc().splitlines()[-1])\n"
-        "print(repr(kie_async._client.KieClient), kie_async._bulk.BulkRun)\n"
+        "print(repr(kie_async._client.KieClient), kie_async._bulk.run.BulkRun)\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False

@@ -25,10 +25,9 @@ from kie_async import (
     TaskTimeoutError,
     UnexpectedResponseError,
 )
-from kie_async._models import parse_time
-from kie_async._protocol import decipher
-from kie_async._submit import record_of
-from kie_async._wire import (
+from kie_async._protocol.envelope import decipher
+from kie_async._protocol.records import parse_time
+from kie_async._protocol.wire import (
     _PLAIN_HTTPS,
     _parsed_is_web_url,
     is_web_url,
@@ -36,6 +35,7 @@ from kie_async._wire import (
     parse_record,
     still_generating,
 )
+from kie_async._tasks.submit import record_of
 from kie_async.testing import FakeKieServer, TaskScript, fast_client
 
 

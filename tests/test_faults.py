@@ -38,7 +38,7 @@ from kie_async import (
     TaskTimeoutError,
     TransportError,
 )
-from kie_async._protocol import RECORD_PATH
+from kie_async._protocol.envelope import RECORD_PATH
 from kie_async.testing import FakeKieServer, Faults, TaskScript, fast_client
 
 # The mix (the same as benchmarks/fault_run.py).
@@ -88,7 +88,7 @@ def _journal_lines(path: Path) -> list[dict[str, Any]]:
 
 
 def _fold(lines: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Each key's state after the journal's lines, read independently of kie_async._journal."""
+    """Each key's state after the journal's lines, read independently of kie_async._bulk.journal."""
     state: dict[str, dict[str, Any]] = {}
     for line in lines[1:]:
         if line["event"] == "run":  # which process opened the journal: no request's line

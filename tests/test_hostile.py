@@ -33,7 +33,7 @@ from rawserver import (
     unread,
 )
 
-import kie_async._protocol as proto
+import kie_async._protocol.envelope as proto
 from kie_async import (
     ExtendRequest,
     KieClient,
@@ -49,7 +49,7 @@ from kie_async import (
     UnexpectedResponseError,
 )
 from kie_async._cli import run
-from kie_async._polling import CreateFailure, create_failure, poll_is_transient, unreachable
+from kie_async._retry import CreateFailure, create_failure, poll_is_transient, unreachable
 
 KEY = "sk-hostile-3Jd9SECRETq7"
 DATA = Path(__file__).resolve().parent / "data"
@@ -594,7 +594,7 @@ HOSTILE_URLS = [
 def test_only_absolute_https_result_urls_are_returned(caplog: pytest.LogCaptureFixture) -> None:
     """Result URLs that are not absolute https:// (or http:// to loopback) are left out with
     a warning, and stay in the record's raw data."""
-    from kie_async._wire import parse_record
+    from kie_async._protocol.wire import parse_record
 
     good = ["https://cdn.example.com/t1.mp4", "http://127.0.0.1:8080/files/t1.mp4"]
     items = [{"resultUrl": url} for url in [*HOSTILE_URLS, *good]]

@@ -43,7 +43,7 @@ from kie_async import (
     UnexpectedResponseError,
 )
 from kie_async._cli import run
-from kie_async._errors import _exception_fields
+from kie_async._errors import exception_fields
 from kie_async._text import printable
 
 KEY = "sk-hostile-3Jd9SECRETq7"
@@ -70,7 +70,7 @@ def _texts(exc: BaseException, *, test_frames: bool = True) -> Iterator[str]:
         yield str(current)
         yield repr(current.args)
         if isinstance(current, KieError):
-            yield repr(_exception_fields(current))
+            yield repr(exception_fields(current))
         todo += [current.__cause__, current.__context__]
 
 
@@ -333,4 +333,4 @@ def test_errors_show_server_text_escaped() -> None:
     assert str(error).isprintable() and error.message == HOSTILE_TEXT
     failed = TaskFailedError(task_id="t1", error_code="x\n", error_message=HOSTILE_TEXT)
     assert str(failed).isprintable()
-    assert json.dumps(_exception_fields(failed))
+    assert json.dumps(exception_fields(failed))

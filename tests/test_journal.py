@@ -106,7 +106,7 @@ def test_a_run_that_has_locked_but_not_yet_written_its_line_is_waited_for(
     import fcntl
     import threading
 
-    from kie_async._journal import Journal
+    from kie_async._bulk.journal import Journal
 
     path = tmp_path / "run.jsonl"
     path.write_text('{"journal":"kie-async","version":1}\n' + _run_line(_dead_pid()) + "\n")
@@ -139,9 +139,9 @@ def test_a_holder_that_never_says_who_it_is_is_not_misnamed(
     is in use without naming the earlier, finished run of the last line."""
     import fcntl
 
-    from kie_async._journal import Journal
+    from kie_async._bulk.journal import Journal
 
-    monkeypatch.setattr("kie_async._journal_lock.HOLDER_WAIT", 0.1)
+    monkeypatch.setattr("kie_async._bulk.journal_lock.HOLDER_WAIT", 0.1)
     path = tmp_path / "run.jsonl"
     dead = _dead_pid()
     path.write_text('{"journal":"kie-async","version":1}\n' + _run_line(dead) + "\n")
@@ -157,10 +157,10 @@ def test_a_stale_lock_file_still_names_the_run_that_left_it(
 ) -> None:
     """Without flock, a lock file left by a run that died names that run (its process is gone)
     and the file to delete."""
-    from kie_async._journal import Journal
+    from kie_async._bulk.journal import Journal
 
-    monkeypatch.setattr("kie_async._journal_lock._HAS_FLOCK", False)
-    monkeypatch.setattr("kie_async._journal_lock.HOLDER_WAIT", 0.1)
+    monkeypatch.setattr("kie_async._bulk.journal_lock._HAS_FLOCK", False)
+    monkeypatch.setattr("kie_async._bulk.journal_lock.HOLDER_WAIT", 0.1)
     path = tmp_path / "run.jsonl"
     dead = _dead_pid()
     (tmp_path / "run.jsonl.lock").write_text(_run_line(dead))
@@ -322,7 +322,7 @@ async def test_without_flock_a_lock_file_stands_in(
 ) -> None:
     """Where there is no flock, a lock file keeps a second run out the same way, naming the
     holder and the file to delete if it is gone, and is removed when the run ends."""
-    monkeypatch.setattr("kie_async._journal_lock._HAS_FLOCK", False)
+    monkeypatch.setattr("kie_async._bulk.journal_lock._HAS_FLOCK", False)
     journal = tmp_path / "run.jsonl"
     lock_file = tmp_path / "run.jsonl.lock"
     server.default_script = TaskScript(polls=3)

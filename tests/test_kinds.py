@@ -28,7 +28,7 @@ from kie_async import (
     ValidationError,
     VaryRequest,
 )
-from kie_async._wire import parse_record
+from kie_async._protocol.wire import parse_record
 from kie_async.callbacks import CallbackReceiver
 from kie_async.testing import FakeKieServer, Faults, TaskScript, fast_client
 
@@ -305,7 +305,7 @@ async def test_a_success_without_a_task_id_is_uncertain(request_: Any, path: str
 def test_an_upscale_request_and_its_fields_is_refused_in_good_english() -> None:
     """Passing a request and its fields says "an UpscaleRequest" / "a VaryRequest"."""
     from kie_async import UpscaleRequest, VaryRequest
-    from kie_async._requests import image_action
+    from kie_async._kinds.image_actions import image_action
 
     with pytest.raises(TypeError, match=r"^pass either an UpscaleRequest or its fields"):
         image_action(UpscaleRequest, UpscaleRequest("img0", 1), 2, None, None)

@@ -1,10 +1,11 @@
-"""The package's shape: the import graph between kie_async
-modules, read from the source with ``ast`` (type-only and function-level imports included, as
-they tie modules together just the same).
+"""The package's shape: the folders are the layers.
 
-The import cycles are printed (``pytest -s tests/test_layout.py`` shows them) and asserted
-absent, and every module sits in one of the package's layers (:data:`LAYERS`) and imports only
-from its own layer or the layers above it.
+The import graph between kie_async modules is read from the source with ``ast`` (type-only and
+function-level imports included, as they tie modules together just the same). Every module
+belongs to a *unit*: its top-level name under ``kie_async/`` (a folder such as ``_bulk`` for all
+its modules, or a foundation module such as ``_errors``). :data:`LAYERS` lists the units from
+the bottom up; a unit imports only from the units listed before it. No module import cycles, and
+the longest import chain, counting a unit as one step, stays short (``pytest -s`` prints it).
 """
 
 from __future__ import annotations
@@ -17,72 +18,48 @@ import attrs
 
 PACKAGE = Path(__file__).resolve().parent.parent / "kie_async"
 
+#: The units of kie_async from the bottom up: each imports only from those listed before it. A
+#: unit that needs something of one above it (of KieClient, say) names it with a small
+#: ``typing.Protocol`` of its own instead of importing it. ``""`` is ``kie_async/__init__.py``.
+LAYERS: tuple[str, ...] = (
+    # the foundation: nothing about kie.ai's endpoints
+    "_text",  # server text made safe, the key redacted, the library's logging
+    "_version",
+    "_public",  # public names shown as kie_async.Name
+    "_errors",  # the exception tree
+    "_policies",  # every setting a user passes, one validator
+    "_retry",  # which failures are retried, delays, the retry loop (the one user of backoff)
+    # the layers, one folder each
+    "_kinds",  # what you ask for: one class per task kind
+    "_protocol",  # what kie answers and what it means (pure)
+    "_transport",  # how it is sent: the exchange, the limiters
+    "callbacks",  # public: kie's callbacks, verified
+    "_tasks",  # one task: submit, the handle, the callback race
+    "_download",  # result files
+    "_bulk",  # many tasks: runs, chains, the journal, budgets
+    "_client",  # KieClient, one class
+    "",  # kie_async/__init__.py: the public names
+    # the tools
+    "testing",  # public: the fake kie.ai (built without the SDK)
+    "_cli",  # the kie-async command
+    "__main__",
+)
 
-#: The layers of kie_async, from the top (imported by all below) down: a module imports only from
-#: its own layer or the layers above it, never from one below. A module that needs something of
-#: one below it (of KieClient, say) names it with a small ``typing.Protocol`` of its own
-#: (``_handle.RecordSource``, ``_bulk_run.Submitter``, ``_download.FileSource``) instead of
-#: importing it. A package (``callbacks``, ``testing``) is listed once, for all its modules.
-LAYERS: dict[str, tuple[str, ...]] = {
-    # errors, policies, retry schedules: nothing about kie.ai's endpoints
-    "base": (
-        "_text",
-        "_version",
-        "_logging",
-        "_public",
-        "_errors",
-        "_timeout",
-        "_polling",
-        "_retry",
-    ),
-    # one frozen class per task kind: its endpoint, its body, its validation
-    "requests": ("_request_core", "_generate_rules", "_generate", "_requests"),
-    # what kie.ai answers and what it means: records, the converter, the envelope
-    "records": ("_models", "_wire", "_protocol", "_task_errors"),
-    # session, the one exchange, timeouts, the answer cap, read retries, the limiter
-    "transport": ("_ratelimit", "_redis_limit", "_config", "_http", "_transport"),
-    # one task: create it, poll it, hear its callback
-    "tasks": ("_submit", "_callback_wait", "_handle", "callbacks"),
-    # many tasks: bulk runs, chains, the journal, downloads
-    "runs": (
-        "_preflight",
-        "_journal",
-        "_journal_lock",
-        "_outcomes",
-        "_bulk_poller",
-        "_bulk_run",
-        "_bulk",
-        "_chains",
-        "_many",
-        "_prices",
-        "_budget",
-        "_learning",
-        "_plan",
-        "_download_core",
-        "_part_file",
-        "_download",
-        "_results",
-        "_results_download",
-    ),
-    # KieClient, wiring the layers for the user, and the package's public names
-    "facade": ("_calls", "_client", ""),
-    # the command line and the fake server (``testing._fast`` is the one to import the facade)
-    "tools": (
-        "_cli",
-        "__main__",
-        "testing",
-    ),
-}
+#: The longest import chain, counting a unit (a folder, or a foundation module) as one step.
+MAX_CHAIN = 12
+
+
+def unit_of(module: str) -> str:
+    """The unit of a module (by dotted name): its top-level name under ``kie_async``."""
+    return module.removeprefix("kie_async").removeprefix(".").split(".")[0]
 
 
 def layer_of(module: str) -> int:
-    """The index in :data:`LAYERS` of a module (by dotted name); KeyError for one not listed."""
-    short = module.removeprefix("kie_async").removeprefix(".")
-    for index, members in enumerate(LAYERS.values()):
-        for member in members:
-            if short == member or (member and short.startswith(member + ".")):
-                return index
-    raise KeyError(module)
+    """The index in :data:`LAYERS` of a module's unit; KeyError for one not listed."""
+    unit = unit_of(module)
+    if unit not in LAYERS:
+        raise KeyError(module)
+    return LAYERS.index(unit)
 
 
 @attrs.frozen
@@ -226,7 +203,7 @@ def test_the_graph_covers_every_module_and_its_subpackages() -> None:
     edges = {(i.importer, i.imported, i.how) for imports in graph.values() for i in imports}
     assert ("kie_async.testing._fast", "kie_async._client", "top") in edges
     assert ("kie_async._client", "kie_async.callbacks", "type") in edges
-    assert ("kie_async._calls", "kie_async._download", "lazy") in edges
+    assert ("kie_async._client", "kie_async._download.fetch", "lazy") in edges
 
 
 def test_the_fake_server_is_built_without_the_sdk() -> None:
@@ -283,39 +260,67 @@ def test_restructure_leaves_no_import_cycles() -> None:
     assert cycles(graph) == [], describe_cycles(graph)
 
 
-def test_every_module_imports_only_from_its_layer_or_above() -> None:
-    """Every kie_async module is placed in a layer, and none imports (at import time, type-only
-    or inside a function) from a layer below its own: the shape of issue 11 holds."""
+def unit_graph(graph: Mapping[str, Iterable[Import]]) -> dict[str, set[str]]:
+    """Which units each unit imports (a unit's imports of its own modules left out)."""
+    edges: dict[str, set[str]] = {}
+    for name, imports in graph.items():
+        targets = edges.setdefault(unit_of(name), set())
+        targets.update(unit_of(i.imported) for i in imports if unit_of(i.imported) != unit_of(name))
+    return edges
+
+
+def longest_chain(edges: Mapping[str, Iterable[str]]) -> list[str]:
+    """The longest import chain between units, from the importer down (the graph has no cycle:
+    :func:`test_restructure_leaves_no_import_cycles` and the layer test say so)."""
+    best: dict[str, list[str]] = {}
+
+    def chain(unit: str) -> list[str]:
+        if unit not in best:
+            below = [chain(other) for other in sorted(edges.get(unit, ()))]
+            best[unit] = [unit, *max(below, key=len, default=[])]
+        return best[unit]
+
+    return max((chain(unit) for unit in sorted(edges)), key=len, default=[])
+
+
+def test_every_unit_imports_only_from_the_units_below() -> None:
+    """Every kie_async module's unit (its folder, or the foundation module itself) is listed in
+    LAYERS, and no module imports (at import time, type-only or inside a function) from a unit
+    listed after its own: the folders are the layers."""
     graph = import_graph(PACKAGE)
-    unplaced = []
-    for name in graph:
-        try:
-            layer_of(name)
-        except KeyError:
-            unplaced.append(name)
-    assert unplaced == [], f"put these modules in a layer of LAYERS: {unplaced}"
-    names = list(LAYERS)
+    unplaced = sorted({unit_of(name) for name in graph} - set(LAYERS))
+    assert unplaced == [], f"put these units in LAYERS: {unplaced}"
     upward = [
-        f"{i.importer} ({names[layer_of(i.importer)]}) -> {i.imported} "
-        f"({names[layer_of(i.imported)]})  (line {i.line}, {i.how})"
+        f"{i.importer} -> {i.imported}  (line {i.line}, {i.how})"
         for imports in graph.values()
         for i in imports
         if layer_of(i.imported) > layer_of(i.importer)
     ]
-    assert upward == [], "imports from a lower layer:\n" + "\n".join(upward)
+    assert upward == [], "imports from a unit above:\n" + "\n".join(upward)
+    assert set(LAYERS) == {unit_of(name) for name in graph}, "LAYERS lists a unit that is gone"
 
 
-def test_the_layer_check_places_packages_and_rejects_unknown_modules() -> None:
-    """A package's modules take its layer, the package's own ``__init__`` is the facade, and a
-    module nobody placed is not silently given a layer."""
-    assert layer_of("kie_async") == list(LAYERS).index("facade")
-    assert layer_of("kie_async.callbacks._receiver") == list(LAYERS).index("tasks")
-    assert layer_of("kie_async.testing._fast") == list(LAYERS).index("tools")
-    assert (
-        layer_of("kie_async._errors")
-        < layer_of("kie_async._handle")
-        < layer_of("kie_async._client")
+def test_the_longest_import_chain_is_short() -> None:
+    """The longest import chain, counting a folder as one step, is at most MAX_CHAIN units
+    (``-s`` prints it, and the chain between modules)."""
+    graph = import_graph(PACKAGE)
+    chain = longest_chain(unit_graph(graph))
+    modules = longest_chain(
+        {name: [i.imported for i in imports] for name, imports in graph.items()}
     )
+    print(f"\nlongest chain: {len(chain)} units: {' -> '.join(u or '__init__' for u in chain)}")
+    print(f"longest chain between modules: {len(modules)} modules")
+    assert len(chain) <= MAX_CHAIN
+
+
+def test_the_layer_check_places_folders_and_rejects_unknown_modules() -> None:
+    """A folder's modules take its unit, the package's own ``__init__`` is the unit ``""``, and
+    a module nobody placed is not silently given a layer."""
+    assert unit_of("kie_async") == ""
+    assert unit_of("kie_async.callbacks._receiver") == "callbacks"
+    assert layer_of("kie_async.testing._fast") == LAYERS.index("testing")
+    assert layer_of("kie_async._errors") < layer_of("kie_async") < layer_of("kie_async._cli.bulk")
+    assert longest_chain({"a": ["b"], "b": ["c"], "c": [], "d": ["c"]}) == ["a", "b", "c"]
     try:
         layer_of("kie_async._nowhere")
     except KeyError:
@@ -325,20 +330,34 @@ def test_the_layer_check_places_packages_and_rejects_unknown_modules() -> None:
 
 
 def test_the_transport_knows_nothing_about_tasks() -> None:
-    """The transport modules (settings, HTTP helpers, the exchange) import nothing that knows a
-    task: no request kind, no record, no task error, no handle; only the protocol's envelope
-    (``_protocol``) and ``_wire``'s loopback check."""
+    """The transport folder (settings, HTTP helpers, the exchange, the limiters) imports nothing
+    that knows a task: no request kind, no task error, no handle; only the foundation and the
+    protocol (the envelope, and the converter's loopback check)."""
     graph = import_graph(PACKAGE)
-    allowed_above = {"kie_async._protocol", "kie_async._wire"}
-    transport = list(LAYERS).index("transport")
+    allowed = {"_transport", "_protocol", *LAYERS[: LAYERS.index("_retry") + 1]}
     seen = {
         (i.importer, i.imported)
         for name, imports in graph.items()
-        if layer_of(name) == transport
+        if unit_of(name) == "_transport"
         for i in imports
-        if layer_of(i.imported) != transport
-        and list(LAYERS)[layer_of(i.imported)] != "base"
-        and i.imported not in allowed_above
+        if unit_of(i.imported) not in allowed
     }
     assert seen == set()
-    assert {"kie_async._transport", "kie_async._config", "kie_async._http"} <= set(graph)
+    assert {"kie_async._transport.exchange", "kie_async._transport.config"} <= set(graph)
+
+
+def test_the_public_names_are_listed_once() -> None:
+    """kie_async's public names live in one table (``_WHERE``: name and defining module), from
+    which ``__all__`` derives; the imports type checkers read name the same names from the same
+    modules, so the two views cannot drift."""
+    import kie_async
+
+    tree = ast.parse((PACKAGE / "__init__.py").read_text(encoding="utf-8"))
+    for_checkers = {
+        alias.asname or alias.name: (node.module or "")
+        for node, how in _import_nodes(tree)
+        if how == "type" and isinstance(node, ast.ImportFrom)
+        for alias in node.names
+    }
+    assert for_checkers == kie_async._WHERE
+    assert kie_async.__all__ == sorted(["__version__", *kie_async._WHERE])

@@ -24,7 +24,7 @@ from kie_async import (
     ValidationError,
 )
 from kie_async._cli import run
-from kie_async._cli._jobs import parse_jobs
+from kie_async._cli.jobs import parse_jobs
 from kie_async.testing import FakeKieServer
 
 KEY = "test-key"

@@ -9,7 +9,8 @@ import attrs
 import pytest
 
 from kie_async import ExtendMode, ExtendRequest, TaskRecord, TaskStatus, ValidationError
-from kie_async._models import MAX_PROMPT_LENGTH, parse_time
+from kie_async._kinds.common import MAX_PROMPT_LENGTH
+from kie_async._protocol.records import parse_time
 
 
 def test_prompt_makes_a_manual_request() -> None:

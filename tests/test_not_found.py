@@ -17,7 +17,7 @@ from kie_async import (
     TaskStatus,
     UnexpectedResponseError,
 )
-from kie_async._protocol import CREDIT_PATH, RECORD_PATH, decipher
+from kie_async._protocol.envelope import CREDIT_PATH, RECORD_PATH, decipher
 from kie_async.testing import FakeKieServer, TaskScript, fast_client
 
 #: The two answers kie's backend gives an unknown task id (the fake server's ``unknown_task``).

@@ -22,7 +22,7 @@ from kie_async import (
     RateLimit,
     UpscaleRequest,
 )
-from kie_async._chains import BulkItem
+from kie_async._bulk.chains import BulkItem
 from kie_async._cli import run
 from kie_async.testing import FakeKieServer, TaskScript, fast_client
 

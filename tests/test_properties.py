@@ -19,9 +19,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kie_async import ExtendMode, ExtendRequest, KieError, TaskRecord, TaskStatus, ValidationError
-from kie_async._protocol import RECORD_PATH, decipher, parse_retry_after
+from kie_async._protocol.envelope import RECORD_PATH, decipher, parse_retry_after
+from kie_async._protocol.wire import parse_record
 from kie_async._retry import Schedule, next_delay
-from kie_async._wire import parse_record
 
 settings.register_profile(
     "kie-properties",

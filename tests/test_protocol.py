@@ -27,7 +27,7 @@ from kie_async import (
     UnprocessableError,
     __version__,
 )
-from kie_async._protocol import (
+from kie_async._protocol.envelope import (
     CREDIT_PATH,
     RECORD_PATH,
     decipher,

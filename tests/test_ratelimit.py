@@ -8,7 +8,7 @@ import time
 import pytest
 
 from kie_async import ConfigurationError, RateLimit
-from kie_async._ratelimit import Limiter
+from kie_async._transport.limiter import Limiter
 
 
 async def _take(limiter: Limiter, stamps: list[float], hold: float = 0.0) -> None:

@@ -29,6 +29,7 @@ from kie_async import (
     TransportError,
 )
 from kie_async._cli import run
+from kie_async._transport.redis_limiter import redis_limiter
 from kie_async.testing import FakeKieServer, fast_client
 
 
@@ -44,9 +45,10 @@ _TAKER = textwrap.dedent(
     """
     import asyncio, json, sys, time
     from kie_async import RedisRateLimit
+    from kie_async._transport.redis_limiter import redis_limiter
 
     async def main(url, name, count, hold, start):
-        limiter = RedisRateLimit(url, 5, per=1.0, name=name, lease=1.0)._limiter("unused")
+        limiter = redis_limiter(RedisRateLimit(url, 5, per=1.0, name=name, lease=1.0), "unused")
         stamps = []
         await limiter.start()
         await asyncio.sleep(max(0.0, start - time.time()))  # every taker starts together
@@ -122,7 +124,7 @@ async def test_a_process_killed_holding_a_slot_frees_it_with_its_lease(redis_url
     taken_at = time.monotonic()
     os.kill(holder.pid, signal.SIGKILL)
     await holder.wait()
-    limiter = limit._limiter("unused")
+    limiter = redis_limiter(limit, "unused")
     try:
         async with limiter.slot():
             waited = time.monotonic() - taken_at
@@ -134,7 +136,7 @@ async def test_a_process_killed_holding_a_slot_frees_it_with_its_lease(redis_url
 async def test_a_429_pause_holds_back_every_process(redis_url: str) -> None:
     """A pause after a 429 in one client holds back the creates of another on the account."""
     limit = RedisRateLimit(redis_url, 100, per=1.0, name=uuid.uuid4().hex)
-    first, second = limit._limiter("k"), limit._limiter("k")
+    first, second = redis_limiter(limit, "k"), redis_limiter(limit, "k")
     try:
         await first.start()
         await second.start()

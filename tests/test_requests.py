@@ -28,13 +28,16 @@ from kie_async import (
     UpscaleRequest,
     ValidationError,
     VaryRequest,
-    _generate,
-    _request_core,
-    _requests,
 )
-from kie_async import _protocol as proto
-from kie_async._requests import REQUEST_TYPES, RequestProtocol, kind_of, media_of
-from kie_async._wire import request_body
+from kie_async._kinds import common as _request_core
+from kie_async._kinds import extend as _extend
+from kie_async._kinds import generate as _generate
+from kie_async._kinds import image_actions as _image_actions
+from kie_async._kinds import registry as _requests
+from kie_async._kinds.common import RequestProtocol
+from kie_async._kinds.registry import REQUEST_TYPES, kind_of, media_of
+from kie_async._protocol import envelope as proto
+from kie_async._protocol.wire import request_body
 
 SAMPLES = Path(__file__).parent / "samples"
 IMAGE = "https://example.com/frame.png"
@@ -453,7 +456,11 @@ def test_every_generate_task_type_is_a_generate_kind() -> None:
             assert kind_of(task_type) is cls.kind
 
 
-@pytest.mark.parametrize("module", [_generate, _requests, _request_core], ids=lambda m: m.__name__)
+@pytest.mark.parametrize(
+    "module",
+    [_generate, _image_actions, _extend, _requests, _request_core],
+    ids=lambda m: m.__name__,
+)
 def test_docstring_examples_hold(module: ModuleType) -> None:
     """The >>> examples in the request kinds' docstrings run and print what they claim (the
     public classes' too, which doctest.testmod skips: they say ``__module__ == "kie_async"``)."""
@@ -468,15 +475,6 @@ def test_docstring_examples_hold(module: ModuleType) -> None:
     failures, tried = runner.summarize(verbose=False)
     assert failures == 0
     assert tried > 0 or module is _request_core
-
-
-def test_extend_request_keeps_its_import_paths() -> None:
-    """ExtendRequest and the shared checks are still importable where 0.1.0 had them."""
-    from kie_async import _models
-
-    assert _models.ExtendRequest is ExtendRequest
-    assert _models.check_task_id("abc") == "abc"
-    assert _models.MAX_PROMPT_LENGTH == 2000
 
 
 WIRE_KEYS = {

@@ -25,8 +25,8 @@ from kie_async import (
     TaskRecord,
     read_results,
 )
+from kie_async._bulk.journal import Journal
 from kie_async._cli import run
-from kie_async._journal import Journal
 from kie_async.testing import FakeKieServer
 
 FAST: dict[str, Any] = {"poll": PollPolicy.zero_wait(), "retry": RetryPolicy.zero_wait()}

@@ -31,9 +31,16 @@ from kie_async import (
     TransportError,
     UnexpectedResponseError,
 )
-from kie_async._polling import CreateFailure, create_failure, poll_is_transient
-from kie_async._protocol import EXTEND_PATH, RECORD_PATH, decipher
-from kie_async._retry import Schedule, delays, next_delay, within
+from kie_async._protocol.envelope import EXTEND_PATH, RECORD_PATH, decipher
+from kie_async._retry import (
+    CreateFailure,
+    Schedule,
+    create_failure,
+    delays,
+    next_delay,
+    poll_is_transient,
+    within,
+)
 from kie_async.testing import FAULT_KINDS, FakeKieServer, Faults, fast_client
 
 # -- the table: one pure place decides -------------------------------------------------------

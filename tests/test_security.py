@@ -36,7 +36,7 @@ from kie_async import (
     TaskTimeoutError,
     ValidationError,
 )
-from kie_async._errors import _exception_fields
+from kie_async._errors import exception_fields
 from kie_async.testing import FAULT_KINDS, FakeKieServer, Faults, TaskScript, fast_client
 
 SECRET = "sk-live-7Hq2SECRETkey9Zx"
@@ -57,7 +57,7 @@ def _exception_texts(exc: BaseException) -> Iterator[str]:
         yield str(current)
         yield repr(current.args)
         if isinstance(current, KieError):
-            yield repr(_exception_fields(current))
+            yield repr(exception_fields(current))
         todo += [current.__cause__, current.__context__]
 
 

@@ -20,7 +20,7 @@ from helpers import child_env, write_jobs
 
 from kie_async import ExtendRequest, PollPolicy, Progress, RetryPolicy
 from kie_async._cli import run
-from kie_async._cli._progress import first_estimate, progress_line
+from kie_async._cli.progress import first_estimate, progress_line
 from kie_async.testing import FakeKieServer, TaskScript, fast_client
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"

@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 
 from kie_async import ExtendRequest, PollPolicy, RetryPolicy, TaskRecord
 from kie_async._cli import run
-from kie_async._models import UTC_PLUS_8, parse_time
-from kie_async._wire import parse_record
+from kie_async._protocol.records import UTC_PLUS_8, parse_time
+from kie_async._protocol.wire import parse_record
 from kie_async.testing import FakeKieServer, TaskScript, fast_client
 
 KEY = "test-key"

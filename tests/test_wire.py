@@ -24,7 +24,7 @@ from kie_async import (
     TaskStatus,
     UnexpectedResponseError,
 )
-from kie_async._wire import (
+from kie_async._protocol.wire import (
     json_object,
     lenient_int,
     nullable_str,

@@ -1,23 +1,26 @@
 """The ``kie-async`` command: generate, upscale, vary or extend, check tasks, run a jobs file
 in bulk, or a demo.
 
-Each subcommand is one entry of :data:`COMMANDS`: a function adding its arguments and an async
+Each subcommand is one entry of ``parser.COMMANDS``: a function adding its arguments and an async
 function running it, returning the exit status. :func:`run` is the whole command as a coroutine
 (tests await it); :func:`main` runs it with ``asyncio.run`` and turns Ctrl-C into exit status 130.
 
 Exit status: 0 success; 1 a request or task failed, or its fate is uncertain; 2 a usage, input
 or configuration error (nothing was sent); 130 interrupted; 141 standard output closed before
-everything was written (``_output``: stdout and stderr can never raise nor block a stop).
+everything was written (``output``: stdout and stderr can never raise nor block a stop).
 
 ``rich`` (the ``cli`` extra) draws the progress bar; it is imported only when a bar is drawn, so
 the package and this command work without it.
 
-The package holds one module per concern: ``_context`` (what every command gets, the API key,
-errors in command-line words), ``_options`` (option types and the shared options), ``_parser``
-(:data:`COMMANDS` and the parser), ``_commands`` (the one-task commands and the demo), ``_bulk``
-(the bulk command and run), ``_jobs`` (jobs files, results lines), ``_progress`` (the progress
-display), ``_kinds`` (the request-kind commands) and ``_help`` (long help texts). This module runs
-the command: logging, signals, exit statuses.
+The package holds one module per concern: ``context`` (what every command gets, the API key,
+errors in command-line words), ``options`` and ``poll_options`` (option types and the shared
+options), ``parser`` (``COMMANDS`` and the parser), ``commands`` (the one-task commands and
+the demo), ``kinds`` (the request-kind commands), ``bulk`` (the bulk command and run), ``budget``
+(its budget and dry-run options), ``results`` (the results command), ``jobs`` (jobs files,
+results lines), ``progress`` (the progress display), ``output`` (failure-proof stdout and
+stderr) and ``help`` (long help texts). This module runs the command: logging, signals, exit
+statuses. A new command is one entry of ``COMMANDS``; its SDK imports stay inside its
+functions, so ``kie-async --help`` imports no aiohttp.
 """
 
 from __future__ import annotations
@@ -31,26 +34,25 @@ from collections.abc import Awaitable, Iterator, Mapping, Sequence
 from typing import Any
 
 from .._errors import ConfigurationError, KieError, TaskNotFoundError, ValidationError
-from .._logging import StderrHandler
-from .._text import server_name
-from . import _bulk
-from ._context import (
+from .._text import StderrHandler, server_name
+from . import bulk as _bulk
+from .context import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_USAGE,
     Context,
-    _in_cli_words,
-    _InputError,
+    InputError,
+    in_cli_words,
 )
-from ._output import EXIT_OUTPUT_CLOSED, Outputs, installed, tell
-from ._parser import COMMANDS, build_parser
+from .output import EXIT_OUTPUT_CLOSED, Outputs, installed, tell
+from .parser import build_parser
 
 # The rest of the SDK is imported where it is used: `kie-async --help` and a usage error answer
 # without aiohttp (its import alone takes most of a second) or the bulk runner.
 # tests/test_cli.py checks it.
 
-__all__ = ["COMMANDS", "main", "run"]
+__all__ = ["main", "run"]
 
 
 # -- running ------------------------------------------------------------------------------------
@@ -106,7 +108,7 @@ async def run(
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse has printed the usage error or the help
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE if exc.code else EXIT_OK
-    from .._task_errors import TaskTimeoutError  # with the records and requests: not for --help
+    from .._tasks.errors import TaskTimeoutError  # with the records and requests: not for --help
 
     ctx = Context(sys.stdout, sys.stderr, args, client_options or {})
     unused = [flag for name, flag in _WAIT_OPTIONS if getattr(args, name, None) is not None]
@@ -119,9 +121,9 @@ async def run(
         try:
             result: int = await args.run(ctx, args)
         except (ConfigurationError, ValidationError) as exc:
-            ctx.error(_in_cli_words(exc, args))
+            ctx.error(in_cli_words(exc, args))
             return EXIT_USAGE
-        except _InputError as exc:
+        except InputError as exc:
             ctx.error(str(exc))
             return EXIT_USAGE
         except TaskNotFoundError as exc:
@@ -188,7 +190,7 @@ async def _interruptible(work: Awaitable[int], outputs: Outputs | None = None) -
         if task is not None:
             task.cancel()
         if interrupts == 1:
-            tell(_STOPPING_NOTE if _bulk._bulk_running else "interrupted")
+            tell(_STOPPING_NOTE if _bulk.bulk_running else "interrupted")
         else:
             tell(_ABORTING_NOTE)
 

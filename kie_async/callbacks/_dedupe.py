@@ -11,7 +11,7 @@ import enum
 
 import attrs
 
-from .._models import TaskRecord
+from .._protocol.records import TaskRecord
 from ._events import CallbackEvent, agrees, digest
 
 #: The most different bodies passed on for one task (a replayed signature cannot flood).

@@ -15,8 +15,8 @@ from typing import Any
 import attrs
 
 from .._errors import UnexpectedResponseError
-from .._models import TaskRecord
-from .._wire import json_object, lenient_int, nullable_str, result_urls
+from .._protocol.records import TaskRecord
+from .._protocol.wire import json_object, lenient_int, nullable_str, result_urls
 
 _ENDPOINT = "callback"
 

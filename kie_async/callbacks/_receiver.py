@@ -18,7 +18,7 @@ from typing import TypeVar
 from aiohttp import ClientPayloadError, web
 
 from .._errors import ConfigurationError
-from .._models import TaskRecord
+from .._protocol.records import TaskRecord
 from .._retry import within
 from .._text import printable
 from ._dedupe import MAX_BODIES, Deliveries, Verdict

@@ -15,8 +15,7 @@ import time
 from typing import Any, Protocol, runtime_checkable
 
 from .._errors import ConfigurationError, TransportError
-from .._redis_limit import redacted
-from .._text import printable
+from .._text import printable, redacted
 
 __all__ = ["MemoryReplayStore", "RedisReplayStore", "ReplayStore"]
 

@@ -16,7 +16,7 @@ from typing import Any
 import attrs
 
 from .._errors import ConfigurationError, UnexpectedResponseError
-from .._wire import nullable_str
+from .._protocol.wire import nullable_str
 from ._errors import (
     CallbackBodyError,
     CallbackHeaderMissingError,

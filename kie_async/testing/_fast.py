@@ -8,8 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from .._client import KieClient
-from .._download import DownloadPolicy
-from .._polling import PollPolicy, RetryPolicy
+from .._policies import DownloadPolicy, PollPolicy, RetryPolicy
 from ._server import FakeKieServer
 
 
