@@ -14,6 +14,7 @@ import attrs
 
 from .bulk import execute_bulk
 from .context import EXIT_FAILED, EXIT_OK, Context
+from .kinds import add_common
 from .options import (
     add_concurrency,
     check_directory,
@@ -81,17 +82,7 @@ def add_extend(parser: argparse.ArgumentParser) -> None:
         choices=("manual", "auto"),
         help="manual follows --prompt, auto lets the model continue (default: from --prompt)",
     )
-    parser.add_argument("--watermark", help="a watermark text for the result")
-    parser.add_argument("--callback-url", metavar="URL", help="kie.ai POSTs the result here")
-    parser.add_argument("--wait", action="store_true", help="wait for the result and print it")
-    parser.add_argument(
-        "--timeout",
-        "--wait-timeout",
-        type=poll_seconds("timeout"),
-        metavar="S",
-        help="with --wait: give up after S seconds",
-    )
-    add_poll_options(parser)
+    add_common(parser)
 
 
 async def run_extend(ctx: Context, args: argparse.Namespace) -> int:

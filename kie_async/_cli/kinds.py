@@ -45,7 +45,8 @@ class KindCommand:
     build: Callable[[argparse.Namespace], TaskRequest]
 
 
-def _add_common(parser: argparse.ArgumentParser) -> None:
+def add_common(parser: argparse.ArgumentParser) -> None:
+    """The options every create command shares: watermark, callback, and waiting."""
     parser.add_argument("--watermark", help="a watermark text for the result")
     parser.add_argument("--callback-url", metavar="URL", help="kie.ai POSTs the result here")
     parser.add_argument("--wait", action="store_true", help="wait for the result and print it")
@@ -91,7 +92,7 @@ def _add_generate(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--translate", action="store_true", help="let kie.ai translate a non-English prompt"
     )
-    _add_common(parser)
+    add_common(parser)
 
 
 def _generate(args: argparse.Namespace) -> GenerateRequest:
@@ -121,7 +122,7 @@ def _add_image_action(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--index", type=int, required=True, help="which of its 4 images, 0 to 3 (required)"
     )
-    _add_common(parser)
+    add_common(parser)
 
 
 def _upscale(args: argparse.Namespace) -> UpscaleRequest:
