@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -68,3 +69,9 @@ def tasks_created() -> Iterator[list[str]]:
         yield created
     finally:
         loop.set_task_factory(default_factory)
+
+
+def bulk_argv(url: str, jobs: Path, journal: Path, *extra: str) -> list[str]:
+    """The command line of a ``kie-async bulk`` child process against the API at ``url``."""
+    return [sys.executable, "-m", "kie_async", "--base-url", url, "bulk", str(jobs),
+            "--journal", str(journal), *extra]  # fmt: skip

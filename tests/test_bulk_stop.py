@@ -9,14 +9,13 @@ import json
 import re
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import child_env, write_jobs
+from helpers import bulk_argv, child_env, write_jobs
 
 from kie_async import (
     BulkRun,
@@ -250,17 +249,7 @@ async def start_bulk(
     server: FakeKieServer, jobs: Path, journal: Path
 ) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "kie_async",
-        "--base-url",
-        server.url,
-        "bulk",
-        str(jobs),
-        "--journal",
-        str(journal),
-        "--concurrency",
-        "4",
+        *bulk_argv(server.url, jobs, journal, "--concurrency", "4"),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         # The fake's tasks end at once: no two-minute wait before their first polls.

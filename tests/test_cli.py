@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import child_env
+from helpers import bulk_argv, child_env
 
 from kie_async import PollPolicy, Progress, RetryPolicy
 from kie_async._cli import Context, build_parser, main, run
@@ -519,15 +519,7 @@ async def test_ctrl_c_stops_bulk_and_the_journal_lets_a_rerun_finish(
     jobs = write_jobs(tmp_path / "jobs.jsonl", good_jobs(4))
     journal = tmp_path / "run.journal"
     process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "kie_async",
-        "--base-url",
-        server.url,
-        "bulk",
-        str(jobs),
-        "--journal",
-        str(journal),
+        *bulk_argv(server.url, jobs, journal),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=child_env(KIE_API_KEY=KEY),

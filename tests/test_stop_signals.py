@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import child_env, write_jobs
+from helpers import bulk_argv, child_env, write_jobs
 
 from kie_async.testing import FakeKieServer, Faults
 
@@ -75,20 +75,7 @@ def child_output(kind: str) -> Iterator[tuple[int, int | None]]:
 
 
 def bulk_args(server: FakeKieServer, jobs: Path, journal: Path, *extra: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "kie_async",
-        "--base-url",
-        server.url,
-        "bulk",
-        str(jobs),
-        "--journal",
-        str(journal),
-        "--concurrency",
-        str(CONCURRENCY),
-        *extra,
-    ]
+    return bulk_argv(server.url, jobs, journal, "--concurrency", str(CONCURRENCY), *extra)
 
 
 def env(server: FakeKieServer) -> dict[str, str]:
