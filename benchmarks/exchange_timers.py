@@ -7,8 +7,8 @@ the figure is the instruction count of ``--big`` tasks minus that of ``--small``
 
 * ``plain``: the key and User-Agent as session headers, aiohttp's default timeout;
 * ``headers``: the SDK's four headers passed with each request instead;
-* ``both timers``: and a ``ClientTimeout`` with ``total`` and ``sock_read`` (the SDK's budgets:
-  ``Timeout.total`` and ``Timeout.read``);
+* ``both timers``: and a ``ClientTimeout`` with ``total`` and ``sock_read`` (the SDK's budgets
+  if ``Timeout.total`` were aiohttp's; ``kie_async/_transport/deadlines.py`` keeps it instead);
 * ``total only`` / ``read only``: one of the two timers.
 """
 

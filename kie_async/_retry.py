@@ -50,6 +50,7 @@ import enum
 import itertools
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable, Generator, Iterator
 from typing import TypeVar
 
@@ -254,9 +255,30 @@ def delays(schedule: Schedule, rng: random.Random) -> Generator[float, object, N
 rng = random.Random()
 
 
-def _warn_unreachable(exc: KieError, wait: float, what: object, retry: str) -> None:
+#: Seconds after a warning that a host is unreachable during which later ones about the same
+#: host are logged at DEBUG: a host that dies under a bulk run would otherwise get a WARNING
+#: from every request in flight.
+WARN_AGAIN_AFTER = 10.0
+
+#: When each host was last warned about (a few hosts per process; cleared if it ever grows).
+warned_at: dict[str, float] = {}
+
+
+def warn_unreachable(exc: KieError, wait: float, what: object, retry: str) -> None:
+    """Log that the host of ``exc`` could not be reached and ``retry`` follows in ``wait``
+    seconds (the retry loop's and a wait's first connection failure): a WARNING, or DEBUG
+    when the same host was warned about less than :data:`WARN_AGAIN_AFTER` seconds ago."""
     host = server_name(getattr(exc, "url", ""))
-    log.warning("%s unreachable, %s in %s s (%s: %s)", host, retry, _seconds(wait), what, exc)
+    now = time.monotonic()
+    last = warned_at.get(host)
+    level = logging.WARNING
+    if last is not None and now - last < WARN_AGAIN_AFTER:
+        level = logging.DEBUG
+    else:
+        if len(warned_at) >= 64:
+            warned_at.clear()
+        warned_at[host] = now
+    log.log(level, "%s unreachable, %s in %s s (%s: %s)", host, retry, _seconds(wait), what, exc)
 
 
 def _seconds(wait: float) -> str:
@@ -278,7 +300,8 @@ async def retry_call(
     At most ``max_retries`` retries, of which at most ``max_connect_retries`` after failures
     to connect at all (``None``: no such limit); the last failure is raised as it is. The
     first retry of a network failure is logged as a WARNING (``api.kie.ai unreachable, retry
-    1/3 in 1 s (...)``, naming the host called), the others at DEBUG.
+    1/3 in 1 s (...)``, naming the host called; once per host in :data:`WARN_AGAIN_AFTER`
+    seconds, see :func:`warn_unreachable`), the others at DEBUG.
     """
     waits: Generator[float, object, None] | None = None  # built on the first failure only
     warned = False
@@ -303,7 +326,7 @@ async def retry_call(
             wait = waits.send(exc)
             if isinstance(exc, TransportError) and not warned:
                 warned = True
-                _warn_unreachable(exc, wait, what, f"retry {tries}/{limit}")
+                warn_unreachable(exc, wait, what, f"retry {tries}/{limit}")
             log.debug(
                 "retrying %s in %.2fs (attempt %d of %d) after: %s",
                 what,

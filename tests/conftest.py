@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from kie_async import KieClient
+from kie_async import KieClient, _retry
 from kie_async.testing import FakeKieServer, fast_client
 
 
@@ -22,6 +22,13 @@ async def _kie(server: FakeKieServer) -> AsyncIterator[KieClient]:
     """A zero-wait client for the fake server (no rate limit, no sleeping)."""
     async with fast_client(server) as client:
         yield client
+
+
+@pytest.fixture(autouse=True, name="fresh_warnings")
+def _fresh_warnings() -> None:
+    """Each test starts with no host recently warned about as unreachable (``_retry``'s
+    once-per-host warning would otherwise carry over between tests that reuse a port)."""
+    _retry.warned_at.clear()
 
 
 @pytest.fixture(autouse=True, name="no_env_key")

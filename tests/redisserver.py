@@ -24,7 +24,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from types import TracebackType
 from typing import Literal
 from urllib.parse import urlsplit
@@ -174,3 +174,25 @@ class RedisProxy:
                 continue
             client.write(chunk)
             await client.drain()
+
+
+@contextlib.asynccontextmanager
+async def nonsense_server(nonsense: bytes) -> AsyncIterator[str]:
+    """A server on loopback that answers every command with ``nonsense``: its ``redis://``
+    URL, for as long as the block runs."""
+
+    async def liar(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while await reader.read(65536):
+                writer.write(nonsense)
+                await writer.drain()
+        finally:
+            writer.close()
+
+    fake = await asyncio.start_server(liar, "127.0.0.1", 0)
+    port = fake.sockets[0].getsockname()[1]
+    try:
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        fake.close()
+        await fake.wait_closed()

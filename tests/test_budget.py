@@ -31,7 +31,8 @@ from kie_async import (
     OutcomeKind,
     UpscaleRequest,
 )
-from kie_async._bulk.chains import BulkItem, journal_key, request_json, step_key
+from kie_async._bulk.chains import BulkItem
+from kie_async._bulk.journal import journal_key, request_json, step_key
 from kie_async._cli import run
 from kie_async.testing import FakeKieServer, Faults, TaskScript, fast_client
 

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 from helpers import child_env
-from redisserver import free_port, redis_server
+from redisserver import free_port, nonsense_server, redis_server
 
 from kie_async import ConfigurationError, TransportError
 from kie_async.callbacks import (
@@ -164,23 +164,12 @@ async def test_a_server_answering_nonsense_is_a_clear_error(nonsense: bytes) -> 
     ConfigurationError (escaped), never an exception of redis-py's own code such as redis-py
     8's AttributeError on a ``+OK`` answer to ``HELLO``."""
 
-    async def liar(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async with nonsense_server(nonsense) as url:
+        store = RedisReplayStore(url, timeout=0.5)
         try:
-            while await reader.read(65536):
-                writer.write(nonsense)
-                await writer.drain()
+            with pytest.raises(ConfigurationError) as info:
+                await store.first_seen("t1.1", 60)
         finally:
-            writer.close()
-
-    fake = await asyncio.start_server(liar, "127.0.0.1", 0)
-    port = fake.sockets[0].getsockname()[1]
-    store = RedisReplayStore(f"redis://127.0.0.1:{port}/0", timeout=0.5)
-    try:
-        with pytest.raises(ConfigurationError) as info:
-            await store.first_seen("t1.1", 60)
-    finally:
-        await store.aclose()
-        fake.close()
-        await fake.wait_closed()
+            await store.aclose()
     assert str(info.value).startswith("replays: cannot use the replay store's Redis at ")
     assert "\x1b" not in str(info.value)

@@ -309,3 +309,25 @@ async def test_journal_keeps_lone_surrogates_from_kie(
     done = _journal_lines(journal)[-1]
     assert done["event"] == "done"
     assert done["error"]["error_message"] == "bad \ud800 news"
+
+
+async def test_a_host_dying_under_a_run_is_one_warning_not_one_per_create(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The host goes away with creates in flight: one WARNING that it is unreachable (the rest
+    at DEBUG), not one per create; the run still ends with every request accounted for."""
+    caplog.set_level(logging.DEBUG, logger="kie_async")
+    server = FakeKieServer()
+    await server.start()
+    requests = [ExtendRequest(f"src-{n}", 0, "go") for n in range(120)]
+    async with fast_client(server, poll=PollPolicy.zero_wait(timeout=1.0)) as kie:
+        outcomes = 0
+        async for _ in kie.extend_many(requests, concurrency=40):
+            outcomes += 1
+            if outcomes == 5:
+                await server.close()
+    assert outcomes == 120
+    unreachable = [r for r in caplog.records if " unreachable, " in r.getMessage()]
+    warned = [r for r in unreachable if r.levelno == logging.WARNING]
+    assert len(unreachable) > 1, "the test needs several requests in flight when the host died"
+    assert len(warned) == 1, [r.getMessage() for r in warned]

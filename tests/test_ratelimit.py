@@ -7,8 +7,10 @@ import time
 
 import pytest
 
-from kie_async import ConfigurationError, RateLimit
+from kie_async import ConfigurationError, ExtendRequest, OutcomeKind, RateLimit
+from kie_async._protocol.envelope import EXTEND_PATH
 from kie_async._transport.limiter import Limiter
+from kie_async.testing import FakeKieServer, fast_client
 
 
 async def _take(limiter: Limiter, stamps: list[float], hold: float = 0.0) -> None:
@@ -68,3 +70,53 @@ def test_invalid_rate_limits_are_refused(requests: int, per: float) -> None:
     """A rate limit that cannot be kept is a ConfigurationError naming rate_limit."""
     with pytest.raises(ConfigurationError, match="rate_limit"):
         RateLimit(requests, per=per)
+
+
+# -- creates that never went out take no share of the window -------------------------------------
+
+
+class Stopped(Exception):
+    pass
+
+
+class StopBeforeSending:
+    """A SendWatch (as a bulk run's) that stops the create when it is about to go out."""
+
+    async def sending(self) -> None:
+        raise Stopped
+
+    def ended(self, exc: BaseException | None) -> None:
+        pass
+
+
+async def test_a_create_stopped_before_sending_gives_its_slot_back_unused(
+    server: FakeKieServer,
+) -> None:
+    """A create stopped by its watch before it went out (a bulk run's stop) was never seen by
+    kie.ai: with a window of one create a minute, a real create still goes at once after it."""
+    async with fast_client(server, rate_limit=RateLimit(1, per=60)) as kie:
+        with pytest.raises(Stopped):
+            await kie._transport.create(
+                EXTEND_PATH, {"taskId": "src", "index": 0}, StopBeforeSending(), "a create"
+            )
+        assert server.counts["request:create"] == 0
+        handle = await asyncio.wait_for(kie.extend_video("src", prompt="go"), 5)
+        assert handle.task_id and server.counts["request:create"] == 1
+
+
+async def test_a_run_stopped_by_a_refused_key_does_not_wait_out_the_window(
+    server: FakeKieServer,
+) -> None:
+    """A key refused mid-run (401) stops the run's creates; the workers already waiting for a
+    slot then stop within one window (they used to take a share each, one after another:
+    about 4 s here), and no create goes out after the 401."""
+    server.answer_next("create", 401, "You do not have access permissions", times=50)
+    async with fast_client(server, rate_limit=RateLimit(1, per=1.0)) as kie:
+        requests = [ExtendRequest(f"src-{n}", 0, "go") for n in range(20)]
+        started = time.monotonic()
+        outcomes = [outcome async for outcome in kie.extend_many(requests, concurrency=5)]
+        took = time.monotonic() - started
+    assert server.counts["request:create"] == 1
+    assert len(outcomes) == 20
+    assert {outcome.kind for outcome in outcomes} == {OutcomeKind.FAILED, OutcomeKind.NOT_SUBMITTED}
+    assert took < 3.0, f"the run took {took:.1f}s to stop"

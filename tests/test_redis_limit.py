@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 from helpers import child_env
-from redisserver import Mode, RedisProxy, free_port, redis_server
+from redisserver import Mode, RedisProxy, free_port, nonsense_server, redis_server
+from test_ratelimit import StopBeforeSending, Stopped
 
 from kie_async import (
     ConfigurationError,
@@ -29,6 +30,7 @@ from kie_async import (
     TransportError,
 )
 from kie_async._cli import run
+from kie_async._protocol.envelope import EXTEND_PATH
 from kie_async._transport.redis_limiter import redis_limiter
 from kie_async.testing import FakeKieServer, fast_client
 
@@ -149,6 +151,24 @@ async def test_a_429_pause_holds_back_every_process(redis_url: str) -> None:
         await first.aclose()
         await second.aclose()
     assert waited >= 0.4
+
+
+async def test_a_create_stopped_before_sending_leaves_the_shared_window(
+    redis_url: str, server: FakeKieServer
+) -> None:
+    """A create stopped before it went out (a bulk run's stop) takes no share of the shared
+    window: with one create a minute, a real create from another client still goes at once."""
+    limit = RedisRateLimit(redis_url, 1, per=60, name=uuid.uuid4().hex)
+    async with (
+        fast_client(server, rate_limit=limit) as stopped,
+        fast_client(server, rate_limit=limit) as other,
+    ):
+        with pytest.raises(Stopped):
+            await stopped._transport.create(
+                EXTEND_PATH, {"taskId": "src", "index": 0}, StopBeforeSending(), "a create"
+            )
+        handle = await asyncio.wait_for(other.extend_video("src", prompt="go"), 5)
+    assert handle.task_id and server.counts["request:create"] == 1
 
 
 @pytest.mark.slow
@@ -381,24 +401,11 @@ async def test_a_server_answering_nonsense_fails_the_start_clearly(
     start with the limit's ConfigurationError, never an exception of redis-py's own code (such
     as redis-py 8's AttributeError on a ``+OK`` answer to ``HELLO``), and no create is sent."""
 
-    async def liar(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while await reader.read(65536):
-                writer.write(nonsense)
-                await writer.drain()
-        finally:
-            writer.close()
-
-    fake = await asyncio.start_server(liar, "127.0.0.1", 0)
-    port = fake.sockets[0].getsockname()[1]
-    try:
-        limit = RedisRateLimit(f"redis://127.0.0.1:{port}/0", timeout=0.5)
+    async with nonsense_server(nonsense) as url:
+        limit = RedisRateLimit(url, timeout=0.5)
         with pytest.raises(ConfigurationError) as info:
             async with fast_client(server, rate_limit=limit) as kie:
                 await kie.extend_video("src", 0, "go")
-    finally:
-        fake.close()
-        await fake.wait_closed()
     message = str(info.value)
     assert message.startswith("rate_limit: cannot use the shared rate limit's Redis at ")
     assert "\x1b" not in message

@@ -1,6 +1,7 @@
-"""Timeout.total of API calls (aiohttp's own total timeout): every call in flight ends at its
-own budget, the body included; a call that ends in time leaves no cancellation behind; a
-caller's cancellation stays a cancellation; ``total=None`` bounds no call by time."""
+"""Timeout.total of API calls (kept by ``kie_async._transport.deadlines``): every call in
+flight ends at its own budget, the body included; a call that ends in time leaves no
+cancellation behind; a caller's cancellation stays a cancellation; ``total=None`` bounds no
+call by time."""
 
 from __future__ import annotations
 

@@ -29,7 +29,6 @@ from kie_async._protocol.wire import (
     lenient_int,
     nullable_str,
     parse_record,
-    request_body,
     result_urls,
 )
 from kie_async.testing import FakeKieServer
@@ -99,9 +98,9 @@ async def test_submit_sends_the_request_body(kie: KieClient, server: FakeKieServ
 
 
 def test_request_body_is_camel_case_and_sparse() -> None:
-    """request_body() renames to kie's keys (waterMark, callBackUrl) and drops None values."""
+    """body() renames to kie's keys (waterMark, callBackUrl) and drops None values."""
     full = ExtendRequest("s", 1, "p", watermark="w", callback_url="http://h/cb", key="k")
-    assert request_body(full) == {
+    assert full.body() == {
         "taskId": "s",
         "index": 1,
         "prompt": "p",
@@ -109,7 +108,7 @@ def test_request_body_is_camel_case_and_sparse() -> None:
         "waterMark": "w",
         "callBackUrl": "http://h/cb",
     }
-    assert request_body(ExtendRequest("s")) == {
+    assert ExtendRequest("s").body() == {
         "taskId": "s",
         "index": 0,
         "taskType": "mj_video_extend_auto",

@@ -1,9 +1,9 @@
 """Chains: requests whose input is the output of the step before ("generate a video, then
 extend video 0 of it, then extend that").
 
-Pure except for :func:`run_chain`, which runs the steps one after another through a small
-:class:`StepRunner` (the bulk run provides one, journaling every step); nothing here knows
-``KieClient`` or the bulk runner.
+Pure: what a chain is, how it is checked, and its fingerprint (with the spelling of its steps
+a jobs file uses). A bulk run runs chains (:mod:`kie_async._bulk.many`); the journal keys
+their steps (:mod:`kie_async._bulk.journal`); nothing here knows ``KieClient``.
 
 A :class:`Chain` is a first request of any kind, then steps (:class:`ExtendStep`,
 :class:`UpscaleStep`, :class:`VaryStep`), each naming which output of the step before it takes
@@ -12,8 +12,7 @@ A :class:`Chain` is a first request of any kind, then steps (:class:`ExtendStep`
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, ClassVar, Literal, Protocol, TypeVar, Union
+from typing import Any, ClassVar, Literal, Union
 
 import attrs
 
@@ -22,19 +21,17 @@ from .._kinds.extend import ExtendMode, ExtendRequest
 from .._kinds.generate import GenerateRequest
 from .._kinds.image_actions import UpscaleRequest, VaryRequest
 from .._kinds.registry import REQUEST_TYPES, TaskRequest
-from .._protocol.records import TaskRecord
 
 __all__ = [
     "BulkItem",
     "Chain",
     "ChainStep",
     "ExtendStep",
-    "StepRunner",
     "UpscaleStep",
     "VaryStep",
-    "journal_key",
-    "request_json",
-    "run_chain",
+    "fields_json",
+    "probe_requests",
+    "step_json",
 ]
 
 #: A placeholder task id, to validate a step's fields when the chain is built.
@@ -160,7 +157,7 @@ def _makes(request: TaskRequest) -> Media:
     return "video" if isinstance(request, ExtendRequest) else "image"
 
 
-def _fields_json(item: Any, *, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+def fields_json(item: Any, *, skip: tuple[str, ...] = ()) -> dict[str, Any]:
     """``item``'s fields by their Python names (as a jobs file spells them), absent ones and
     ``skip`` left out."""
     data: dict[str, Any] = {}
@@ -172,13 +169,13 @@ def _fields_json(item: Any, *, skip: tuple[str, ...] = ()) -> dict[str, Any]:
     return data
 
 
-def _step_json(step: ChainStep) -> dict[str, Any]:
+def step_json(step: ChainStep) -> dict[str, Any]:
     """A step as a jobs file's chain line spells it (its kind, and its fields)."""
     kind = step.request(_PROBE).kind.value
     if isinstance(step, ExtendStep):
         mode = "manual" if step.mode is ExtendMode.MANUAL else "auto"
-        return {"kind": kind, **_fields_json(step, skip=("mode",)), "mode": mode}
-    return {"kind": kind, **_fields_json(step)}
+        return {"kind": kind, **fields_json(step, skip=("mode",)), "mode": mode}
+    return {"kind": kind, **fields_json(step)}
 
 
 @attrs.frozen(init=False)
@@ -257,7 +254,7 @@ class Chain:
         return digest(
             {
                 "first": {"kind": self.first.kind.value, **self.first.body()},
-                "steps": [_step_json(step) for step in self.steps],
+                "steps": [step_json(step) for step in self.steps],
             }
         )
 
@@ -270,95 +267,3 @@ def probe_requests(chain: Chain) -> tuple[TaskRequest, ...]:
 
 #: Anything a bulk run accepts.
 BulkItem = Union[TaskRequest, Chain]  # noqa: UP007
-
-
-def journal_key(item: BulkItem) -> str:
-    """The journal key of ``item`` (before counting repeats): an extension's fingerprint as in
-    kie-async 0.1.0 (so its journals still match), the kind and the fingerprint otherwise."""
-    if isinstance(item, ExtendRequest):
-        return item.fingerprint()
-    kind = "chain" if isinstance(item, Chain) else item.kind.value
-    return f"{kind}:{item.fingerprint()}"
-
-
-def request_json(request: TaskRequest) -> dict[str, Any]:
-    """A request as a journal's ``intent`` line and a results file keep it: an extension as in
-    0.1.0, any other kind as its kind and its fields, spelled as a jobs file spells them."""
-    if isinstance(request, ExtendRequest):
-        return _extend_json(request)
-    return {"kind": request.kind.value, **_fields_json(request)}
-
-
-def _extend_json(request: ExtendRequest) -> dict[str, Any]:
-    """An extension as kie-async 0.1.0 kept it in journals and results files (its bytes must not
-    change: journals written then are still read)."""
-    return {
-        "task_id": request.task_id,
-        "index": request.index,
-        "prompt": request.prompt,
-        "mode": "manual" if request.mode is ExtendMode.MANUAL else "auto",
-        "watermark": request.watermark,
-        "callback_url": request.callback_url,
-        "key": request.key,
-    }
-
-
-class StepOutcome(Protocol):
-    """What :func:`run_chain` reads of a step's outcome."""
-
-    @property
-    def ok(self) -> bool:
-        """True when the step's task succeeded."""
-
-    @property
-    def task_id(self) -> str | None:
-        """The step's task id."""
-
-    @property
-    def record(self) -> TaskRecord | None:
-        """The step's final record, if known."""
-
-
-_O = TypeVar("_O", bound=StepOutcome, covariant=True)
-
-
-class StepRunner(Protocol[_O]):
-    """Runs one step of a chain to its end: all :func:`run_chain` needs from a bulk run."""
-
-    async def step(self, key: str, request: TaskRequest, *, last: bool) -> _O:
-        """Submit ``request`` under journal key ``key`` (``""``: no journal) unless the
-        journal already has it, and wait for its end; ``last`` is True for a chain's last."""
-
-
-def step_key(chain_key: str, number: int) -> str:
-    """The journal key of step ``number`` (0: the first request) of the chain keyed
-    ``chain_key``."""
-    return f"{chain_key}/{number}" if chain_key else ""
-
-
-async def run_chain(chain: Chain, key: str, runner: StepRunner[_O]) -> list[_O]:
-    """Run ``chain``'s steps in order through ``runner``, until one does not succeed; the
-    outcome of every step that ran (a step resumed from a journal costs nothing)."""
-    outcomes: list[_O] = []
-    request: TaskRequest = chain.first
-    last = len(chain.steps)
-    for number in range(last + 1):
-        outcome = await runner.step(step_key(key, number), request, last=number == last)
-        outcomes.append(outcome)
-        if not outcome.ok or number == last:
-            break
-        task_id = outcome.task_id or (outcome.record.task_id if outcome.record else None)
-        assert task_id, "a succeeded step has a task id"
-        request = chain.steps[number].request(task_id)
-    return outcomes
-
-
-def chain_json(chain: Chain) -> Mapping[str, Any]:
-    """``chain`` as a results file shows it: a jobs-file line that makes the same chain."""
-    data: dict[str, Any] = {
-        "kind": "chain",
-        "steps": [request_json(chain.first), *(_step_json(step) for step in chain.steps)],
-    }
-    if chain.key is not None:
-        data["key"] = chain.key
-    return data

@@ -50,7 +50,10 @@ from typing import Any
 import attrs
 
 from .._errors import ConfigurationError, exception_fields
+from .._kinds.extend import ExtendMode, ExtendRequest
+from .._kinds.registry import TaskRequest
 from .._protocol.records import TaskRecord
+from .chains import BulkItem, Chain, fields_json
 from .journal_lock import JournalLock, now_iso, read_all
 
 log = logging.getLogger("kie_async")
@@ -72,6 +75,46 @@ FLUSH_DELAY = 0.002
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
+# -- keys and requests as the lines spell them (bytes that must not change) ------------------
+
+
+def journal_key(item: BulkItem) -> str:
+    """The journal key of ``item`` (before counting repeats): an extension's fingerprint as in
+    kie-async 0.1.0 (so its journals still match), the kind and the fingerprint otherwise."""
+    if isinstance(item, ExtendRequest):
+        return item.fingerprint()
+    kind = "chain" if isinstance(item, Chain) else item.kind.value
+    return f"{kind}:{item.fingerprint()}"
+
+
+def request_json(request: TaskRequest) -> dict[str, Any]:
+    """A request as a journal's ``intent`` line and a results file keep it: an extension as in
+    0.1.0, any other kind as its kind and its fields, spelled as a jobs file spells them."""
+    if isinstance(request, ExtendRequest):
+        return _extend_json(request)
+    return {"kind": request.kind.value, **fields_json(request)}
+
+
+def _extend_json(request: ExtendRequest) -> dict[str, Any]:
+    """An extension as kie-async 0.1.0 kept it in journals and results files (its bytes must not
+    change: journals written then are still read)."""
+    return {
+        "task_id": request.task_id,
+        "index": request.index,
+        "prompt": request.prompt,
+        "mode": "manual" if request.mode is ExtendMode.MANUAL else "auto",
+        "watermark": request.watermark,
+        "callback_url": request.callback_url,
+        "key": request.key,
+    }
+
+
+def step_key(chain_key: str, number: int) -> str:
+    """The journal key of step ``number`` (0: the first request) of the chain keyed
+    ``chain_key``."""
+    return f"{chain_key}/{number}" if chain_key else ""
+
+
 @attrs.define
 class Entry:
     """What the journal knows of one request (by key), folded from its lines in order."""
@@ -83,7 +126,7 @@ class Entry:
     record: Mapping[str, Any] | None = None
     error: Mapping[str, Any] | None = None
     reason: str | None = None
-    #: The request of the last ``intent`` line (as ``chains.request_json`` spells it).
+    #: The request of the last ``intent`` line (as :func:`request_json` spells it).
     request: Mapping[str, Any] | None = None
     #: Creates of this key that may have cost credits: sent (an intent not followed by
     #: ``not_sent`` or ``refused``), answered or uncertain. Read by a budget and a dry run.
@@ -368,10 +411,11 @@ class Journal:
         if self._flush_soon is None:
             self._flush_soon = asyncio.get_running_loop().call_later(FLUSH_DELAY, self._flush)
 
-    def record_intent(self, key: str, request: Mapping[str, Any]) -> None:
-        """Record that ``key``'s create is going on the wire: ``request`` is the request as a
-        jobs file spells it. Until an answer is recorded, a rerun takes it as uncertain."""
-        self.record("intent", key, request=request)
+    def record_intent(self, key: str, request: TaskRequest) -> None:
+        """Record that ``key``'s create is going on the wire, with ``request`` as
+        :func:`request_json` spells it. Until an answer is recorded, a rerun takes it as
+        uncertain."""
+        self.record("intent", key, request=request_json(request))
 
     def record_not_sent(self, key: str) -> None:
         """Record that ``key``'s create, whose intent was recorded, never went out."""

@@ -16,8 +16,8 @@ from typing import Any
 import attrs
 
 from .._kinds.registry import REQUEST_TYPES, TaskRequest
-from .chains import BulkItem, Chain, run_chain
-from .journal import Journal
+from .chains import BulkItem, Chain
+from .journal import Journal, step_key
 from .outcomes import Outcome
 from .run import BulkClient, BulkRun, RunInfo, RunOptions, outcome_stream
 from .tracker import Run
@@ -57,7 +57,7 @@ class _ChainRun(Run):
 
     async def _run_chain(self, key: str, chain: Chain) -> None:
         try:
-            steps: list[Any] = await run_chain(chain, key, self)
+            steps: list[Any] = await self._steps(key, chain)
             journaled = all(step.from_journal for step in steps)
             self.emit(
                 attrs.evolve(steps[-1], request=chain, steps=(*steps,), from_journal=journaled)
@@ -67,6 +67,22 @@ class _ChainRun(Run):
         except BaseException as exc:  # as a worker does: nothing may lose the chain
             self.counts.change(queued=-1)
             self.fail(chain, exc)
+
+    async def _steps(self, key: str, chain: Chain) -> list[Outcome]:
+        """Run ``chain``'s steps in order, until one does not succeed; the outcome of every
+        step that ran (a step resumed from the journal costs nothing)."""
+        outcomes: list[Outcome] = []
+        request: TaskRequest = chain.first
+        last = len(chain.steps)
+        for number in range(last + 1):
+            outcome = await self.step(step_key(key, number), request, last=number == last)
+            outcomes.append(outcome)
+            if not outcome.ok or number == last:
+                break
+            task_id = outcome.task_id or (outcome.record.task_id if outcome.record else None)
+            assert task_id, "a succeeded step has a task id"
+            request = chain.steps[number].request(task_id)
+        return outcomes
 
     async def step(self, key: str, request: TaskRequest, *, last: bool) -> Outcome:
         """One step of a chain, journaled under ``key`` like a request of its own."""

@@ -17,8 +17,8 @@ import attrs
 from .._errors import ValidationError
 from .._kinds.registry import REQUEST_TYPES, TaskRequest
 from .budget import check_max_credits, entry_price_keys, item_requests
-from .chains import BulkItem, Chain, journal_key, step_key
-from .journal import Entry, paid_creates, read_entries
+from .chains import BulkItem, Chain
+from .journal import Entry, journal_key, paid_creates, read_entries, step_key
 from .prices import PRICE_SOURCES, Learn, PriceTable, price_keys
 
 __all__ = ["RunPlan", "plan"]

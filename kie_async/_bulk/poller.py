@@ -46,11 +46,11 @@ class PolledRun(Protocol):
 
     def fail(self, request: BulkItem, exc: BaseException) -> None: ...
 
-    def _ended(
+    def task_ended(
         self, key: str, request: TaskRequest, handle: TaskHandle, record: TaskRecord
     ) -> Outcome: ...
 
-    def _wait_failed(
+    def wait_failed(
         self, key: str, request: TaskRequest, handle: TaskHandle, exc: KieError
     ) -> Outcome: ...
 
@@ -193,23 +193,23 @@ class Poller:
                 if uncancel is not None:
                     uncancel()
                 run.emit(
-                    run._wait_failed(waiting.key, waiting.request, handle, self._expired(waiting))
+                    run.wait_failed(waiting.key, waiting.request, handle, self._expired(waiting))
                 )
                 return
             except KieError as exc:
-                run.emit(run._wait_failed(waiting.key, waiting.request, handle, exc))
+                run.emit(run.wait_failed(waiting.key, waiting.request, handle, exc))
                 return
             finally:
                 if timer is not None:
                     timer.cancel()
             if finished(value):
                 assert isinstance(value, TaskRecord)
-                run.emit(run._ended(waiting.key, waiting.request, handle, value))
+                run.emit(run.task_ended(waiting.key, waiting.request, handle, value))
                 return
             now = time.monotonic()
             if now >= waiting.deadline:
                 run.emit(
-                    run._wait_failed(waiting.key, waiting.request, handle, self._expired(waiting))
+                    run.wait_failed(waiting.key, waiting.request, handle, self._expired(waiting))
                 )
                 return
             delay = next_delay(self._schedule, waiting.base, value, rng)

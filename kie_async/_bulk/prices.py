@@ -190,15 +190,6 @@ class PriceTable:
                     return value, key, source
         return None
 
-    def lookup(self, keys: tuple[str, ...]) -> tuple[Decimal, str, str] | None:
-        """The price of the first of ``keys`` that has one, the key and its source; ``None``
-        when none has, or its price is still to be learned."""
-        found = self.find(keys)
-        if found is None:
-            return None
-        value, key, source = found
-        return None if isinstance(value, Learn) else (value, key, source)
-
     def price(self, keys: tuple[str, ...]) -> Decimal:
         """The price of the first of ``keys`` that has one.
 

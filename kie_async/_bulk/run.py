@@ -30,8 +30,8 @@ from .._download.fetch import FileSource
 from .._kinds.extend import ExtendRequest
 from .._policies import PollPolicy
 from .budget import Budget, Spend, check_max_credits
-from .chains import BulkItem, journal_key
-from .journal import Journal
+from .chains import BulkItem
+from .journal import Journal, journal_key
 from .outcomes import Counts, ExtendOutcome, Outcome, Progress, R
 from .preflight import check_account
 from .prices import PriceTable

@@ -25,7 +25,7 @@ from .._tasks.errors import SubmissionUncertainError, TaskFailedError, TaskTimeo
 from .._tasks.handle import TaskHandle
 from .._text import server_name
 from .budget import Budget, Hold
-from .chains import BulkItem, request_json
+from .chains import BulkItem
 from .journal import Journal
 from .learning import Learner
 from .learning import hold as hold_price
@@ -109,7 +109,7 @@ class _Send:
             raise _StoppedError
         if not self.intent:
             if run.journal is not None:
-                run.journal.record_intent(self.key, request_json(self.request))
+                run.journal.record_intent(self.key, self.request)
             self.intent = True
             await run._sync()
             if run.fatal is not None or run.closing:
@@ -353,17 +353,17 @@ class Run:
                 ended = exc.record if exc.record is not None else handle.last_record
                 if ended is None:
                     raise
-                self.emit(self._ended(key, request, handle, ended))
+                self.emit(self.task_ended(key, request, handle, ended))
             except KieError as exc:
-                self.emit(self._wait_failed(key, request, handle, exc))
+                self.emit(self.wait_failed(key, request, handle, exc))
             else:
-                self.emit(self._ended(key, request, handle, record))
+                self.emit(self.task_ended(key, request, handle, record))
         except asyncio.CancelledError:
             raise
         except BaseException as exc:
             self.fail(request, exc)
 
-    def _ended(
+    def task_ended(
         self, key: str, request: TaskRequest, handle: TaskHandle, record: TaskRecord
     ) -> Outcome:
         """The outcome of a task kie.ai reports ended, recorded as final in the journal."""
@@ -380,7 +380,7 @@ class Run:
         self.counts.change(running=-1, succeeded=1)
         return ExtendOutcome(request, OutcomeKind.SUCCEEDED, task_id, record)
 
-    def _wait_failed(
+    def wait_failed(
         self, key: str, request: TaskRequest, handle: TaskHandle, exc: KieError
     ) -> Outcome:
         """A timeout or a lasting poll error: the task may still finish. The journal keeps it

@@ -11,15 +11,8 @@ from typing import Any, TextIO
 
 import attrs
 
-from .._bulk.chains import (
-    BulkItem,
-    Chain,
-    ExtendStep,
-    UpscaleStep,
-    VaryStep,
-    chain_json,
-    request_json,
-)
+from .._bulk.chains import BulkItem, Chain, ExtendStep, UpscaleStep, VaryStep, step_json
+from .._bulk.journal import request_json
 from .._bulk.outcomes import ExtendOutcome
 from .._errors import ValidationError, exception_fields
 from .._kinds.extend import ExtendRequest
@@ -207,6 +200,17 @@ def parse_jobs(text: str | bytes) -> tuple[list[Job], list[LineError]]:
             continue
         jobs.append(Job(number, item, f"line {number}"))
     return jobs, errors
+
+
+def chain_json(chain: Chain) -> dict[str, Any]:
+    """``chain`` as a results file shows it: a jobs-file line that makes the same chain."""
+    data: dict[str, Any] = {
+        "kind": "chain",
+        "steps": [request_json(chain.first), *(step_json(step) for step in chain.steps)],
+    }
+    if chain.key is not None:
+        data["key"] = chain.key
+    return data
 
 
 def result_line(job: Job, outcome: Outcome) -> dict[str, Any]:

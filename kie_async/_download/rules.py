@@ -35,20 +35,18 @@ class SpeedCheck:
     over windows of ``window`` seconds (like curl's ``--speed-limit``/``--speed-time``). Pure:
     the caller passes the clock."""
 
-    __slots__ = ("_bytes", "_min_speed", "_since", "_total", "_window")
+    __slots__ = ("_bytes", "_min_speed", "_since", "_window")
 
     def __init__(self, min_speed: float, window: float, now: float) -> None:
         self._min_speed = min_speed
         self._window = window
         self._since = now
         self._bytes = 0
-        self._total = 0
 
     def feed(self, now: float, size: int) -> str | None:
         """Count ``size`` bytes that arrived at ``now``; returns why the body is too slow, or
         ``None`` while it is fast enough."""
         self._bytes += size
-        self._total += size
         elapsed = now - self._since
         if elapsed < self._window or not self._min_speed:
             return None

@@ -34,7 +34,6 @@ import cattrs
 from cattrs.gen import make_dict_structure_fn, override
 
 from .._errors import UnexpectedResponseError
-from .._kinds.registry import TaskRequest
 from .._text import printable
 from .records import TaskRecord
 
@@ -227,13 +226,6 @@ _converter = _make_converter()
 _structure_record: Callable[[Mapping[str, Any], type[TaskRecord]], TaskRecord] = (
     _converter.get_structure_hook(TaskRecord)
 )
-
-
-def request_body(request: TaskRequest) -> dict[str, Any]:
-    """The JSON body of ``request``'s create (any kind): :meth:`body` of the request, which
-    builds it from its fields' wire names. Fields that are not set are omitted, as kie's docs
-    show."""
-    return request.body()
 
 
 def parse_record(data: object, *, task_id: str = "", endpoint: str = "") -> TaskRecord:

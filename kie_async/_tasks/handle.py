@@ -314,7 +314,7 @@ class TaskHandle:
             if isinstance(value, KieError):
                 if isinstance(value, TransportError) and not warned:
                     warned = True
-                    _retry._warn_unreachable(value, delay, "poll", "polling again")
+                    _retry.warn_unreachable(value, delay, "poll", "polling again")
                 log.debug("retrying poll of task %s in %.2fs after: %s", self.task_id, delay, value)
             await asyncio.sleep(delay)
 

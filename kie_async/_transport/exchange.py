@@ -1,5 +1,6 @@
-"""The transport: the session, the one exchange, timeouts, the answer size cap, retries of
-reads, creates under the rate limiter, result-file GETs. It knows nothing about tasks.
+"""The transport: the session, the one exchange, timeouts (``Timeout.total`` kept by
+:mod:`~kie_async._transport.deadlines`), the answer size cap, retries of reads, creates under the
+rate limiter, result-file GETs. It knows nothing about tasks.
 
 Foreign exceptions of API calls are translated in exactly one place, :meth:`Transport._send`,
 and never chained: aiohttp's exceptions (and the locals of its frames, which a traceback with
@@ -26,6 +27,7 @@ from .._protocol import envelope as proto
 from .._retry import CreateFailure, Schedule, create_failure, poll_is_transient, retry_call, within
 from .._text import printable
 from .config import Secret, check_pool
+from .deadlines import Deadlines, expired
 from .http import (
     FILE_ERRORS,
     FileAnswer,
@@ -90,6 +92,7 @@ class Transport:
         self._slots: asyncio.Semaphore | None = None
         self._client_timeout: aiohttp.ClientTimeout | None = None
         self._api_timeout: aiohttp.ClientTimeout | None = None
+        self._deadlines = Deadlines(timeout.total)  # Timeout.total of API calls, one timer
         self._schedule: tuple[RetryPolicy, Schedule] | None = None
         # The key joins the headers only per request, so no attribute holds it in the clear
         # (an error reporter dumping vars() shows the Secret's '***').
@@ -111,6 +114,7 @@ class Transport:
     async def aclose(self) -> None:
         """Close the session if this transport created it. Safe to call more than once."""
         self._closed = True
+        self._deadlines.close()
         await self.limiter.aclose()
         session, self._session = self._session, None
         if session is not None and self._owns_session and not session.closed:
@@ -145,12 +149,12 @@ class Transport:
         return self._client_timeout
 
     def _api_timeouts(self) -> aiohttp.ClientTimeout:
-        # aiohttp's total runs until the connection is released, so it bounds the body too.
-        # No rounding: aiohttp would round limits of 5 s and more up to a whole second.
+        # Timeout.total is self._deadlines' (see deadlines), not aiohttp's: a second timer per
+        # request. No rounding: aiohttp would round limits of 5 s and more up to a whole second.
         if self._api_timeout is None:
             budget = self.timeout
             self._api_timeout = aiohttp.ClientTimeout(
-                total=budget.total,
+                total=None,
                 connect=budget.connect_budget,
                 sock_connect=budget.connect_budget,
                 sock_read=budget.read,
@@ -225,6 +229,7 @@ class Transport:
         :meth:`_exchange` to raise (see there). The Authorization header is built inline, so
         no local of this frame holds the key."""
         refused: str | None = None
+        call = self._deadlines.enter()  # Timeout.total: from here to the body's last byte
         try:
             async with session.request(
                 method,
@@ -245,12 +250,18 @@ class Transport:
                     response.close()  # do not drain the rest: drop the connection
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError) as exc:
             return self._translate(exc, path)
+        except asyncio.CancelledError:
+            if not expired(call):
+                raise
+            return self._translate(asyncio.TimeoutError(), path)
         except Exception:
             if not self._closed:
                 raise
             # aclose() closed the session under this call; older aiohttp releases then fail
             # inside their own code (an AssertionError, an AttributeError).
             return ClientClosedError("this KieClient was closed while the call was in flight")
+        finally:
+            self._deadlines.leave(call)
         if refused is not None:
             return UnexpectedResponseError(refused, status, path, url=self.base_url + path)
         assert isinstance(body, bytes)
@@ -337,6 +348,30 @@ class Transport:
             max_connect_retries=self.retry_policy.max_connect_retries,
         )
 
+    async def _limited_create(
+        self,
+        path: str,
+        body: Mapping[str, Any],
+        sending: Callable[[], Awaitable[None]] | None,
+    ) -> Any:
+        """One create within a slot of the limiter. The slot takes no share of the window when
+        the create certainly never reached kie.ai: it failed before ``sending`` let it go (a
+        stopped run, a cancellation, no free connection), or it could not connect."""
+        passed = False
+
+        async def gate() -> None:
+            nonlocal passed
+            if sending is not None:
+                await sending()
+            passed = True
+
+        async with self.limiter.slot() as held:
+            try:
+                return await self.call("POST", path, json=body, before_send=gate)
+            except BaseException as exc:
+                held.seen = passed and not (isinstance(exc, TransportError) and not exc.sent)
+                raise
+
     async def create(
         self, path: str, body: Mapping[str, Any], watch: SendWatch | None, what: object
     ) -> str:
@@ -352,8 +387,7 @@ class Transport:
                     # No limit and no pause: nothing to hold, so skip the slot's bookkeeping.
                     data = await self.call("POST", path, json=body, before_send=sending)
                 else:
-                    async with self.limiter.slot():
-                        data = await self.call("POST", path, json=body, before_send=sending)
+                    data = await self._limited_create(path, body, sending)
                 task_id = proto.created_task_id(data, path, self.base_url + path)
             except BaseException as exc:
                 if watch is not None:

@@ -15,10 +15,22 @@ from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Protocol
 
-from .._errors import TransportError
 from .._policies import RateLimit, RedisRateLimit
 
-__all__ = ["CreateLimiter", "Limiter"]
+__all__ = ["CreateLimiter", "Held", "Limiter"]
+
+
+class Held:
+    """One create's hold on a slot of the window. ``seen`` stays True unless the caller learns
+    that the create never reached kie.ai (stopped before it was sent, or no connection): the
+    slot is then given back without taking a share of the window, so creates that were never
+    sent (retries against an unreachable API, a run's stopped workers) do not queue behind the
+    limit."""
+
+    __slots__ = ("seen",)
+
+    def __init__(self) -> None:
+        self.seen = True
 
 
 class CreateLimiter(Protocol):
@@ -40,8 +52,9 @@ class CreateLimiter(Protocol):
     def pause(self, seconds: float) -> None:
         """Hold every create back for ``seconds`` (after kie.ai refused one with 429)."""
 
-    def slot(self) -> AbstractAsyncContextManager[None]:
-        """Hold one slot of the window for the duration of one create request."""
+    def slot(self) -> AbstractAsyncContextManager[Held]:
+        """Hold one slot of the window for the duration of one create request (see
+        :class:`Held`)."""
 
 
 class Limiter:
@@ -103,16 +116,12 @@ class Limiter:
         self._released.set()
 
     @asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        """Hold one slot of the window for the duration of one create request. A request
-        that never got a connection was not seen by kie.ai: it uses no share of the window
-        (retries against an unreachable API must not queue behind the limit)."""
+    async def slot(self) -> AsyncIterator[Held]:
+        """Hold one slot of the window for the duration of one create request; a create the
+        caller marks unseen (:class:`Held`) uses no share of the window."""
         await self._acquire()
-        seen = True
+        held = Held()
         try:
-            yield
-        except TransportError as exc:
-            seen = exc.sent
-            raise
+            yield held
         finally:
-            self._release(seen=seen)
+            self._release(seen=held.seen)

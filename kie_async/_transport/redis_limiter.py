@@ -39,6 +39,7 @@ from .._errors import ConfigurationError, TransportError
 from .._policies import RedisRateLimit
 from .._retry import within
 from .._text import printable, redacted
+from .limiter import Held
 
 __all__ = ["RedisLimiter", "redis_limiter"]
 
@@ -290,8 +291,10 @@ class RedisLimiter:
             )
 
     @contextlib.asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        """Hold one slot of the shared window for the duration of one create request.
+    async def slot(self) -> AsyncIterator[Held]:
+        """Hold one slot of the shared window for the duration of one create request; a
+        create the caller marks unseen (:class:`~kie_async._transport.limiter.Held`) is taken
+        out of the window instead of counting in it.
 
         Raises:
             ConfigurationError: Redis could not be reached when the first slot was asked for.
@@ -301,11 +304,8 @@ class RedisLimiter:
             await self.start()
         slot_id = uuid.uuid4().hex
         await self._acquire(slot_id)
-        seen = True
+        held = Held()
         try:
-            yield
-        except TransportError as exc:
-            seen = exc.sent
-            raise
+            yield held
         finally:
-            await self._give_back(slot_id, seen)
+            await self._give_back(slot_id, held.seen)
