@@ -75,3 +75,17 @@ def bulk_argv(url: str, jobs: Path, journal: Path, *extra: str) -> list[str]:
     """The command line of a ``kie-async bulk`` child process against the API at ``url``."""
     return [sys.executable, "-m", "kie_async", "--base-url", url, "bulk", str(jobs),
             "--journal", str(journal), *extra]  # fmt: skip
+
+
+class Stopped(Exception):
+    """What :class:`StopBeforeSending` raises."""
+
+
+class StopBeforeSending:
+    """A SendWatch (as a bulk run's) that stops the create when it is about to go out."""
+
+    async def sending(self) -> None:
+        raise Stopped
+
+    def ended(self, exc: BaseException | None) -> None:
+        pass

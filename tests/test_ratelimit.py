@@ -6,6 +6,7 @@ import asyncio
 import time
 
 import pytest
+from helpers import StopBeforeSending, Stopped
 
 from kie_async import ConfigurationError, ExtendRequest, OutcomeKind, RateLimit
 from kie_async._protocol.envelope import EXTEND_PATH
@@ -73,20 +74,6 @@ def test_invalid_rate_limits_are_refused(requests: int, per: float) -> None:
 
 
 # -- creates that never went out take no share of the window -------------------------------------
-
-
-class Stopped(Exception):
-    pass
-
-
-class StopBeforeSending:
-    """A SendWatch (as a bulk run's) that stops the create when it is about to go out."""
-
-    async def sending(self) -> None:
-        raise Stopped
-
-    def ended(self, exc: BaseException | None) -> None:
-        pass
 
 
 async def test_a_create_stopped_before_sending_gives_its_slot_back_unused(

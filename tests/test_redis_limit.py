@@ -16,9 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import child_env
+from helpers import StopBeforeSending, Stopped, child_env
 from redisserver import Mode, RedisProxy, free_port, nonsense_server, redis_server
-from test_ratelimit import StopBeforeSending, Stopped
 
 from kie_async import (
     ConfigurationError,
